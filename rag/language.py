@@ -1,0 +1,101 @@
+"""Tell French from English questions, and the fixed messages in each."""
+
+from __future__ import annotations
+
+import re
+
+_EN = {
+    "the",
+    "what",
+    "how",
+    "is",
+    "are",
+    "do",
+    "does",
+    "can",
+    "which",
+    "when",
+    "where",
+    "who",
+    "why",
+    "should",
+    "my",
+    "i",
+    "to",
+    "of",
+    "for",
+    "with",
+    "and",
+    "or",
+    "a",
+    "an",
+    "it",
+    "in",
+    "be",
+    "must",
+}
+_FR = {
+    "le",
+    "la",
+    "les",
+    "un",
+    "une",
+    "des",
+    "du",
+    "de",
+    "est",
+    "que",
+    "qui",
+    "quoi",
+    "comment",
+    "pour",
+    "avec",
+    "et",
+    "ou",
+    "je",
+    "nous",
+    "vous",
+    "mon",
+    "ma",
+    "mes",
+    "dois",
+    "peut",
+    "quel",
+    "quelle",
+    "quels",
+    "quelles",
+    "en",
+    "au",
+    "aux",
+    "sur",
+    "ce",
+    "cette",
+    "il",
+    "on",
+    "faut",
+}
+
+MESSAGES = {
+    "fr": {
+        "abstain": "Je n'ai pas trouvé de réponse à cette question dans la FAQ. "
+        "Reformulez-la, ou contactez le support si elle porte sur un point que la FAQ ne traite pas.",
+        "sources": "Sources",
+    },
+    "en": {
+        "abstain": "I could not find an answer to this question in the FAQ. "
+        "Try rephrasing it, or contact support if the FAQ does not cover this point.",
+        "sources": "Sources",
+    },
+}
+
+
+def detect(text: str, default: str = "fr") -> str:
+    """``"en"`` when the text reads as English, else ``default`` (French)."""
+    words = re.findall(r"[a-zà-ÿ']+", text.lower())
+    en = sum(w in _EN for w in words)
+    fr = sum(w in _FR for w in words) + 2 * bool(re.search(r"[éèêàùçôî]", text.lower()))
+    return "en" if en > fr else default
+
+
+def message(key: str, lang: str) -> str:
+    return MESSAGES.get(lang, MESSAGES["fr"])[key]

@@ -1,0 +1,74 @@
+"""Data passed between stages: entries, chunks, hits, answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Entry(BaseModel):
+    """One FAQ entry, as loaded from a source."""
+
+    id: str
+    question: str | None = None
+    answer: str
+    url: str | None = None
+    links: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    source: str = ""
+
+
+class Chunk(BaseModel):
+    """A piece of an entry's answer; what gets embedded and indexed."""
+
+    entry_id: str
+    position: int
+    text: str
+    question: str | None = None
+    url: str | None = None
+
+    @property
+    def embed_text(self) -> str:
+        """The text given to the encoder and to BM25: the question first, when there is one."""
+        return f"{self.question}\n{self.text}" if self.question else self.text
+
+
+class Hit(BaseModel):
+    """One retrieved FAQ entry."""
+
+    id: str = Field(examples=["a1b2c3d4e5"])
+    question: str | None = Field(None, examples=["Comment déposer une demande de solde ?"])
+    text: str = Field(description="the entry's best-matching passage")
+    score: float = Field(description="fused relevance score (higher is better)")
+    url: str = Field(description="the entry's own URL, or its page in this service")
+    dense_score: float | None = Field(None, description="cosine similarity of the best dense match")
+    bm25_score: float | None = Field(None, description="BM25 score of the best lexical match")
+
+
+class SearchResult(BaseModel):
+    """What the retriever returns for one query."""
+
+    query: str
+    abstained: bool
+    results: list[Hit]
+    confidence: float = Field(0.0, description="the evidence the abstention decision used")
+
+
+class Citation(BaseModel):
+    n: int = Field(description="the marker number, as in [n]")
+    id: str
+    url: str
+    question: str | None = None
+
+
+class Answer(BaseModel):
+    """A short answer with numbered citations to retrieved entries."""
+
+    query: str
+    answer: str
+    abstained: bool
+    citations: list[Citation]
+    passages: list[Hit]
+    fallback: bool = False
+    fallback_reason: str | None = None

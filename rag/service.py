@@ -1,0 +1,141 @@
+"""The one place that wires settings, embedder, index, retriever and answer generator together.
+
+Construction is light; :meth:`RagService.load` (or :meth:`build`) does the heavy work. A rebuilt
+index is swapped in as one reference assignment, so a request sees the old index or the new one,
+never a mix.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .answer import ExtractiveGenerator, Generator
+from .config import Settings
+from .embedders import Embedder, make_embedder
+from .errors import IndexNotReady
+from .glossary import Glossary
+from .models import Answer, SearchResult
+from .retriever import HybridRetriever, RetrievalParams
+from .sources import load_corpus
+from .store import BuildOptions, FaqIndex, Progress, build_index, load_index, save_index
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    index: FaqIndex
+    retriever: HybridRetriever
+    extractive: ExtractiveGenerator
+
+
+def retrieval_params(settings: Settings, embedder: Embedder) -> RetrievalParams:
+    min_score = settings.min_score if settings.min_score is not None else embedder.default_min_score
+    return RetrievalParams(
+        fusion=settings.fusion,
+        rrf_k=settings.rrf_k,
+        dense_weight=settings.dense_weight,
+        bm25_weight=settings.bm25_weight,
+        candidates=settings.candidates,
+        min_score=min_score,
+        expand_queries=settings.expand_queries,
+        public_url=settings.public_url,
+    )
+
+
+def build_options(settings: Settings) -> BuildOptions:
+    return BuildOptions(
+        max_tokens=settings.chunk_max_tokens,
+        overlap=settings.chunk_overlap_sentences,
+        question_vectors=settings.question_vectors,
+        ann_threshold=settings.ann_threshold,
+        hnsw_m=settings.hnsw_m,
+        hnsw_ef_search=settings.hnsw_ef_search,
+        batch_size=settings.embed_batch_size,
+    )
+
+
+class RagService:
+    """Search and answer over the configured index."""
+
+    def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None) -> None:
+        self.settings = settings or Settings()
+        self._embedder = embedder
+        self._loaded: _Loaded | None = None
+        self._build_lock = threading.Lock()
+        self.generator: Generator | None = None  # an LLM generator, when one is configured
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            s = self.settings
+            self._embedder = make_embedder(
+                s.embedder,
+                query_prefix=s.query_prefix,
+                passage_prefix=s.passage_prefix,
+                batch_size=s.embed_batch_size,
+                threads=s.threads,
+            )
+        return self._embedder
+
+    @property
+    def ready(self) -> bool:
+        return self._loaded is not None
+
+    @property
+    def index(self) -> FaqIndex:
+        return self._state().index
+
+    @property
+    def retriever(self) -> HybridRetriever:
+        return self._state().retriever
+
+    def _state(self) -> _Loaded:
+        loaded = self._loaded
+        if loaded is None:
+            raise IndexNotReady("the index is not loaded yet. Run `rag index` if it was never built.")
+        return loaded
+
+    def _install(self, index: FaqIndex) -> None:
+        retriever = HybridRetriever(index, self.embedder, retrieval_params(self.settings, self.embedder))
+        extractive = ExtractiveGenerator(self.settings.answer_sentences, query_expander=retriever.prepare)
+        self._loaded = _Loaded(index, retriever, extractive)
+
+    def load(self) -> FaqIndex:
+        """Load the embedder and the saved index; raise :class:`IndexNotReady` with advice if it cannot."""
+        self.embedder.load()
+        index = load_index(self.settings.index_dir, self.embedder.name, self.embedder.dim)
+        self._install(index)
+        return index
+
+    def build(
+        self, sources: list[Path] | None = None, progress: Progress | None = None, install: bool = True
+    ) -> FaqIndex:
+        """Build the index from the sources, save it atomically, and (by default) swap it in."""
+        with self._build_lock:
+            corpus = load_corpus(sources or self.settings.sources)
+            glossary = Glossary.load(self.settings.glossary)
+            index = build_index(corpus, self.embedder, build_options(self.settings), glossary, progress)
+            save_index(index, self.settings.index_dir)
+            if install:
+                self._install(index)
+            return index
+
+    def load_or_build(self, progress: Progress | None = None) -> FaqIndex:
+        """Load the saved index, building it first when there is none."""
+        try:
+            return self.load()
+        except IndexNotReady:
+            if (Path(self.settings.index_dir) / "manifest.json").exists():
+                raise
+            return self.build(progress=progress)
+
+    def search(self, query: str, k: int | None = None, filters: Mapping[str, Any] | None = None) -> SearchResult:
+        return self.retriever.search(query, k or self.settings.default_k, filters)
+
+    def ask(self, query: str, k: int | None = None, filters: Mapping[str, Any] | None = None) -> Answer:
+        state = self._state()
+        result = state.retriever.search(query, k or self.settings.default_k, filters)
+        return state.extractive.answer(result)

@@ -1,0 +1,286 @@
+"""Load FAQ entries from files: the Ségur plain-text export, JSON/JSONL, CSV and Markdown.
+
+Every loader returns :class:`Entry` objects with stable ids; every problem in a file is raised as a
+:class:`SourceError` naming the file and the line or record.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SourceError
+from .models import Entry
+
+SEPARATOR = "Cette réponse vous a-t-elle été utile ?"
+FILTER_PREFIX = "Votre question concerne"
+URL_RE = re.compile(r"https?://[^\s<>\"')\]]+")
+SUFFIXES = (".txt", ".jsonl", ".json", ".csv", ".md", ".markdown")
+RESERVED = {"id", "question", "answer", "url", "links"}
+
+
+@dataclass
+class Corpus:
+    """Entries of one or more sources, deduplicated, with what was reported while loading."""
+
+    entries: list[Entry]
+    warnings: list[str] = field(default_factory=list)
+
+    def checksum(self) -> str:
+        """A digest of the entries' content; changes whenever any entry changes."""
+        digest = hashlib.sha256()
+        for entry in self.entries:
+            digest.update(entry.model_dump_json().encode())
+        return digest.hexdigest()
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def content_id(question: str | None, answer: str) -> str:
+    """An id derived from the entry's content, so it survives rebuilds and reordering."""
+    return hashlib.sha1(f"{_squash(question or '')}\n{_squash(answer)}".encode()).hexdigest()[:12]
+
+
+def extract_links(text: str) -> list[str]:
+    """URLs written in the text, in order, without duplicates or trailing punctuation."""
+    seen: dict[str, None] = {}
+    for match in URL_RE.finditer(text):
+        seen.setdefault(match.group(0).rstrip(".,;:!?"), None)
+    return list(seen)
+
+
+def _read_text(path: Path) -> str:
+    if not path.exists():
+        raise SourceError(path, "file not found; check the path given with --source or RAG_SOURCES")
+    if path.is_dir():
+        raise SourceError(path, "is a folder; give FAQ files (.txt, .jsonl, .json, .csv, .md)")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SourceError(
+            path, f"byte {exc.start} is not valid UTF-8; save the file as UTF-8", where=f"line {line}"
+        ) from None
+    if not text.strip():
+        raise SourceError(path, "the file is empty; it must hold at least one FAQ entry")
+    return text
+
+
+def _entry(record: Any, path: Path, where: str) -> Entry:
+    if not isinstance(record, dict):
+        raise SourceError(path, f"expected an object with an 'answer', got {type(record).__name__}", where=where)
+    answer = record.get("answer")
+    if not isinstance(answer, str) or not answer.strip():
+        raise SourceError(path, "the record has no 'answer' (a non-empty text is required)", where=where)
+    question = record.get("question")
+    if question is not None and not isinstance(question, str):
+        raise SourceError(path, "'question' must be a text", where=where)
+    question = question.strip() if question and question.strip() else None
+    url = record.get("url")
+    if url is not None and not isinstance(url, str):
+        raise SourceError(path, "'url' must be a text", where=where)
+    raw_id = record.get("id")
+    if raw_id is not None and not isinstance(raw_id, (str, int)):
+        raise SourceError(path, "'id' must be a text or a number", where=where)
+    entry_id = str(raw_id).strip() if raw_id is not None and str(raw_id).strip() else None
+    answer = answer.strip()
+    links = record.get("links") if isinstance(record.get("links"), list) else []
+    return Entry(
+        id=entry_id or content_id(question, answer),
+        question=question,
+        answer=answer,
+        url=url.strip() or None if url else None,
+        links=list(dict.fromkeys([*map(str, links), *extract_links(answer)])),
+        metadata={k: v for k, v in record.items() if k not in RESERVED and v is not None},
+        source=path.name,
+    )
+
+
+def load_segur_export(path: Path) -> Iterator[Entry]:
+    """The site's plain-text export: answers separated by the "was this useful?" line."""
+    text = _read_text(path)
+    lines = text.splitlines()
+    if not any(line.strip() == SEPARATOR for line in lines):
+        raise SourceError(path, f"no line '{SEPARATOR}' separates the answers; is this an FAQ export?")
+    block: list[str] = []
+    start = 1
+    for number, line in enumerate(lines, start=1):
+        if line.strip() == SEPARATOR:
+            body = "\n".join(block).strip()
+            if not body:
+                raise SourceError(path, "an answer is empty (two separators in a row)", where=f"line {number}")
+            yield _entry({"answer": body}, path, f"line {start}")
+            block, start = [], number + 1
+        elif line.strip().startswith(FILTER_PREFIX) and not any(b.strip() for b in block):
+            start = number + 1  # the site's filter questions lead the export; they are not an answer
+        else:
+            block.append(line)
+    if "\n".join(block).strip():
+        yield _entry({"answer": "\n".join(block).strip()}, path, f"line {start}")
+
+
+def load_jsonl(path: Path) -> Iterator[Entry]:
+    text = _read_text(path)
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SourceError(path, f"malformed JSON: {exc.msg} (column {exc.colno})", where=f"line {number}") from None
+        yield _entry(record, path, f"line {number}")
+
+
+def load_json(path: Path) -> Iterator[Entry]:
+    text = _read_text(path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SourceError(path, f"malformed JSON: {exc.msg} (column {exc.colno})", where=f"line {exc.lineno}") from None
+    if isinstance(data, dict):
+        data = data.get("entries", data.get("faq"))
+    if not isinstance(data, list):
+        raise SourceError(path, "expected a list of entries, or an object with an 'entries' list")
+    for number, record in enumerate(data, start=1):
+        yield _entry(record, path, f"record {number}")
+
+
+def load_csv(path: Path) -> Iterator[Entry]:
+    text = _read_text(path)
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = reader.fieldnames or []
+        if "answer" not in header:
+            raise SourceError(path, f"the header has no 'answer' column (found: {', '.join(header)})", where="line 1")
+        for record in reader:
+            where = f"line {reader.line_num}"
+            if None in record:
+                raise SourceError(path, f"the row has more fields than the header's {len(header)}", where=where)
+            yield _entry({k: (v if v != "" else None) for k, v in record.items()}, path, where)
+    except csv.Error as exc:
+        raise SourceError(path, f"malformed CSV: {exc}", where=f"line {reader.line_num}") from None
+
+
+def load_markdown(path: Path) -> Iterator[Entry]:
+    """One ``## Question`` heading per entry; the text below it, up to the next heading, is the answer."""
+    text = _read_text(path)
+    question: str | None = None
+    body: list[str] = []
+    start = 0
+    found = False
+
+    def flush() -> Entry | None:
+        if question is None:
+            return None
+        return _entry({"question": question, "answer": "\n".join(body).strip()}, path, f"line {start}")
+
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith("## "):
+            entry = flush()
+            if entry:
+                yield entry
+            question, body, start, found = line[3:].strip(), [], number, True
+        elif line.startswith("# ") and question is None:
+            continue
+        else:
+            body.append(line)
+    entry = flush()
+    if entry:
+        yield entry
+    if not found:
+        raise SourceError(path, "no '## ' heading found; write one '## Question' heading per entry")
+
+
+LOADERS = {
+    ".txt": load_segur_export,
+    ".jsonl": load_jsonl,
+    ".json": load_json,
+    ".csv": load_csv,
+    ".md": load_markdown,
+    ".markdown": load_markdown,
+}
+
+
+def _overlay(path: Path) -> dict[str, dict[str, Any]]:
+    """Optional ``<source>.meta.jsonl`` beside a source: extra fields (a question title, a URL…) by id."""
+    meta = path.with_name(path.name + ".meta.jsonl")
+    if not meta.exists():
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for entry_line, line in enumerate(_read_text(meta).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SourceError(meta, f"malformed JSON: {exc.msg}", where=f"line {entry_line}") from None
+        if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+            raise SourceError(meta, "each line must be an object with an 'id'", where=f"line {entry_line}")
+        out[record["id"]] = record
+    return out
+
+
+def load_file(path: Path) -> list[Entry]:
+    """Load one source file, choosing the reader by its extension."""
+    path = Path(path)
+    loader = LOADERS.get(path.suffix.lower())
+    if loader is None:
+        raise SourceError(path, f"unknown file type '{path.suffix}'; use one of {', '.join(SUFFIXES)}")
+    entries = list(loader(path))
+    overlay = _overlay(path)
+    if overlay:
+        entries = [_apply(entry, overlay.get(entry.id)) for entry in entries]
+    return entries
+
+
+def _apply(entry: Entry, extra: dict[str, Any] | None) -> Entry:
+    if not extra:
+        return entry
+    update: dict[str, Any] = {}
+    if extra.get("question") and not entry.question:
+        update["question"] = str(extra["question"])
+    if extra.get("url") and not entry.url:
+        update["url"] = str(extra["url"])
+    meta = {k: v for k, v in extra.items() if k not in RESERVED}
+    if meta:
+        update["metadata"] = {**entry.metadata, **meta}
+    return entry.model_copy(update=update)
+
+
+def load_corpus(paths: Iterable[Path]) -> Corpus:
+    """Load every source; keep a repeated entry once and report it.
+
+    An entry repeated with the same id (or, without ids, the same content) is kept once. Two
+    records with their own distinct ids but the same text are both kept (each has its own link),
+    with a warning. One id on two different texts is an error.
+    """
+    entries: dict[str, Entry] = {}
+    by_content: dict[str, str] = {}
+    warnings: list[str] = []
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise SourceError("<none>", "no source given; pass --source FILE or set RAG_SOURCES")
+    for path in paths:
+        for entry in load_file(path):
+            key = content_id(entry.question, entry.answer)
+            known = entries.get(entry.id)
+            if known is not None:
+                if content_id(known.question, known.answer) != key:
+                    raise SourceError(path, f"id '{entry.id}' is used by two different entries; ids must be unique")
+                warnings.append(f"{path}: entry {entry.id} appears twice; kept once")
+                continue
+            if key in by_content:
+                warnings.append(f"{path}: entry {entry.id} has the same text as entry {by_content[key]}")
+            by_content.setdefault(key, entry.id)
+            entries[entry.id] = entry
+    return Corpus(entries=list(entries.values()), warnings=warnings)

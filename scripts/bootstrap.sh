@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Create the virtual environment and install the project (with the dev extras when given "dev").
+# torch's CPU build is installed first so that no multi-GB CUDA build is pulled in.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+mode="${1:-run}"
+stamp="$VENV/.installed-$mode"
+
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then
+  exit 0
+fi
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+  "$VENV/bin/python" -m pip install --quiet "torch==2.13.0" \
+    || "$VENV/bin/python" -m pip install --quiet "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
+fi
+if [ "$mode" = "dev" ]; then
+  "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+  # Browser tests drive Debian's Chromium (no browser download).
+  if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "warning: could not install chromium; browser tests will be skipped" >&2
+  fi
+else
+  "$VENV/bin/python" -m pip install --quiet -e .
+fi
+touch "$stamp"

@@ -1,0 +1,110 @@
+"""Shared fixtures: tiny corpora, a fast deterministic embedder, and the real shipped data."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.analyzer import FrenchAnalyzer
+from rag.config import DEFAULT_SOURCE, ROOT, Settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+SHARED = ROOT.parent / "shared"
+CNIL_DIR = SHARED / "benchmarks" / "cnil-faq"
+
+
+class HashEmbedder:
+    """Bag of stemmed words hashed into 256 dims: fast, deterministic, lexical. For unit tests."""
+
+    name = "test/hash-256"
+    dim = 256
+    max_tokens = 64
+    default_min_score = 0.2
+
+    def __init__(self) -> None:
+        self.analyzer = FrenchAnalyzer()
+        self.calls = 0
+
+    def load(self) -> None:
+        pass
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for term in self.analyzer(text):
+                out[row, int(hashlib.md5(term.encode()).hexdigest(), 16) % self.dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-9)
+
+    def encode_queries(self, texts):
+        return self._encode(list(texts))
+
+    def encode_passages(self, texts):
+        return self._encode(list(texts))
+
+
+TINY_FAQ = [
+    {
+        "id": "psc",
+        "question": "Comment se connecter avec Pro Santé Connect ?",
+        "answer": "La connexion passe par Pro Santé Connect avec une carte CPS ou une e-CPS. "
+        "Le logiciel redirige vers le navigateur.",
+        "url": "https://example.org/faq/psc",
+        "theme": "identité",
+    },
+    {
+        "id": "solde",
+        "question": "Comment demander le paiement du solde ?",
+        "answer": "La demande de solde se dépose auprès de l'ASP avec la vérification d'aptitude signée par le client.",
+        "theme": "financement",
+    },
+    {
+        "id": "mss",
+        "question": "Quelle messagerie sécurisée utiliser ?",
+        "answer": "Toute messagerie MSSanté référencée convient. "
+        "Voir https://mssante.fr/is/doc-technique pour les détails.",
+        "theme": "messagerie",
+    },
+]
+
+
+@pytest.fixture
+def hash_embedder() -> HashEmbedder:
+    return HashEmbedder()
+
+
+@pytest.fixture
+def tiny_jsonl(tmp_path: Path) -> Path:
+    import json
+
+    path = tmp_path / "tiny.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in TINY_FAQ) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tiny_settings(tmp_path: Path, tiny_jsonl: Path) -> Settings:
+    return Settings(
+        sources=[tiny_jsonl], index_dir=tmp_path / "built", min_score=0.0, feedback_db=tmp_path / "fb.sqlite3"
+    )
+
+
+@pytest.fixture(scope="session")
+def segur_source() -> Path:
+    return DEFAULT_SOURCE
+
+
+@pytest.fixture(scope="session")
+def cnil_faq() -> Path:
+    path = CNIL_DIR / "faq.jsonl"
+    if not path.exists():
+        pytest.fail(f"the CNIL benchmark is expected at {path}")
+    return path

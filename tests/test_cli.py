@@ -1,0 +1,81 @@
+"""The ``rag`` command as a user runs it: a real process, the real default embedder."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def rag(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rag.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    index_dir = tmp_path_factory.mktemp("cli") / "idx"
+    done = rag("index", "--index-dir", str(index_dir))
+    assert done.returncode == 0, done.stderr
+    assert "indexed 20 entries" in done.stderr
+    return index_dir
+
+
+def test_search_json_gives_one_line_per_question(built: Path) -> None:
+    done = rag(
+        "search",
+        "--json",
+        "-k",
+        "2",
+        "--index-dir",
+        str(built),
+        "Comment déposer une demande de solde ?",
+        "Quelle est la recette de la tarte tatin ?",
+    )
+    assert done.returncode == 0, done.stderr
+    first, second = (json.loads(line) for line in done.stdout.splitlines())
+    assert first["query"] == "Comment déposer une demande de solde ?" and not first["abstained"]
+    assert len(first["results"]) == 2
+    assert set(first["results"][0]) == {"id", "question", "text", "score", "url"}
+    assert second["abstained"] and second["results"] == []
+
+
+def test_ask_json_and_table_output(built: Path) -> None:
+    done = rag("ask", "--json", "--index-dir", str(built), "Peut-on déposer plusieurs preuves dans un seul fichier ?")
+    payload = json.loads(done.stdout)
+    assert set(payload) >= {"query", "answer", "abstained", "citations", "passages"}
+    assert payload["citations"] and set(payload["citations"][0]) == {"n", "id", "url"}
+    assert "séparément" in payload["answer"]
+    text = rag("ask", "--index-dir", str(built), "Peut-on déposer plusieurs preuves dans un seul fichier ?")
+    assert "Sources" in text.stdout and "[1]" in text.stdout
+    table = rag("search", "--index-dir", str(built), "solde")
+    assert "score" in table.stdout and "/entries/" in table.stdout
+
+
+def test_index_from_another_source(tmp_path: Path, tiny_jsonl: Path) -> None:
+    done = rag("index", "--source", str(tiny_jsonl), "--index-dir", str(tmp_path / "idx"))
+    assert done.returncode == 0, done.stderr
+    assert "indexed 3 entries" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("search", "--index-dir", "/nonexistent/idx", "q"), "Run `rag index`"),
+        (("index", "--source", "/nonexistent/faq.jsonl", "--index-dir", "/tmp/x"), "file not found"),
+    ],
+)
+def test_errors_are_one_clear_line_without_traceback(args: tuple[str, ...], expected: str) -> None:
+    done = rag(*args)
+    assert done.returncode == 1
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr
