@@ -62,9 +62,10 @@ def _cite(sentence: str, number: int) -> str:
 class ExtractiveGenerator:
     """Picks sentences by query-term overlap (with a lead-sentence prior) from the top entries."""
 
-    def __init__(self, max_sentences: int = 3, max_entries: int = 3, query_expander=None) -> None:
+    def __init__(self, max_sentences: int = 3, max_entries: int = 3, query_expander=None, close: float = 0.95) -> None:
         self.max_sentences = max_sentences
         self.max_entries = max_entries
+        self.close = close  # other entries are quoted only when their score is this close to the best
         self.analyzer = FrenchAnalyzer()
         self.expand = query_expander or (lambda q: q)
 
@@ -80,7 +81,10 @@ class ExtractiveGenerator:
             return abstained_answer(result)
         terms = set(self.analyzer(self.expand(result.query)))
         scored: list[tuple[float, int, int, str]] = []  # score, passage number, position, sentence
+        top_score = result.results[0].score
         for number, hit in enumerate(result.results[: self.max_entries], start=1):
+            if number > 1 and hit.score < self.close * top_score:
+                break
             sentences = _units(hit.text)
             for position, sentence in enumerate(sentences):
                 rank_prior = 1.0 / number  # the retriever's order counts

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .config import Settings
+from .config import Settings, load_settings
 from .errors import RagError
 from .service import RagService
 
@@ -42,9 +42,8 @@ def friendly(fn: F) -> F:
 
 
 def make_settings(index_dir: Path | None = None, **extra: Any) -> Settings:
-    settings = Settings()
     update = {k: v for k, v in {"index_dir": index_dir, **extra}.items() if v is not None}
-    return settings.model_copy(update=update) if update else settings
+    return load_settings(**update)
 
 
 def build_with_progress(service: RagService, sources: list[Path] | None = None) -> None:
@@ -147,7 +146,7 @@ def serve(
 
     settings = make_settings(index_dir, host=host, port=port)
     service = RagService(settings)
-    if build and not (Path(settings.index_dir) / "manifest.json").exists():
+    if build and service.needs_build():
         build_with_progress(service)
     uvicorn.run(
         create_app(settings, service),
@@ -156,6 +155,89 @@ def serve(
         log_config=None,
         access_log=False,
     )
+
+
+@app.command("eval")
+@friendly
+def eval_cmd(
+    queries: Annotated[Path, typer.Option("--queries", help="JSONL: {query, relevant: [ids]}; [] = out of scope")],
+    corpus: Annotated[list[Path] | None, typer.Option("--corpus", help="FAQ file(s) to index for this eval")] = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1)] = 10,
+    out: Annotated[Path | None, typer.Option("--out", help="folder for run, qrels and reports")] = None,
+    url: Annotated[str | None, typer.Option("--url", help="evaluate a running service instead")] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="RAG_EVAL_API_KEY")] = None,
+    gate: Annotated[Path | None, typer.Option("--gate", help="JSON thresholds; exit 2 when a metric is below")] = None,
+    index_dir: IndexDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Score retrieval and answers on an eval set."""
+    from .evaluate import HttpBackend, InProcessBackend, check_gate, load_queries, run_eval, score, write_outputs
+
+    items = load_queries(queries)
+    if url:
+        backend = HttpBackend(url, api_key)
+    else:
+        settings = make_settings(index_dir)
+        if corpus:
+            settings = settings.model_copy(update={"sources": corpus, "index_dir": eval_index_dir(settings, corpus)})
+        service = RagService(settings)
+        if service.needs_build():
+            build_with_progress(service)
+        service.load()
+        backend = InProcessBackend(service)
+    columns = (TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("eval", total=len(items))
+        outcomes = run_eval(items, backend, k, lambda done, _: progress.update(task, completed=done))
+    report = score(items, outcomes)
+    if out:
+        write_outputs(out, items, outcomes, report)
+    if as_json:
+        sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
+    else:
+        print_report(report, str(queries))
+    if gate:
+        thresholds = json.loads(Path(gate).read_text(encoding="utf-8"))
+        failures = check_gate(report, thresholds)
+        if failures:
+            err.print("[bold red]gate failed:[/] " + "; ".join(failures), highlight=False)
+            raise typer.Exit(2)
+        err.print("[green]gate passed[/]")
+
+
+def eval_index_dir(settings: Settings, corpus: list[Path]) -> Path:
+    """A cached index per eval corpus and embedder, beside the default index."""
+    import hashlib
+
+    key = hashlib.sha1(
+        json.dumps([sorted(str(p.resolve()) for p in corpus), settings.embedder, settings.chunk_max_tokens]).encode()
+    ).hexdigest()[:12]
+    return Path(settings.index_dir).parent / "eval-cache" / key
+
+
+def print_report(report: dict[str, Any], title: str) -> None:
+    from .evaluate import MAIN_METRICS
+
+    table = Table(
+        title=f"{title}: {report['in_scope']} in scope, {report['out_of_scope']} out of scope", title_justify="left"
+    )
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for metric in MAIN_METRICS:
+        if metric in report:
+            value = report[metric]
+            table.add_row(metric, f"{value:.1f}" if metric.startswith("latency") else f"{value:.3f}")
+    console.print(table)
+    for key, groups in report.items():
+        if key.startswith("by_"):
+            sub = Table(title=key.replace("by_", "by "), title_justify="left")
+            columns = list(next(iter(groups.values())))
+            sub.add_column("group")
+            for column in columns:
+                sub.add_column(column, justify="right")
+            for name, values in groups.items():
+                sub.add_row(name, *(f"{v:.3f}" if isinstance(v, float) else str(v) for v in values.values()))
+            console.print(sub)
 
 
 def main() -> None:

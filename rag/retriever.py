@@ -22,12 +22,12 @@ class Retriever(Protocol):
 
 @dataclass
 class RetrievalParams:
-    fusion: str = "rrf"  # "rrf" | "linear" | "dense" | "bm25"
+    fusion: str = "linear"  # "linear" | "rrf" | "dense" | "bm25"
     rrf_k: int = 60
     dense_weight: float = 1.0
-    bm25_weight: float = 1.0
+    bm25_weight: float = 0.5
     candidates: int = 50
-    min_score: float = 0.80
+    min_score: float = 2.0
     expand_queries: bool = True
     public_url: str = ""
 
@@ -76,7 +76,10 @@ class HybridRetriever:
         k: int = 5,
         filters: Mapping[str, Any] | None = None,
         query_vector: np.ndarray | None = None,
+        keep_abstained: bool = False,
     ) -> SearchResult:
+        """The top ``k`` entries. When the evidence is below ``min_score`` the result is marked
+        abstained and carries no hits (unless ``keep_abstained``, for evaluation)."""
         index, params = self.index, self.params
         text = self.prepare(query)
         allowed = self._allowed(filters)
@@ -96,13 +99,30 @@ class HybridRetriever:
         fused = self._fuse(dense, lexical)
         if allowed is not None:
             fused[~allowed] = -np.inf
-        order = [int(i) for i in np.argsort(-fused, kind="stable") if np.isfinite(fused[i]) and fused[i] > 0]
-        confidence = float(dense[order[0]]) if order and params.fusion != "bm25" else 0.0
-        if params.fusion == "bm25":
-            confidence = float(lexical[order[0]]) if order else 0.0
+        order = [int(i) for i in np.argsort(-fused, kind="stable") if np.isfinite(fused[i])]
+        confidence = 0.0
+        if order and params.fusion == "bm25":
+            confidence = float(lexical[order[0]])
+        elif order:
+            confidence = self._standout(dense)
         abstained = not order or confidence < params.min_score
-        hits = [] if abstained else [self._hit(i, fused, dense, dense_chunk, lexical, lexical_chunk) for i in order[:k]]
+        keep = order[:k] if (keep_abstained or not abstained) else []
+        hits = [self._hit(i, fused, dense, dense_chunk, lexical, lexical_chunk) for i in keep]
         return SearchResult(query=query, abstained=abstained, results=hits, confidence=round(confidence, 4))
+
+    @staticmethod
+    def _standout(dense: np.ndarray) -> float:
+        """How many standard deviations the best entry's dense score stands above the other candidates'.
+
+        Raw cosine similarities of one model crowd into a narrow band whatever the question; how much
+        the best entry stands out from the rest tells a question the FAQ answers from one it does not.
+        """
+        scores = dense[np.isfinite(dense)]
+        if scores.size < 3:
+            return float("inf") if scores.size else 0.0
+        ordered = np.sort(scores)[::-1]
+        rest = ordered[1:]
+        return float((ordered[0] - rest.mean()) / max(float(rest.std()), 1e-6))
 
     def _allowed(self, filters: Mapping[str, Any] | None) -> np.ndarray | None:
         if not filters:

@@ -7,8 +7,9 @@ never a mix.
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from .glossary import Glossary
 from .models import Answer, SearchResult
 from .retriever import HybridRetriever, RetrievalParams
 from .sources import load_corpus
-from .store import BuildOptions, FaqIndex, Progress, build_index, load_index, save_index
+from .store import BuildOptions, FaqIndex, Progress, build_index, load_index, read_manifest, save_index
 
 
 @dataclass(frozen=True)
@@ -31,15 +32,14 @@ class _Loaded:
     extractive: ExtractiveGenerator
 
 
-def retrieval_params(settings: Settings, embedder: Embedder) -> RetrievalParams:
-    min_score = settings.min_score if settings.min_score is not None else embedder.default_min_score
+def retrieval_params(settings: Settings) -> RetrievalParams:
     return RetrievalParams(
         fusion=settings.fusion,
         rrf_k=settings.rrf_k,
         dense_weight=settings.dense_weight,
         bm25_weight=settings.bm25_weight,
         candidates=settings.candidates,
-        min_score=min_score,
+        min_score=settings.min_score,
         expand_queries=settings.expand_queries,
         public_url=settings.public_url,
     )
@@ -99,7 +99,7 @@ class RagService:
         return loaded
 
     def _install(self, index: FaqIndex) -> None:
-        retriever = HybridRetriever(index, self.embedder, retrieval_params(self.settings, self.embedder))
+        retriever = HybridRetriever(index, self.embedder, retrieval_params(self.settings))
         extractive = ExtractiveGenerator(self.settings.answer_sentences, query_expander=retriever.prepare)
         self._loaded = _Loaded(index, retriever, extractive)
 
@@ -116,26 +116,55 @@ class RagService:
         """Build the index from the sources, save it atomically, and (by default) swap it in."""
         with self._build_lock:
             corpus = load_corpus(sources or self.settings.sources)
-            glossary = Glossary.load(self.settings.glossary)
+            glossary = Glossary.for_sources(sources or self.settings.sources, self.settings.glossary)
             index = build_index(corpus, self.embedder, build_options(self.settings), glossary, progress)
             save_index(index, self.settings.index_dir)
             if install:
                 self._install(index)
             return index
 
-    def load_or_build(self, progress: Progress | None = None) -> FaqIndex:
-        """Load the saved index, building it first when there is none."""
+    def needs_build(self) -> bool:
+        """True when there is no saved index, or it was built by another format, embedder, sources or glossary."""
+        if not (Path(self.settings.index_dir) / "manifest.json").exists():
+            return True
         try:
-            return self.load()
+            manifest = read_manifest(self.settings.index_dir)
         except IndexNotReady:
-            if (Path(self.settings.index_dir) / "manifest.json").exists():
-                raise
+            return True
+        if manifest.get("embedder") != self.embedder.name:
+            return True
+        corpus = load_corpus(self.settings.sources)
+        glossary = Glossary.for_sources(self.settings.sources, self.settings.glossary)
+        return (manifest.get("corpus_checksum"), manifest.get("glossary_checksum")) != (
+            corpus.checksum(),
+            glossary.checksum(),
+        )
+
+    def load_or_build(self, progress: Progress | None = None) -> FaqIndex:
+        """Load the saved index; build it first when there is none or when the sources changed since."""
+        if self.needs_build():
             return self.build(progress=progress)
+        return self.load()
 
     def search(self, query: str, k: int | None = None, filters: Mapping[str, Any] | None = None) -> SearchResult:
         return self.retriever.search(query, k or self.settings.default_k, filters)
 
+    def answer(self, result: SearchResult) -> Answer:
+        """The cited answer for a retrieval result (the LLM's when one is configured)."""
+        return self._state().extractive.answer(result)
+
     def ask(self, query: str, k: int | None = None, filters: Mapping[str, Any] | None = None) -> Answer:
-        state = self._state()
-        result = state.retriever.search(query, k or self.settings.default_k, filters)
-        return state.extractive.answer(result)
+        return self.answer(self.search(query, k, filters))
+
+    def ask_stream(self, result: SearchResult) -> Iterator[str | Answer]:
+        """Pieces of the answer text as they are ready, then the complete :class:`Answer`."""
+        answer = self._state().extractive.answer(result)
+        yield from pieces(answer.answer)
+        yield answer
+
+
+def pieces(text: str, words: int = 4) -> Iterator[str]:
+    """Split a finished text into small pieces (a few words each, whitespace kept) for streaming."""
+    tokens = re.findall(r"\S+\s*", text)
+    for start in range(0, len(tokens), words):
+        yield "".join(tokens[start : start + words])

@@ -23,7 +23,6 @@ class HashEmbedder:
     name = "test/hash-256"
     dim = 256
     max_tokens = 64
-    default_min_score = 0.2
 
     def __init__(self) -> None:
         self.analyzer = FrenchAnalyzer()

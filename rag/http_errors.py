@@ -1,0 +1,133 @@
+"""Every HTTP error as JSON ``{"error": {"code", "message"}}`` with the right status; never a traceback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import ConfigError, IndexNotReady, RagError
+from .retriever import UnknownFilter
+
+log = logging.getLogger("rag.api")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+_HTTP_CODES = {
+    404: ("not_found", "no such route; see /docs for the API"),
+    405: ("method_not_allowed", "this route does not accept that method; see /docs"),
+}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+    return f"{where}: {error.get('msg', 'invalid value')}"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, default = _HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))
+        message = exc.detail if isinstance(exc.detail, str) and exc.status_code not in _HTTP_CODES else default
+        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return error_response(400, "malformed_json", "the request body is not valid JSON")
+        if any(e.get("type") == "extra_forbidden" for e in errors):
+            names = ", ".join(str(e["loc"][-1]) for e in errors if e.get("type") == "extra_forbidden")
+            return error_response(422, "unknown_field", f"unknown field(s): {names}; see /docs for the accepted fields")
+        if any(e.get("type") == "missing" for e in errors):
+            return error_response(422, "missing_field", "; ".join(_describe(e) for e in errors))
+        return error_response(422, "invalid_request", "; ".join(_describe(e) for e in errors[:5]))
+
+    @app.exception_handler(UnknownFilter)
+    async def _unknown_filter(_: Request, exc: UnknownFilter) -> JSONResponse:
+        return error_response(422, "unknown_filter", str(exc))
+
+    @app.exception_handler(IndexNotReady)
+    async def _not_ready(_: Request, exc: IndexNotReady) -> JSONResponse:
+        return error_response(503, "index_not_ready", str(exc), {"Retry-After": "5"})
+
+    @app.exception_handler(ConfigError)
+    async def _config(_: Request, exc: ConfigError) -> JSONResponse:
+        log.error("configuration error: %s", exc)
+        return error_response(
+            500, "bad_config", "the service is misconfigured; the operator has the details in the logs"
+        )
+
+    @app.exception_handler(RagError)
+    async def _rag(_: Request, exc: RagError) -> JSONResponse:
+        return error_response(400, exc.code, str(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "something went wrong on our side; it has been logged")
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``max_bytes`` with 413, whether or not they announce their length."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = f"the request body is over {self.max_bytes} bytes"
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await error_response(413, "body_too_large", too_large)(scope, receive, send)
+                return
+        # Bodies here are small JSON documents: read the whole body (up to the limit) before the app runs,
+        # then replay it, so an oversized chunked upload is refused before any parsing.
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay(bytes(body), message, receive), send)
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                await error_response(413, "body_too_large", too_large)(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(bytes(body), None, receive), send)
+
+
+def _replay(body: bytes, pending: Message | None, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        if pending is not None:
+            return pending
+        return await receive()
+
+    return replay

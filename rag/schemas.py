@@ -1,0 +1,89 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+from .models import Citation, Hit
+
+FilterValue = Union[StrictStr, StrictInt, StrictBool, list[Union[StrictStr, StrictInt]]]  # noqa: UP007
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"query": "Comment déposer une demande de solde ?", "k": 3},
+                {"query": "How do I log in with Pro Santé Connect?", "k": 5, "filters": {}},
+            ]
+        },
+    )
+
+    query: StrictStr = Field(description="the question, in French or English")
+    k: StrictInt = Field(5, description="how many FAQ entries to return")
+    filters: dict[str, FilterValue] = Field(
+        default_factory=dict, description='entry metadata to match, e.g. {"theme": "Internet"}'
+    )
+
+
+class AskRequest(SearchRequest):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"query": "Que faire si la VA n'est pas signée par le client ?", "stream": False}]
+        },
+    )
+
+    stream: StrictBool = Field(False, description="answer as Server-Sent Events: passages, pieces, then citations")
+
+
+class SearchResponse(BaseModel):
+    query: str
+    abstained: bool
+    results: list[Hit]
+    took_ms: float
+
+
+class AskResponse(BaseModel):
+    query: str
+    answer: str
+    abstained: bool
+    citations: list[Citation]
+    passages: list[Hit]
+    took_ms: float
+    answer_id: str = Field(description="give it back to POST /feedback")
+    fallback: bool = False
+    fallback_reason: str | None = None
+
+
+class EntryResponse(BaseModel):
+    id: str
+    question: str | None
+    answer: str
+    url: str
+    links: list[str]
+    metadata: dict[str, Any]
+    source: str
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"answer_id": "3f9c…", "helpful": False, "comment": "Incomplet"}]},
+    )
+
+    answer_id: StrictStr
+    helpful: StrictBool
+    comment: StrictStr | None = None
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["empty_query"])
+    message: str = Field(examples=["the query is empty; write a question"])
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

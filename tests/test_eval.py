@@ -1,0 +1,111 @@
+"""The eval harness end to end: in process, over HTTP, files written, and the CI gate."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.api import create_app
+from rag.config import ROOT, Settings
+from rag.evaluate import HttpBackend, InProcessBackend, check_gate, load_queries, run_eval, score, write_outputs
+from rag.service import RagService
+
+from .servers import running
+
+pytestmark = pytest.mark.slow
+SEGUR_SET = ROOT / "eval" / "segur.jsonl"
+THRESHOLDS = json.loads((ROOT / "eval" / "thresholds.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory) -> RagService:
+    svc = RagService(Settings(index_dir=tmp_path_factory.mktemp("eval") / "idx"))
+    svc.build()
+    return svc
+
+
+def test_segur_set_is_well_formed(service: RagService) -> None:
+    queries = load_queries(SEGUR_SET)
+    ids = {e.id for e in service.index.entries}
+    inside = [q for q in queries if q.in_scope]
+    assert len(inside) >= 80 and len(queries) - len(inside) >= 15
+    assert sum(q.tags.get("style") == "paraphrase" for q in inside) >= len(inside) / 2
+    assert all(set(q.relevant) <= ids for q in inside)
+    assert {e.id for e in service.index.entries} == {r for q in inside for r in q.relevant}
+
+
+def test_default_settings_pass_the_gate_and_write_reports(service: RagService, tmp_path: Path) -> None:
+    queries = load_queries(SEGUR_SET)
+    outcomes = run_eval(queries, InProcessBackend(service), k=10)
+    report = score(queries, outcomes)
+    assert check_gate(report, THRESHOLDS) == []
+    write_outputs(tmp_path, queries, outcomes, report)
+    run_lines = (tmp_path / "run.trec").read_text().splitlines()
+    assert run_lines and run_lines[0].split()[1] == "Q0" and len(run_lines[0].split()) == 6
+    qrels = (tmp_path / "qrels.trec").read_text().splitlines()
+    assert len(qrels) == sum(len(q.relevant) for q in queries)
+    assert json.loads((tmp_path / "report.json").read_text())["recall@1"] == report["recall@1"]
+    assert "| recall@3 |" in (tmp_path / "report.md").read_text()
+
+
+def test_degraded_retrieval_fails_the_gate(tmp_path: Path) -> None:
+    degraded = RagService(Settings(index_dir=tmp_path / "idx", fusion="bm25", expand_queries=False, min_score=0.0))
+    degraded.build()
+    queries = load_queries(SEGUR_SET)
+    report = score(queries, run_eval(queries, InProcessBackend(degraded), k=10))
+    failures = check_gate(report, THRESHOLDS)
+    assert any(f.startswith("recall@3") for f in failures)
+    assert any(f.startswith("abstention_recall") for f in failures)
+
+
+def test_cli_gate_exit_codes(service: RagService, tmp_path: Path) -> None:
+    env = {**os.environ, "RAG_INDEX_DIR": str(service.settings.index_dir)}
+    args = [
+        sys.executable,
+        "-m",
+        "rag.cli",
+        "eval",
+        "--queries",
+        str(SEGUR_SET),
+        "--gate",
+        str(ROOT / "eval" / "thresholds.json"),
+        "--json",
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    ok = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["in_scope"] == 100
+    bad = subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**env, "RAG_FUSION": "bm25", "RAG_MIN_SCORE": "0", "RAG_INDEX_DIR": str(tmp_path / "i2")},
+    )
+    assert bad.returncode == 2 and "gate failed" in bad.stderr
+
+
+def test_eval_over_http_matches_in_process(service: RagService, tmp_path: Path) -> None:
+    queries = load_queries(SEGUR_SET)[::6]
+    settings = service.settings.model_copy(update={"feedback_db": tmp_path / "fb.sqlite3"})
+    with running(create_app(settings), ready_path="/ready") as base:
+        over_http = run_eval(queries, HttpBackend(base), k=5)
+    in_process = run_eval(queries, InProcessBackend(service), k=5)
+    assert [o.ranking for o in over_http] == [o.ranking for o in in_process]
+    assert [o.abstained for o in over_http] == [o.abstained for o in in_process]
+    assert score(queries, over_http)["recall@3"] == score(queries, in_process)["recall@3"]
+
+
+def test_cnil_benchmark_loads_and_scores(cnil_faq: Path, tmp_path: Path) -> None:
+    """A cheap check on the second corpus: the queries' gold ids all exist in the loaded FAQ."""
+    from rag.sources import load_corpus
+
+    ids = {e.id for e in load_corpus([cnil_faq]).entries}
+    queries = load_queries(cnil_faq.parent / "queries.jsonl")
+    assert len(queries) == 167 and all(set(q.relevant) <= ids for q in queries)
