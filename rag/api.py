@@ -22,9 +22,11 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from . import __version__
 from .config import Settings, load_settings
 from .feedback import FeedbackStore, UnknownAnswer
+from .generation import Reset
 from .http_errors import ApiError, BodyLimitMiddleware, install_error_handlers
 from .metrics import Metrics
 from .models import Answer
+from .openai_compat import chat_router
 from .retriever import entry_url
 from .schemas import (
     AskRequest,
@@ -245,6 +247,8 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
             metrics.abstentions.labels("/ask").inc()
         if answer.fallback:
             metrics.llm_fallbacks.labels(answer.fallback_reason or "unknown").inc()
+        if answer.citations_removed:
+            metrics.citations_removed.inc(answer.citations_removed)
         return AskResponse(
             **answer.model_dump(), answer_id=answer_id, took_ms=round((time.perf_counter() - started) * 1000, 2)
         )
@@ -258,7 +262,8 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
     )
     async def ask(body: AskRequest, request: Request) -> Any:
         """A short answer with numbered citations. With ``stream``: Server-Sent Events ``passages``,
-        ``delta`` (pieces of the answer), then ``done`` (citations and the answer id)."""
+        ``delta`` (pieces of the answer), then ``done`` (the full answer, citations and the answer id).
+        A ``reset`` event means the pieces so far are replaced by the ones that follow (LLM fallback)."""
         started = time.perf_counter()
         query = _clean_query(body.query, settings.max_query_chars)
         request.state.query = query
@@ -283,11 +288,19 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
             for item in events:
                 if isinstance(item, str):
                     yield ServerSentEvent(json.dumps({"text": item}, ensure_ascii=False), event="delta")
+                elif isinstance(item, Reset):
+                    yield ServerSentEvent(json.dumps({"reason": item.reason}), event="reset")
                 else:
                     done = _finish(item, started)
                     yield ServerSentEvent(done.model_dump_json(exclude={"passages"}), event="done")
 
         return EventSourceResponse(stream(), ping=15)
+
+    def _chat_finish(answer: Answer) -> dict[str, Any]:
+        done = _finish(answer, time.perf_counter())
+        return {"answer_id": done.answer_id, "fallback": done.fallback, "fallback_reason": done.fallback_reason}
+
+    app.include_router(chat_router(service, lambda q: _clean_query(q, settings.max_query_chars), guard, _chat_finish))
 
     @app.get("/entries/{entry_id}", response_model=EntryResponse, tags=["entries"], dependencies=[Depends(guard)])
     async def entry(entry_id: str, request: Request) -> Any:

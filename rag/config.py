@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     # Answer
     answer_sentences: int = Field(3, ge=1)
     language: str = "fr"
+    faq_name: str = "Ségur du numérique en santé"
     public_url: str = Field("", description="base URL of this service for entry links; empty = relative")
 
     # HTTP service

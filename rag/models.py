@@ -70,5 +70,6 @@ class Answer(BaseModel):
     abstained: bool
     citations: list[Citation]
     passages: list[Hit]
-    fallback: bool = False
-    fallback_reason: str | None = None
+    fallback: bool = Field(False, description="the LLM draft was replaced by the extractive answer")
+    fallback_reason: str | None = Field(None, description="why: timeout, http_500, stream_cut, malformed, …")
+    citations_removed: int = Field(0, description="LLM citation markers dropped: they pointed outside the passages")

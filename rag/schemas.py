@@ -57,6 +57,7 @@ class AskResponse(BaseModel):
     answer_id: str = Field(description="give it back to POST /feedback")
     fallback: bool = False
     fallback_reason: str | None = None
+    citations_removed: int = 0
 
 
 class EntryResponse(BaseModel):

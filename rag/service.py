@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .answer import ExtractiveGenerator, Generator
+from .answer import ExtractiveGenerator
 from .config import Settings
 from .embedders import Embedder, make_embedder
 from .errors import IndexNotReady
+from .generation import LLMGenerator, Reset
 from .glossary import Glossary
+from .llm import ChatClient, LLMConfig
 from .models import Answer, SearchResult
+from .prompts import PromptSet
 from .retriever import HybridRetriever, RetrievalParams
 from .sources import load_corpus
 from .store import BuildOptions, FaqIndex, Progress, build_index, load_index, read_manifest, save_index
@@ -30,6 +33,7 @@ class _Loaded:
     index: FaqIndex
     retriever: HybridRetriever
     extractive: ExtractiveGenerator
+    llm: LLMGenerator | None
 
 
 def retrieval_params(settings: Settings) -> RetrievalParams:
@@ -65,7 +69,7 @@ class RagService:
         self._embedder = embedder
         self._loaded: _Loaded | None = None
         self._build_lock = threading.Lock()
-        self.generator: Generator | None = None  # an LLM generator, when one is configured
+        self._llm_parts: tuple[ChatClient, PromptSet] | None = None
 
     @property
     def embedder(self) -> Embedder:
@@ -98,10 +102,34 @@ class RagService:
             raise IndexNotReady("the index is not loaded yet. Run `rag index` if it was never built.")
         return loaded
 
+    def _llm(self) -> tuple[ChatClient, PromptSet] | None:
+        """The LLM client and prompts, made once, when an LLM server is configured."""
+        s = self.settings
+        if not s.llm_base_url:
+            return None
+        if self._llm_parts is None:
+            config = LLMConfig(
+                base_url=s.llm_base_url,
+                model=s.llm_model,
+                api_key=s.llm_api_key,
+                temperature=s.llm_temperature,
+                max_tokens=s.llm_max_tokens,
+                connect_timeout=s.llm_connect_timeout,
+                first_token_timeout=s.llm_first_token_timeout,
+                total_timeout=s.llm_total_timeout,
+                retries=s.llm_retries,
+            )
+            self._llm_parts = (ChatClient(config), PromptSet.load(s.prompts_dir))
+        return self._llm_parts
+
     def _install(self, index: FaqIndex) -> None:
         retriever = HybridRetriever(index, self.embedder, retrieval_params(self.settings))
         extractive = ExtractiveGenerator(self.settings.answer_sentences, query_expander=retriever.prepare)
-        self._loaded = _Loaded(index, retriever, extractive)
+        parts = self._llm()
+        llm = None
+        if parts is not None:
+            llm = LLMGenerator(parts[0], parts[1], extractive, self.settings.faq_name, self.settings.language)
+        self._loaded = _Loaded(index, retriever, extractive, llm)
 
     def load(self) -> FaqIndex:
         """Load the embedder and the saved index; raise :class:`IndexNotReady` with advice if it cannot."""
@@ -151,14 +179,20 @@ class RagService:
 
     def answer(self, result: SearchResult) -> Answer:
         """The cited answer for a retrieval result (the LLM's when one is configured)."""
-        return self._state().extractive.answer(result)
+        state = self._state()
+        return (state.llm or state.extractive).answer(result)
 
     def ask(self, query: str, k: int | None = None, filters: Mapping[str, Any] | None = None) -> Answer:
         return self.answer(self.search(query, k, filters))
 
-    def ask_stream(self, result: SearchResult) -> Iterator[str | Answer]:
-        """Pieces of the answer text as they are ready, then the complete :class:`Answer`."""
-        answer = self._state().extractive.answer(result)
+    def ask_stream(self, result: SearchResult) -> Iterator[str | Reset | Answer]:
+        """Pieces of the answer text as they are ready, then the complete :class:`Answer`.
+        A :class:`Reset` means: forget the pieces so far, a replacement follows."""
+        state = self._state()
+        if state.llm is not None:
+            yield from state.llm.stream(result)
+            return
+        answer = state.extractive.answer(result)
         yield from pieces(answer.answer)
         yield answer
 

@@ -1,0 +1,194 @@
+"""Answers drafted by an LLM from the retrieved passages only, with every citation checked.
+
+Whatever the LLM writes, the user only sees citation markers that point at retrieved passages; an
+answer with no valid citation is not shown. Any fault (server down, timeout, HTTP error, malformed,
+empty or cut output) falls back to the extractive answer, flagged with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .answer import ExtractiveGenerator, abstained_answer, citations_for
+from .language import detect
+from .llm import ChatClient, LLMError
+from .models import Answer, SearchResult
+from .prompts import PromptSet
+
+# "[1]", "[1, 2]", "[1][2]", "[1-2]" (ranges are expanded)
+MARKER_GROUP = re.compile(r"\[\s*(\d{1,3}(?:\s*(?:[,;–-]|et|and)\s*\d{1,3})*)\s*\]")
+DONT_KNOW = re.compile(
+    r"^\W*(je ne sais pas|i don'?t know|i do not know|les passages ne permettent pas|"
+    r"the passages do not)",
+    re.IGNORECASE,
+)
+
+
+class Reset:
+    """Streaming signal: discard the pieces sent so far; a replacement answer follows."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+@dataclass
+class Verified:
+    text: str
+    removed: int
+
+
+def _numbers(group: str) -> list[int]:
+    out: list[int] = []
+    for part in re.split(r"\s*(?:[,;]|et|and)\s*", group):
+        if re.fullmatch(r"\d+\s*[–-]\s*\d+", part):
+            lo, hi = (int(x) for x in re.split(r"\s*[–-]\s*", part))
+            out.extend(range(lo, min(hi, lo + 20) + 1))
+        elif part.strip().isdigit():
+            out.append(int(part))
+    return out
+
+
+def verify_markers(text: str, count: int) -> Verified:
+    """Keep markers 1..count (normalised to ``[n]``), drop the others and count them."""
+    removed = 0
+
+    def fix(match: re.Match[str]) -> str:
+        nonlocal removed
+        numbers = _numbers(match.group(1))
+        valid = [n for n in numbers if 1 <= n <= count]
+        removed += len(numbers) - len(valid)
+        return "".join(f"[{n}]" for n in dict.fromkeys(valid))
+
+    cleaned = MARKER_GROUP.sub(fix, text)
+    cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned)
+    return Verified(re.sub(r"[ \t]{2,}", " ", cleaned).strip(), removed)
+
+
+class MarkerFilter:
+    """Applies :func:`verify_markers` to a stream: text is released as soon as no marker can be open."""
+
+    def __init__(self, count: int) -> None:
+        self.count, self.buffer, self.removed = count, "", 0
+
+    def feed(self, piece: str) -> str:
+        self.buffer += piece
+        cut = self.buffer.rfind("[")
+        if cut == -1 or "]" in self.buffer[cut:] or len(self.buffer) - cut > 24:
+            cut = len(self.buffer)
+        ready, self.buffer = self.buffer[:cut], self.buffer[cut:]
+        return self._clean(ready)
+
+    def flush(self) -> str:
+        ready, self.buffer = self.buffer, ""
+        return self._clean(ready)
+
+    def _clean(self, text: str) -> str:
+        if not text:
+            return ""
+        removed = 0
+
+        def fix(match: re.Match[str]) -> str:
+            nonlocal removed
+            numbers = _numbers(match.group(1))
+            valid = [n for n in numbers if 1 <= n <= self.count]
+            removed += len(numbers) - len(valid)
+            return "".join(f"[{n}]" for n in dict.fromkeys(valid))
+
+        out = MARKER_GROUP.sub(fix, text)
+        self.removed += removed
+        return out
+
+
+class LLMGenerator:
+    """Drafts a cited answer with an LLM; falls back to the extractive answer on any fault."""
+
+    def __init__(
+        self,
+        client: ChatClient,
+        prompts: PromptSet,
+        fallback: ExtractiveGenerator,
+        faq_name: str = "FAQ",
+        default_language: str = "fr",
+        deadline_seconds: float | None = None,
+    ) -> None:
+        self.client, self.prompts, self.fallback = client, prompts, fallback
+        self.faq_name, self.default_language = faq_name, default_language
+        self.deadline_seconds = deadline_seconds or client.config.total_timeout
+
+    def _messages(self, result: SearchResult) -> list[dict]:
+        lang = detect(result.query, self.default_language)
+        passages = [(hit.question or "", hit.text) for hit in result.results]
+        return self.prompts.messages(result.query, passages, lang, self.faq_name)
+
+    def _fallback(self, result: SearchResult, reason: str) -> Answer:
+        answer = self.fallback.answer(result)
+        return answer.model_copy(update={"fallback": True, "fallback_reason": reason})
+
+    def _finish(self, result: SearchResult, text: str, removed: int) -> Answer:
+        text = text.strip()
+        if not text:
+            return self._fallback(result, "empty")
+        if DONT_KNOW.match(text):
+            said = abstained_answer(result)
+            return said.model_copy(update={"passages": result.results, "citations_removed": removed})
+        citations = citations_for(text, result.results)
+        if not citations:
+            return self._fallback(result, "uncited")
+        return Answer(
+            query=result.query,
+            answer=text,
+            abstained=False,
+            citations=citations,
+            passages=result.results,
+            citations_removed=removed,
+        )
+
+    def answer(self, result: SearchResult) -> Answer:
+        if result.abstained or not result.results:
+            return abstained_answer(result)
+        deadline = time.monotonic() + self.deadline_seconds
+        try:
+            raw = self.client.complete(self._messages(result), deadline)
+        except LLMError as exc:
+            return self._fallback(result, exc.reason)
+        verified = verify_markers(raw, len(result.results))
+        return self._finish(result, verified.text, verified.removed)
+
+    def stream(self, result: SearchResult) -> Iterator[str | Reset | Answer]:
+        """Pieces as the LLM writes them (markers checked on the fly), then the final :class:`Answer`.
+        When the draft fails or is not usable, a :class:`Reset` and the replacement answer follow."""
+        if result.abstained or not result.results:
+            answer = abstained_answer(result)
+            yield from _pieces(answer.answer)
+            yield answer
+            return
+        deadline = time.monotonic() + self.deadline_seconds
+        marker_filter = MarkerFilter(len(result.results))
+        sent: list[str] = []
+        try:
+            for piece in self.client.stream(self._messages(result), deadline):
+                clean = marker_filter.feed(piece)
+                if clean:
+                    sent.append(clean)
+                    yield clean
+            tail = marker_filter.flush()
+            if tail:
+                sent.append(tail)
+                yield tail
+            final = self._finish(result, verify_markers("".join(sent), len(result.results)).text, marker_filter.removed)
+        except LLMError as exc:
+            final = self._fallback(result, exc.reason)
+        if final.fallback or final.abstained:
+            if sent:
+                yield Reset(final.fallback_reason or "replaced")
+            yield from _pieces(final.answer)
+        yield final
+
+
+def _pieces(text: str, words: int = 4) -> Iterator[str]:
+    tokens = re.findall(r"\S+\s*", text)
+    for start in range(0, len(tokens), words):
+        yield "".join(tokens[start : start + words])

@@ -1,0 +1,69 @@
+"""Prompt templates kept as files in ``prompts/``, with ``${name}`` variables.
+
+Templates are read and checked once; rendering with a missing variable is an error listing it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from .errors import PromptError
+
+LANGUAGE_NAMES = {"fr": "français", "en": "anglais (English)"}
+DONT_KNOW = {"fr": "Je ne sais pas.", "en": "I don't know."}
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    template: Template
+
+    @classmethod
+    def read(cls, path: Path) -> PromptTemplate:
+        if not path.exists():
+            raise PromptError(f"prompt template {path} not found; set RAG_PROMPTS_DIR to the folder holding it")
+        template = Template(path.read_text(encoding="utf-8"))
+        if not template.is_valid():
+            raise PromptError(f"prompt template {path} has a malformed ${{…}} placeholder")
+        return cls(path.name, template)
+
+    @property
+    def variables(self) -> set[str]:
+        return set(self.template.get_identifiers())
+
+    def render(self, **values: object) -> str:
+        missing = sorted(self.variables - set(values))
+        if missing:
+            raise PromptError(f"prompt {self.name} needs the variable(s) {', '.join(missing)}")
+        return self.template.substitute({k: str(v) for k, v in values.items()})
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """The system prompt, the user prompt, and the layout of one numbered passage."""
+
+    system: PromptTemplate
+    user: PromptTemplate
+    passage: PromptTemplate
+
+    @classmethod
+    def load(cls, folder: Path) -> PromptSet:
+        folder = Path(folder)
+        return cls(*(PromptTemplate.read(folder / f"{name}.txt") for name in ("system", "user", "passage")))
+
+    def messages(self, question: str, passages: list[tuple[str, str]], lang: str, faq_name: str) -> list[dict]:
+        """Chat messages for a question and its numbered passages ``[(title, text), …]``."""
+        blocks = "\n\n".join(
+            self.passage.render(n=n, title=title or "", text=text).strip()
+            for n, (title, text) in enumerate(passages, start=1)
+        )
+        common = {
+            "language": LANGUAGE_NAMES.get(lang, LANGUAGE_NAMES["fr"]),
+            "dont_know": DONT_KNOW.get(lang, DONT_KNOW["fr"]),
+        }
+        return [
+            {"role": "system", "content": self.system.render(faq_name=faq_name, **common)},
+            {"role": "user", "content": self.user.render(passages=blocks, question=question, **common)},
+        ]

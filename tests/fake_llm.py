@@ -1,0 +1,80 @@
+"""A scripted OpenAI-compatible Chat Completions server for tests (real HTTP, real SSE)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+class FakeLLM:
+    """Each request takes the next script; with none queued it answers ``default``.
+
+    Script keys: ``text`` (the answer), ``status`` (an HTTP error status), ``hang`` (seconds before
+    answering), ``cut_after`` (stream that many pieces then drop the connection), ``garbage`` (not JSON),
+    ``pause`` (seconds between streamed pieces).
+    """
+
+    def __init__(self, default: str = "Réponse [1].") -> None:
+        self.scripts: deque[dict[str, Any]] = deque()
+        self.default = default
+        self.requests: list[dict[str, Any]] = []
+        self.app = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"])])
+
+    def script(self, *items: dict[str, Any]) -> None:
+        self.scripts.extend(items)
+
+    async def chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        step = self.scripts.popleft() if self.scripts else {"text": self.default}
+        if step.get("hang"):
+            await asyncio.sleep(step["hang"])
+        if step.get("status"):
+            return JSONResponse({"error": {"message": "scripted failure"}}, status_code=step["status"])
+        text = step.get("text", self.default)
+        if not body.get("stream"):
+            if step.get("garbage"):
+                return PlainTextResponse("<html>not json</html>", media_type="application/json")
+            return JSONResponse(
+                {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "model": body.get("model"),
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    ],
+                }
+            )
+        words = [w + " " for w in text.split(" ")]
+        words[-1] = words[-1].rstrip()
+
+        async def events():
+            for i, word in enumerate(words):
+                if step.get("cut_after") is not None and i == step["cut_after"]:
+                    raise ConnectionError("scripted cut")  # the server drops the connection mid-stream
+                if step.get("garbage"):
+                    yield "data: {not json\n\n"
+                    return
+                chunk = {
+                    "id": "x",
+                    "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}],
+                }
+                yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+                if step.get("pause"):
+                    await asyncio.sleep(step["pause"])
+            done = {
+                "id": "x",
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            }
+            yield f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
