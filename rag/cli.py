@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .config import Settings, load_settings
-from .errors import RagError
+from .errors import ConfigError, RagError
 from .service import RagService
 
 app = typer.Typer(help="Cited answers over FAQ corpora.", no_args_is_help=True, add_completion=False)
@@ -238,6 +238,62 @@ def print_report(report: dict[str, Any], title: str) -> None:
             for name, values in groups.items():
                 sub.add_row(name, *(f"{v:.3f}" if isinstance(v, float) else str(v) for v in values.values()))
             console.print(sub)
+
+
+feedback_app = typer.Typer(help="Feedback given on the web page and the API.", no_args_is_help=True)
+app.add_typer(feedback_app, name="feedback")
+
+
+def _store(db: Path | None):
+    from .feedback import FeedbackStore
+
+    path = db or make_settings().feedback_path
+    if not Path(path).exists():
+        raise ConfigError(f"no feedback database at {path}; it is created when the service gives its first answer")
+    return FeedbackStore(path).open()
+
+
+@feedback_app.command("export")
+@friendly
+def feedback_export(
+    out: Annotated[Path | None, typer.Option("--out", help="queries file to write (default: stdout)")] = None,
+    db: Annotated[Path | None, typer.Option("--db", help="feedback database (default: RAG_FEEDBACK_DB)")] = None,
+) -> None:
+    """Unhelpful and unanswered questions as an eval queries file, for a person to label."""
+    rows = _store(db).export_queries()
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        err.print(f"wrote {len(rows)} questions to {out}; fill in 'relevant' with the right entry ids")
+    else:
+        sys.stdout.write(text)
+
+
+@feedback_app.command("stats")
+@friendly
+def feedback_stats(
+    db: Annotated[Path | None, typer.Option("--db", help="feedback database (default: RAG_FEEDBACK_DB)")] = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Helpful rate per day and the least helpful entries."""
+    stats = _store(db).stats()
+    if as_json:
+        sys.stdout.write(json.dumps(stats, ensure_ascii=False) + "\n")
+        return
+    console.print(f"{stats['answers']} answers given, {stats['ratings']} rated")
+    days = Table(title="Helpful rate per day", title_justify="left")
+    for column in ("day", "ratings", "helpful rate"):
+        days.add_column(column, justify="right" if column != "day" else "left")
+    for row in stats["per_day"]:
+        days.add_row(row["day"], str(row["ratings"]), f"{row['helpful_rate']:.0%}")
+    console.print(days)
+    worst = Table(title="Least helpful entries", title_justify="left")
+    for column in ("entry", "ratings", "helpful rate"):
+        worst.add_column(column, justify="right" if column != "entry" else "left")
+    for row in stats["least_helpful_entries"]:
+        worst.add_row(row["id"], str(row["ratings"]), f"{row['helpful_rate']:.0%}")
+    console.print(worst)
 
 
 def main() -> None:

@@ -1,0 +1,107 @@
+"""The web page in headless Chromium (Debian's package, driven by Playwright; no browser download)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+
+import pytest
+
+from rag.api import create_app
+from rag.config import ROOT, Settings
+from rag.service import RagService
+
+from .servers import running
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = ROOT / "tests" / "artifacts"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+if CHROMIUM is None:
+    if os.environ.get("CI"):
+        pytest.fail("CI needs Debian's chromium for the browser tests (scripts/bootstrap.sh installs it)")
+    pytest.skip(
+        "no chromium on this machine: `apt-get install chromium` to run the browser tests", allow_module_level=True
+    )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("web")
+    settings = Settings(index_dir=folder / "idx", feedback_db=folder / "fb.sqlite3")
+    RagService(settings).build()
+    with running(create_app(settings), ready_path="/ready") as base:
+        yield base, settings.feedback_path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def test_ask_stream_cite_and_rate(site, browser) -> None:
+    base, db = site
+    page = browser.new_page(viewport={"width": 900, "height": 1100})
+    page.goto(base + "/")
+    assert page.get_by_label("Votre question").is_visible()
+    page.get_by_label("Votre question").fill("Comment déposer une demande de solde ?")
+    page.keyboard.press("Enter")
+    page.get_by_text("Cette réponse vous a-t-elle été utile ?").wait_for(timeout=30_000)
+    answer = page.locator("#answer")
+    assert "solde" in answer.inner_text()
+    citation = answer.locator("a.cite").first
+    href = citation.get_attribute("href")
+    assert href.startswith("/entries/") or href.startswith("http")
+    assert page.locator("#sources li").count() >= 1
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "answered-page.png"), full_page=True)
+
+    # the citation opens the FAQ entry it points to
+    entry = browser.new_page()
+    entry.goto(base + href if href.startswith("/") else href)
+    assert entry.locator("h1").inner_text().strip()
+    assert "Poser une question" in entry.content()
+    entry.close()
+
+    page.get_by_role("button", name="Non").click()
+    page.get_by_text("Merci pour votre retour.").wait_for(timeout=10_000)
+    page.get_by_label("Commentaire (facultatif)").fill("Il manque le lien pour mon couloir")
+    page.get_by_role("button", name="Envoyer le commentaire").click()
+    page.wait_for_function("document.getElementById('feedback-status').textContent.includes('Merci')")
+    rows = (
+        sqlite3.connect(db)
+        .execute("SELECT f.helpful, f.comment, a.query FROM feedback f JOIN answers a ON a.id = f.answer_id")
+        .fetchall()
+    )
+    assert rows == [(0, "Il manque le lien pour mon couloir", "Comment déposer une demande de solde ?")]
+    page.close()
+
+
+def test_unknown_question_says_so_and_phone_layout(site, browser) -> None:
+    base, _ = site
+    page = browser.new_page(viewport={"width": 380, "height": 800})
+    page.goto(base + "/")
+    page.get_by_label("Votre question").fill("Quelle est la recette de la tarte tatin ?")
+    page.get_by_role("button", name="Poser la question").click()
+    page.get_by_text("La FAQ ne répond pas à cette question.").wait_for(timeout=30_000)
+    assert "pas trouvé" in page.locator("#answer").inner_text()
+    assert page.locator("#sources li").count() == 0
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 380  # no horizontal scrolling on a phone
+    page.close()
