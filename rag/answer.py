@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from typing import Protocol
 
 from .analyzer import FrenchAnalyzer
@@ -33,6 +34,13 @@ class Generator(Protocol):
     """Turns retrieved passages into a cited answer."""
 
     def answer(self, result: SearchResult) -> Answer: ...
+
+
+def pieces(text: str, words: int = 4) -> Iterator[str]:
+    """Split a finished text into small pieces (a few words each, whitespace kept) for streaming."""
+    tokens = re.findall(r"\S+\s*", text)
+    for start in range(0, len(tokens), words):
+        yield "".join(tokens[start : start + words])
 
 
 def abstained_answer(result: SearchResult, lang: str | None = None) -> Answer:

@@ -140,11 +140,15 @@ def serve(
     build: Annotated[bool, typer.Option("--build/--no-build", help="build the index first if it is missing")] = True,
 ) -> None:
     """Run the HTTP API and web page."""
+    import logging
+
     import uvicorn
 
     from .api import create_app
 
     settings = make_settings(index_dir, host=host, port=port)
+    # one JSON line per request on stderr (rag.access), and the service's own messages
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     service = RagService(settings)
     if build and service.needs_build():
         build_with_progress(service)
@@ -282,18 +286,16 @@ def feedback_stats(
         sys.stdout.write(json.dumps(stats, ensure_ascii=False) + "\n")
         return
     console.print(f"{stats['answers']} answers given, {stats['ratings']} rated")
-    days = Table(title="Helpful rate per day", title_justify="left")
-    for column in ("day", "ratings", "helpful rate"):
-        days.add_column(column, justify="right" if column != "day" else "left")
-    for row in stats["per_day"]:
-        days.add_row(row["day"], str(row["ratings"]), f"{row['helpful_rate']:.0%}")
-    console.print(days)
-    worst = Table(title="Least helpful entries", title_justify="left")
-    for column in ("entry", "ratings", "helpful rate"):
-        worst.add_column(column, justify="right" if column != "entry" else "left")
-    for row in stats["least_helpful_entries"]:
-        worst.add_row(row["id"], str(row["ratings"]), f"{row['helpful_rate']:.0%}")
-    console.print(worst)
+    for title, key, first in (
+        ("Helpful rate per day", "per_day", "day"),
+        ("Least helpful entries", "least_helpful_entries", "id"),
+    ):
+        table = Table(title=title, title_justify="left")
+        for column in (first, "ratings", "helpful rate"):
+            table.add_column(column, justify="left" if column == first else "right")
+        for row in stats[key]:
+            table.add_row(row[first], str(row["ratings"]), f"{row['helpful_rate']:.0%}")
+        console.print(table)
 
 
 def main() -> None:

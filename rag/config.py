@@ -79,8 +79,8 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(0, ge=0, description="per client; 0 = off")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_questions: bool = False
-    cache_size: int = Field(1024, ge=0)
-    batch_wait_ms: float = Field(2.0, ge=0)
+    cache_size: int = Field(1024, ge=0, description="cached query vectors and search results; 0 = off")
+    batch_wait_ms: float = Field(0.0, ge=0, description="extra wait for concurrent queries to share an encoder call")
 
     # LLM (any OpenAI-compatible Chat Completions server)
     llm_base_url: str | None = None

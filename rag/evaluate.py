@@ -16,6 +16,7 @@ from . import scoring
 from .errors import ConfigError, SourceError
 from .models import SearchResult
 from .service import RagService
+from .sources import read_jsonl
 
 K_VALUES = (1, 3, 5, 10)
 
@@ -50,16 +51,8 @@ class Outcome:
 def load_queries(path: Path) -> list[EvalQuery]:
     """JSONL ``{"query", "relevant": [ids]}``; an empty list marks an out-of-scope question."""
     path = Path(path)
-    if not path.exists():
-        raise SourceError(path, "queries file not found")
     out = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SourceError(path, f"malformed JSON: {exc.msg}", where=f"line {number}") from None
+    for number, row in read_jsonl(path):
         if not isinstance(row, dict) or not isinstance(row.get("query"), str) or not row["query"].strip():
             raise SourceError(path, "each line needs a non-empty 'query'", where=f"line {number}")
         relevant = row.get("relevant", [])

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .answer import ExtractiveGenerator, abstained_answer, citations_for
+from .answer import ExtractiveGenerator, abstained_answer, citations_for, pieces
 from .language import detect
 from .llm import ChatClient, LLMError
 from .models import Answer, SearchResult
@@ -162,7 +162,7 @@ class LLMGenerator:
         When the draft fails or is not usable, a :class:`Reset` and the replacement answer follow."""
         if result.abstained or not result.results:
             answer = abstained_answer(result)
-            yield from _pieces(answer.answer)
+            yield from pieces(answer.answer)
             yield answer
             return
         deadline = time.monotonic() + self.deadline_seconds
@@ -184,11 +184,5 @@ class LLMGenerator:
         if final.fallback or final.abstained:
             if sent:
                 yield Reset(final.fallback_reason or "replaced")
-            yield from _pieces(final.answer)
+            yield from pieces(final.answer)
         yield final
-
-
-def _pieces(text: str, words: int = 4) -> Iterator[str]:
-    tokens = re.findall(r"\S+\s*", text)
-    for start in range(0, len(tokens), words):
-        yield "".join(tokens[start : start + words])

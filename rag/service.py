@@ -7,14 +7,17 @@ never a mix.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .answer import ExtractiveGenerator
+import numpy as np
+
+from .answer import ExtractiveGenerator, pieces
+from .batching import MicroBatcher
+from .cache import LRUCache, cache_key, normalise_query
 from .config import Settings
 from .embedders import Embedder, make_embedder
 from .errors import IndexNotReady
@@ -70,6 +73,9 @@ class RagService:
         self._loaded: _Loaded | None = None
         self._build_lock = threading.Lock()
         self._llm_parts: tuple[ChatClient, PromptSet] | None = None
+        self.results: LRUCache[SearchResult] = LRUCache(self.settings.cache_size)
+        self.vectors: LRUCache[np.ndarray] = LRUCache(self.settings.cache_size)
+        self._batcher: MicroBatcher | None = None
 
     @property
     def embedder(self) -> Embedder:
@@ -130,6 +136,7 @@ class RagService:
         if parts is not None:
             llm = LLMGenerator(parts[0], parts[1], extractive, self.settings.faq_name, self.settings.language)
         self._loaded = _Loaded(index, retriever, extractive, llm)
+        self.results.clear()  # results of the previous index must not be served from the new one
 
     def load(self) -> FaqIndex:
         """Load the embedder and the saved index; raise :class:`IndexNotReady` with advice if it cannot."""
@@ -161,6 +168,12 @@ class RagService:
             return True
         if manifest.get("embedder") != self.embedder.name:
             return True
+        opts = build_options(self.settings)
+        if (
+            manifest.get("question_vectors") != opts.question_vectors
+            or manifest.get("chunking", {}).get("overlap") != opts.overlap
+        ):
+            return True
         corpus = load_corpus(self.settings.sources)
         glossary = Glossary.for_sources(self.settings.sources, self.settings.glossary)
         return (manifest.get("corpus_checksum"), manifest.get("glossary_checksum")) != (
@@ -174,8 +187,30 @@ class RagService:
             return self.build(progress=progress)
         return self.load()
 
+    def query_vector(self, text: str) -> np.ndarray:
+        """The encoder's vector for a (prepared) query: cached, and batched with concurrent requests."""
+        vector = self.vectors.get(text)
+        if vector is None:
+            if self._batcher is None:
+                self._batcher = MicroBatcher(
+                    self.embedder.encode_queries, self.settings.embed_batch_size, self.settings.batch_wait_ms / 1000
+                )
+            vector = self._batcher(text)
+            self.vectors.put(text, vector)
+        return vector
+
     def search(self, query: str, k: int | None = None, filters: Mapping[str, Any] | None = None) -> SearchResult:
-        return self.retriever.search(query, k or self.settings.default_k, filters)
+        state = self._state()
+        k = k or self.settings.default_k
+        key = cache_key(state.index.version, normalise_query(query), k, dict(filters or {}))
+        cached = self.results.get(key)
+        if cached is not None:
+            return cached.model_copy(update={"query": query})
+        retriever = state.retriever
+        vector = None if retriever.params.fusion == "bm25" else self.query_vector(retriever.prepare(query))
+        result = retriever.search(query, k, filters, query_vector=vector)
+        self.results.put(key, result)
+        return result
 
     def answer(self, result: SearchResult) -> Answer:
         """The cited answer for a retrieval result (the LLM's when one is configured)."""
@@ -195,10 +230,3 @@ class RagService:
         answer = state.extractive.answer(result)
         yield from pieces(answer.answer)
         yield answer
-
-
-def pieces(text: str, words: int = 4) -> Iterator[str]:
-    """Split a finished text into small pieces (a few words each, whitespace kept) for streaming."""
-    tokens = re.findall(r"\S+\s*", text)
-    for start in range(0, len(tokens), words):
-        yield "".join(tokens[start : start + words])

@@ -60,7 +60,7 @@ def extract_links(text: str) -> list[str]:
 
 def _read_text(path: Path) -> str:
     if not path.exists():
-        raise SourceError(path, "file not found; check the path given with --source or RAG_SOURCES")
+        raise SourceError(path, "file not found; check the path")
     if path.is_dir():
         raise SourceError(path, "is a folder; give FAQ files (.txt, .jsonl, .json, .csv, .md)")
     data = path.read_bytes()
@@ -129,15 +129,19 @@ def load_segur_export(path: Path) -> Iterator[Entry]:
         yield _entry({"answer": "\n".join(block).strip()}, path, f"line {start}")
 
 
-def load_jsonl(path: Path) -> Iterator[Entry]:
-    text = _read_text(path)
-    for number, line in enumerate(text.splitlines(), start=1):
+def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, record)`` for each non-blank line; malformed JSON is a :class:`SourceError`."""
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            yield number, json.loads(line)
         except json.JSONDecodeError as exc:
             raise SourceError(path, f"malformed JSON: {exc.msg} (column {exc.colno})", where=f"line {number}") from None
+
+
+def load_jsonl(path: Path) -> Iterator[Entry]:
+    for number, record in read_jsonl(path):
         yield _entry(record, path, f"line {number}")
 
 
@@ -217,15 +221,9 @@ def _overlay(path: Path) -> dict[str, dict[str, Any]]:
     if not meta.exists():
         return {}
     out: dict[str, dict[str, Any]] = {}
-    for entry_line, line in enumerate(_read_text(meta).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SourceError(meta, f"malformed JSON: {exc.msg}", where=f"line {entry_line}") from None
+    for number, record in read_jsonl(meta):
         if not isinstance(record, dict) or not isinstance(record.get("id"), str):
-            raise SourceError(meta, "each line must be an object with an 'id'", where=f"line {entry_line}")
+            raise SourceError(meta, "each line must be an object with an 'id'", where=f"line {number}")
         out[record["id"]] = record
     return out
 

@@ -59,28 +59,6 @@ def make_vector_index(vectors: np.ndarray, opts: BuildOptions) -> faiss.Index:
 
 
 @dataclass
-class VectorStats:
-    """Mean and covariance of the indexed vectors: for any query q, the mean and spread of its
-    similarities to the whole corpus are q·mean and sqrt(qᵀ·cov·q), without scanning the corpus."""
-
-    mean: np.ndarray
-    cov: np.ndarray
-
-    @classmethod
-    def of(cls, vectors: np.ndarray) -> VectorStats:
-        vectors = vectors.astype(np.float64)
-        mean = vectors.mean(axis=0)
-        centred = vectors - mean
-        cov = centred.T @ centred / max(len(vectors), 1)
-        return cls(mean.astype(np.float32), cov.astype(np.float32))
-
-    def zscore(self, query: np.ndarray, score: float) -> float:
-        """How many standard deviations ``score`` stands above the query's average similarity."""
-        spread = float(np.sqrt(max(float(query @ self.cov @ query), 1e-12)))
-        return (score - float(query @ self.mean)) / spread
-
-
-@dataclass
 class FaqIndex:
     """Everything retrieval needs, in memory."""
 
@@ -91,7 +69,6 @@ class FaqIndex:
     vectors: faiss.Index
     bm25: bm25s.BM25
     glossary: Glossary
-    stats: VectorStats
 
     def __post_init__(self) -> None:
         self.by_id = {e.id: i for i, e in enumerate(self.entries)}
@@ -164,7 +141,6 @@ def build_index(
         vectors=make_vector_index(vectors, opts),
         bm25=bm25,
         glossary=glossary,
-        stats=VectorStats.of(vectors),
     )
 
 
@@ -184,7 +160,6 @@ def save_index(index: FaqIndex, directory: Path) -> Path:
         _write_jsonl(tmp / "entries.jsonl", index.entries)
         _write_jsonl(tmp / "chunks.jsonl", index.chunks)
         np.save(tmp / "views.npy", index.view_chunk)
-        np.savez(tmp / "vector_stats.npz", mean=index.stats.mean, cov=index.stats.cov)
         faiss.write_index(index.vectors, str(tmp / "vectors.faiss"))
         index.bm25.save(str(tmp / "bm25"), show_progress=False)
         (tmp / "glossary.json").write_text(json.dumps(index.glossary.terms, ensure_ascii=False, indent=1))
@@ -238,8 +213,6 @@ def load_index(directory: Path, embedder_name: str | None = None, dim: int | Non
         vectors = faiss.read_index(str(directory / "vectors.faiss"))
         bm25 = bm25s.BM25.load(str(directory / "bm25"), show_progress=False)
         glossary = Glossary(json.loads((directory / "glossary.json").read_text(encoding="utf-8")))
-        with np.load(directory / "vector_stats.npz") as data:
-            stats = VectorStats(data["mean"], data["cov"])
     except Exception as exc:  # any unreadable part means the same thing to the user
         raise IndexNotReady(f"the index at {directory} is incomplete or corrupt ({exc}). {REBUILD_HINT}") from None
     counts = manifest.get("counts", {})
@@ -253,4 +226,4 @@ def load_index(directory: Path, embedder_name: str | None = None, dim: int | Non
         raise IndexNotReady(f"the index at {directory} does not match its manifest's counts. {REBUILD_HINT}")
     if isinstance(vectors, faiss.IndexHNSWFlat):
         vectors.hnsw.efSearch = max(vectors.hnsw.efSearch, 16)
-    return FaqIndex(manifest, entries, chunks, view_chunk, vectors, bm25, glossary, stats)
+    return FaqIndex(manifest, entries, chunks, view_chunk, vectors, bm25, glossary)

@@ -97,6 +97,16 @@ def tiny_settings(tmp_path: Path, tiny_jsonl: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
+def segur_index(tmp_path_factory) -> Path:
+    """The shipped Ségur FAQ indexed once per test session with the default settings (read-only)."""
+    from rag.service import RagService
+
+    index_dir = tmp_path_factory.mktemp("segur") / "idx"
+    RagService(Settings(index_dir=index_dir)).build()
+    return index_dir
+
+
+@pytest.fixture(scope="session")
 def segur_source() -> Path:
     return DEFAULT_SOURCE
 

@@ -23,10 +23,8 @@ SOLDE = "Comment déposer une demande de solde ?"
 
 
 @pytest.fixture(scope="module")
-def built_dir(tmp_path_factory) -> Path:
-    index_dir = tmp_path_factory.mktemp("api") / "idx"
-    RagService(Settings(index_dir=index_dir)).build()
-    return index_dir
+def built_dir(segur_index: Path) -> Path:
+    return segur_index
 
 
 def _settings(built_dir: Path, tmp_path: Path, **extra) -> Settings:
@@ -260,3 +258,19 @@ def test_reindex_swaps_without_failing_requests(built_dir: Path, tmp_path: Path)
         assert statuses and set(statuses) == {200}, statuses
         assert httpx.get(f"{base}/ready").json()["index_version"] == status["version"]
         assert status["finished_at"] > status["started_at"] and version
+
+
+def test_one_json_access_log_line_per_request(built_dir: Path, tmp_path: Path, caplog) -> None:
+    import logging
+
+    for log_questions in (False, True):
+        settings = _settings(built_dir, tmp_path, log_questions=log_questions)
+        with running(create_app(settings), ready_path="/ready") as base:
+            caplog.clear()
+            with caplog.at_level(logging.INFO, logger="rag.access"):
+                httpx.post(f"{base}/search", json={"query": "Quelle est la recette de la tarte tatin ?"})
+                wait_until(lambda: any('"/search"' in r.getMessage() for r in caplog.records))
+        line = json.loads(next(r.getMessage() for r in caplog.records if '"/search"' in r.getMessage()))
+        assert {"method", "path", "status", "latency_ms", "abstained"} <= set(line)
+        assert line["status"] == 200 and line["abstained"] is True and line["method"] == "POST"
+        assert ("query" in line) is log_questions

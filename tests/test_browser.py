@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+from pathlib import Path
 
 import pytest
 
 from rag.api import create_app
 from rag.config import ROOT, Settings
-from rag.service import RagService
 
 from .servers import running
 
@@ -37,10 +37,9 @@ if CHROMIUM is None:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(tmp_path_factory, segur_index: Path):
     folder = tmp_path_factory.mktemp("web")
-    settings = Settings(index_dir=folder / "idx", feedback_db=folder / "fb.sqlite3")
-    RagService(settings).build()
+    settings = Settings(index_dir=segur_index, feedback_db=folder / "fb.sqlite3")
     with running(create_app(settings), ready_path="/ready") as base:
         yield base, settings.feedback_path
 

@@ -23,9 +23,9 @@ THRESHOLDS = json.loads((ROOT / "eval" / "thresholds.json").read_text())
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory) -> RagService:
-    svc = RagService(Settings(index_dir=tmp_path_factory.mktemp("eval") / "idx"))
-    svc.build()
+def service(segur_index: Path) -> RagService:
+    svc = RagService(Settings(index_dir=segur_index))
+    svc.load()
     return svc
 
 

@@ -19,7 +19,6 @@ from rag.api import create_app
 from rag.config import Settings
 from rag.feedback import FeedbackStore, UnknownAnswer
 from rag.models import Answer, Citation, Hit
-from rag.service import RagService
 
 from .servers import free_port, running, wait_until
 
@@ -59,10 +58,8 @@ def test_store_records_updates_exports_and_counts(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def built_dir(tmp_path_factory) -> Path:
-    index_dir = tmp_path_factory.mktemp("fb") / "idx"
-    RagService(Settings(index_dir=index_dir)).build()
-    return index_dir
+def built_dir(segur_index: Path) -> Path:
+    return segur_index
 
 
 @pytest.mark.slow

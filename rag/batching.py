@@ -1,0 +1,58 @@
+"""Micro-batching: concurrent requests for query vectors share one encoder call.
+
+A worker thread takes every request waiting when the encoder becomes free (and, optionally, waits up
+to ``max_wait`` for more), encodes them together and hands each caller its row. An idle service adds
+no delay; under load, requests that arrive while the encoder is busy ride in the next batch.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+
+import numpy as np
+
+Encode = Callable[[Sequence[str]], np.ndarray]
+
+
+class MicroBatcher:
+    def __init__(self, encode: Encode, max_batch: int = 32, max_wait: float = 0.0) -> None:
+        self.encode, self.max_batch, self.max_wait = encode, max_batch, max_wait
+        self._queue: queue.SimpleQueue[tuple[str, Future[np.ndarray]]] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self.batches = self.items = 0
+
+    def __call__(self, text: str, timeout: float | None = 60.0) -> np.ndarray:
+        if self._worker is None:
+            with self._start_lock:
+                if self._worker is None:
+                    self._worker = threading.Thread(target=self._run, name="encoder-batcher", daemon=True)
+                    self._worker.start()
+        future: Future[np.ndarray] = Future()
+        self._queue.put((text, future))
+        return future.result(timeout)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            deadline = time.monotonic() + self.max_wait
+            while len(batch) < self.max_batch:
+                try:
+                    left = deadline - time.monotonic()
+                    batch.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                vectors = self.encode([text for text, _ in batch])
+            except BaseException as exc:  # hand the failure to every caller of this batch
+                for _, future in batch:
+                    future.set_exception(exc)
+                continue
+            self.batches += 1
+            self.items += len(batch)
+            for row, (_, future) in enumerate(batch):
+                future.set_result(vectors[row])

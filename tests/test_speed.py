@@ -1,0 +1,75 @@
+"""Query cache and micro-batching (behaviour, not timings)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.batching import MicroBatcher
+from rag.cache import LRUCache, normalise_query
+from rag.config import Settings
+from rag.service import RagService
+
+
+def test_lru_evicts_least_recently_used() -> None:
+    cache: LRUCache[int] = LRUCache(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # a is now the most recent
+    cache.put("c", 3)
+    assert cache.get("b") is None and cache.get("a") == 1 and cache.get("c") == 3
+    off: LRUCache[int] = LRUCache(0)
+    off.put("a", 1)
+    assert off.get("a") is None and len(off) == 0
+
+
+def test_normalised_queries_share_a_key() -> None:
+    assert normalise_query("  Comment  déposer le SOLDE ? ") == normalise_query("comment déposer le solde")
+    assert normalise_query("solde") != normalise_query("soldé")
+
+
+def test_concurrent_requests_share_encoder_calls() -> None:
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    def encode(texts):
+        with lock:
+            calls.append(len(texts))
+        time.sleep(0.05)
+        return np.array([[float(t.split("-")[1])] for t in texts])
+
+    batcher = MicroBatcher(encode, max_batch=64)
+    with ThreadPoolExecutor(24) as pool:
+        results = list(pool.map(lambda i: batcher(f"q-{i}"), range(48)))
+    assert [float(r[0]) for r in results] == [float(i) for i in range(48)]  # each caller gets its own row
+    assert sum(calls) == 48 and len(calls) < 48 and max(calls) > 1
+
+
+def test_encoder_errors_reach_every_caller() -> None:
+    def broken(texts):
+        raise RuntimeError("encoder down")
+
+    batcher = MicroBatcher(broken)
+    with pytest.raises(RuntimeError, match="encoder down"):
+        batcher("q")
+
+
+def test_service_caches_results_until_the_index_changes(tmp_path: Path, tiny_jsonl: Path, hash_embedder) -> None:
+    service = RagService(Settings(sources=[tiny_jsonl], index_dir=tmp_path / "idx", min_score=0.0), hash_embedder)
+    service.build()
+    calls = hash_embedder.calls
+    first = service.search("Paiement du solde ?", 2)
+    assert hash_embedder.calls == calls + 1
+    again = service.search("  paiement du SOLDE", 2)
+    assert hash_embedder.calls == calls + 1 and again.query == "  paiement du SOLDE"
+    assert [h.id for h in again.results] == [h.id for h in first.results]
+    assert service.search("Paiement du solde ?", 1).results != first.results or len(first.results) == 1
+    service.build()  # a new index clears the result cache
+    assert len(service.results) == 0
+    service.search("Paiement du solde ?", 2)
+    assert len(service.results) == 1
