@@ -21,9 +21,8 @@ def _units(text: str) -> list[str]:
     """Sentences of a passage; a sentence that ends with ':' keeps the list items after it."""
     units: list[str] = []
     for line in text.split("\n"):
-        if (LIST_ITEM.match(line) and units and units[-1].rstrip().endswith(":")) or (
-            LIST_ITEM.match(line) and units and "\n" in units[-1]
-        ):
+        # a list item joins the sentence that introduced the list (ends with ':') or an earlier item
+        if LIST_ITEM.match(line) and units and (units[-1].rstrip().endswith(":") or "\n" in units[-1]):
             units[-1] += "\n" + line.strip()
         else:
             units.extend(split_sentences(line))

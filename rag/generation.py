@@ -51,8 +51,8 @@ def _numbers(group: str) -> list[int]:
     return out
 
 
-def verify_markers(text: str, count: int) -> Verified:
-    """Keep markers 1..count (normalised to ``[n]``), drop the others and count them."""
+def _keep_valid(text: str, count: int) -> tuple[str, int]:
+    """Rewrite every marker group as ``[n]`` markers for 1..count; return the text and how many were dropped."""
     removed = 0
 
     def fix(match: re.Match[str]) -> str:
@@ -62,13 +62,18 @@ def verify_markers(text: str, count: int) -> Verified:
         removed += len(numbers) - len(valid)
         return "".join(f"[{n}]" for n in dict.fromkeys(valid))
 
-    cleaned = MARKER_GROUP.sub(fix, text)
+    return MARKER_GROUP.sub(fix, text), removed
+
+
+def verify_markers(text: str, count: int) -> Verified:
+    """Keep markers 1..count (normalised to ``[n]``), drop the others and count them."""
+    cleaned, removed = _keep_valid(text, count)
     cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned)
     return Verified(re.sub(r"[ \t]{2,}", " ", cleaned).strip(), removed)
 
 
 class MarkerFilter:
-    """Applies :func:`verify_markers` to a stream: text is released as soon as no marker can be open."""
+    """Applies the marker check to a stream: text is released as soon as no marker can be open."""
 
     def __init__(self, count: int) -> None:
         self.count, self.buffer, self.removed = count, "", 0
@@ -86,20 +91,9 @@ class MarkerFilter:
         return self._clean(ready)
 
     def _clean(self, text: str) -> str:
-        if not text:
-            return ""
-        removed = 0
-
-        def fix(match: re.Match[str]) -> str:
-            nonlocal removed
-            numbers = _numbers(match.group(1))
-            valid = [n for n in numbers if 1 <= n <= self.count]
-            removed += len(numbers) - len(valid)
-            return "".join(f"[{n}]" for n in dict.fromkeys(valid))
-
-        out = MARKER_GROUP.sub(fix, text)
+        cleaned, removed = _keep_valid(text, self.count)
         self.removed += removed
-        return out
+        return cleaned
 
 
 class LLMGenerator:
