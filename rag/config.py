@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     default_k: int = Field(5, ge=1)
     max_k: int = Field(50, ge=1)
     expand_queries: bool = True
+    expand_dense: bool = Field(True, description="also give the glossary-expanded query to the encoder")
 
     # Answer
     answer_sentences: int = Field(3, ge=1)

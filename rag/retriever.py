@@ -29,6 +29,7 @@ class RetrievalParams:
     candidates: int = 50
     min_score: float = 2.0
     expand_queries: bool = True
+    expand_dense: bool = True
     public_url: str = ""
 
 
@@ -66,6 +67,10 @@ class HybridRetriever:
         self.params = params or RetrievalParams()
         self.analyzer = FrenchAnalyzer()
 
+    def dense_text(self, query: str) -> str:
+        """The text given to the query encoder."""
+        return self.prepare(query) if self.params.expand_dense else query
+
     def prepare(self, query: str) -> str:
         """The text actually searched: the query with glossary expansions."""
         return self.index.glossary.expand(query) if self.params.expand_queries else query
@@ -91,7 +96,7 @@ class HybridRetriever:
 
         if params.fusion != "bm25":
             if query_vector is None:
-                query_vector = self.embedder.encode_queries([text])[0]
+                query_vector = self.embedder.encode_queries([self.dense_text(query)])[0]
             self._dense(query_vector, allowed, dense, dense_chunk)
         if params.fusion != "dense":
             self._lexical(text, allowed, lexical, lexical_chunk)

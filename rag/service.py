@@ -48,6 +48,7 @@ def retrieval_params(settings: Settings) -> RetrievalParams:
         candidates=settings.candidates,
         min_score=settings.min_score,
         expand_queries=settings.expand_queries,
+        expand_dense=settings.expand_dense,
         public_url=settings.public_url,
     )
 
@@ -207,7 +208,7 @@ class RagService:
         if cached is not None:
             return cached.model_copy(update={"query": query})
         retriever = state.retriever
-        vector = None if retriever.params.fusion == "bm25" else self.query_vector(retriever.prepare(query))
+        vector = None if retriever.params.fusion == "bm25" else self.query_vector(retriever.dense_text(query))
         result = retriever.search(query, k, filters, query_vector=vector)
         self.results.put(key, result)
         return result

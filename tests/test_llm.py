@@ -115,7 +115,7 @@ def test_a_hang_falls_back_within_the_deadline(built_dir, fake, tmp_path) -> Non
     answer = service.ask(SOLDE)
     elapsed = time.monotonic() - started
     assert answer.fallback and answer.fallback_reason == "timeout"
-    assert elapsed < 3.0 + 1.0  # the configured total deadline, plus scheduling slack
+    assert elapsed < 3.0 + 1.5  # the configured total deadline, plus scheduling slack
 
 
 def test_garbage_output_falls_back(built_dir, fake, tmp_path) -> None:
@@ -172,7 +172,7 @@ def test_too_slow_stream_falls_back(built_dir, fake, tmp_path) -> None:
     started = time.monotonic()
     final = list(service.ask_stream(service.search(SOLDE)))[-1]
     assert final.fallback and final.fallback_reason == "timeout"
-    assert time.monotonic() - started < 1.5 + 1.0
+    assert time.monotonic() - started < 1.5 + 1.5
 
 
 def test_verify_markers_normalises_groups() -> None:
