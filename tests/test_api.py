@@ -274,3 +274,19 @@ def test_one_json_access_log_line_per_request(built_dir: Path, tmp_path: Path, c
         assert {"method", "path", "status", "latency_ms", "abstained"} <= set(line)
         assert line["status"] == 200 and line["abstained"] is True and line["method"] == "POST"
         assert ("query" in line) is log_questions
+
+
+def test_filters_match_entry_metadata_over_http(tmp_path: Path, tiny_jsonl: Path, hash_embedder) -> None:
+    settings = Settings(
+        sources=[tiny_jsonl], index_dir=tmp_path / "idx", min_score=0.0, feedback_db=tmp_path / "fb.sqlite3"
+    )
+    service = RagService(settings, hash_embedder)
+    service.build()
+    with running(create_app(settings, service), ready_path="/ready") as base:
+        body = httpx.post(f"{base}/search", json={"query": "paiement du solde", "filters": {"theme": "messagerie"}})
+        assert [r["id"] for r in body.json()["results"]] == ["mss"]
+        both = httpx.post(f"{base}/search", json={"query": "solde", "filters": {"theme": ["financement", "identité"]}})
+        assert {r["id"] for r in both.json()["results"]} <= {"solde", "psc"}
+        assert both.json()["results"][0]["id"] == "solde"
+        entry = httpx.get(f"{base}/entries/psc").json()
+        assert entry["metadata"] == {"theme": "identité"} and entry["url"] == "https://example.org/faq/psc"
