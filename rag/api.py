@@ -271,7 +271,7 @@ def create_app(settings: Settings | None = None, service: RagService | None = No
         if not body.stream:
             answer = await anyio.to_thread.run_sync(service.ask, query, k, body.filters)
             request.state.abstained = answer.abstained
-            return _finish(answer, started)
+            return await anyio.to_thread.run_sync(_finish, answer, started)  # a synchronous SQLite write
         # retrieve before the response starts, so bad filters still get a proper error status
         result = await anyio.to_thread.run_sync(service.search, query, k, body.filters)
         request.state.abstained = result.abstained

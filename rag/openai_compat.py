@@ -86,7 +86,7 @@ def chat_router(
         result = await anyio.to_thread.run_sync(service.search, query, None, None)
         if not body.stream:
             answer = await anyio.to_thread.run_sync(service.answer, result)
-            extra = finish(answer)
+            extra = await anyio.to_thread.run_sync(finish, answer)
             content = with_sources(answer)
             return {
                 "id": completion_id,

@@ -42,10 +42,6 @@ def entry_url(entry: Entry, public_url: str = "") -> str:
     return entry.url or f"{public_url.rstrip('/')}/entries/{entry.id}"
 
 
-def filter_fields(index: FaqIndex) -> set[str]:
-    return {key for entry in index.entries for key in entry.metadata} | {"source"}
-
-
 def _matches(entry: Entry, filters: Mapping[str, Any]) -> bool:
     for field, wanted in filters.items():
         value = entry.source if field == "source" else entry.metadata.get(field)
@@ -132,9 +128,9 @@ class HybridRetriever:
     def _allowed(self, filters: Mapping[str, Any] | None) -> np.ndarray | None:
         if not filters:
             return None
-        unknown = set(filters) - filter_fields(self.index)
+        unknown = set(filters) - self.index.metadata_fields
         if unknown:
-            known = ", ".join(sorted(filter_fields(self.index))) or "none"
+            known = ", ".join(sorted(self.index.metadata_fields))
             raise UnknownFilter(f"unknown filter field(s): {', '.join(sorted(unknown))}; known fields: {known}")
         return np.array([_matches(e, filters) for e in self.index.entries], dtype=bool)
 

@@ -74,6 +74,7 @@ class FaqIndex:
         self.by_id = {e.id: i for i, e in enumerate(self.entries)}
         self.chunk_entry = np.array([self.by_id[c.entry_id] for c in self.chunks], dtype=np.int64)
         self.view_entry = self.chunk_entry[self.view_chunk]
+        self.metadata_fields = {key for entry in self.entries for key in entry.metadata} | {"source"}
 
     @property
     def version(self) -> str:
