@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
     question_vectors: bool = Field(True, description="also embed each entry's question on its own")
+    sentence_vectors: bool = Field(False, description="also embed each sentence of longer answers")
 
     # Retrieval
     fusion: Literal["rrf", "linear", "dense", "bm25"] = "linear"

@@ -58,6 +58,7 @@ def build_options(settings: Settings) -> BuildOptions:
         max_tokens=settings.chunk_max_tokens,
         overlap=settings.chunk_overlap_sentences,
         question_vectors=settings.question_vectors,
+        sentence_vectors=settings.sentence_vectors,
         ann_threshold=settings.ann_threshold,
         hnsw_m=settings.hnsw_m,
         hnsw_ef_search=settings.hnsw_ef_search,

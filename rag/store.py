@@ -18,7 +18,7 @@ import faiss
 import numpy as np
 
 from .analyzer import FrenchAnalyzer
-from .chunking import chunk_entries
+from .chunking import chunk_entries, split_sentences
 from .embedders import Embedder
 from .errors import IndexNotReady
 from .glossary import Glossary
@@ -39,6 +39,7 @@ class BuildOptions:
     max_tokens: int = 400
     overlap: int = 1
     question_vectors: bool = True
+    sentence_vectors: bool = False
     ann_threshold: int = 50_000
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
@@ -111,6 +112,13 @@ def build_index(
             if entry.question:
                 texts.append(entry.question)
                 view_chunk.append(first_chunk[entry.id])
+    if opts.sentence_vectors:
+        for row, chunk in enumerate(chunks):
+            sentences = [s for line in chunk.text.split("\n") for s in split_sentences(line) if len(s) > 20]
+            if len(sentences) > 1:
+                for sentence in sentences:
+                    texts.append(f"{chunk.question}\n{sentence}" if chunk.question else sentence)
+                    view_chunk.append(row)
     parts = []
     for start in range(0, len(texts), opts.batch_size):
         parts.append(embedder.encode_passages(texts[start : start + opts.batch_size]))
@@ -126,6 +134,7 @@ def build_index(
         "dim": int(vectors.shape[1]),
         "chunking": {"max_tokens": max_tokens, "overlap": opts.overlap},
         "question_vectors": opts.question_vectors,
+        "sentence_vectors": opts.sentence_vectors,
         "vector_index": "flat-ip" if len(vectors) <= opts.ann_threshold else f"hnsw{opts.hnsw_m}-ip",
         "corpus_checksum": corpus.checksum(),
         "glossary_checksum": glossary.checksum(),
