@@ -78,3 +78,13 @@ def test_large_corpora_get_an_hnsw_index_that_finds_the_exact_neighbours() -> No
     _, approx = hnsw.search(vectors[:50], 10)
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
     assert recall >= 0.9
+
+
+def test_sentence_vectors_add_one_view_per_sentence(tiny_jsonl: Path, hash_embedder) -> None:
+    plain = _build(tiny_jsonl, hash_embedder)
+    more = _build(tiny_jsonl, hash_embedder, BuildOptions(sentence_vectors=True))
+    # psc and mss answers have two sentences each; solde has one and gets no extra view
+    assert more.vectors.ntotal == plain.vectors.ntotal + 4
+    assert more.manifest["sentence_vectors"] is True and plain.manifest["sentence_vectors"] is False
+    extra_rows = more.view_chunk[plain.vectors.ntotal :]
+    assert sorted(more.chunks[r].entry_id for r in extra_rows) == ["mss", "mss", "psc", "psc"]
