@@ -12,11 +12,6 @@ TokenCounter = Callable[[str], int]
 _SENTENCE_END = re.compile(r"(?<=[.!?…;])\s+(?=[«\"(\[A-ZÀ-ÖØ-Þ0-9-])")
 
 
-def word_count(text: str) -> int:
-    """A crude token counter (about 1.3 tokens a French word) for tests and fallbacks."""
-    return int(len(text.split()) * 1.3) + 1
-
-
 def split_sentences(text: str) -> list[str]:
     """Sentences of a paragraph, on end punctuation followed by a capital, digit or quote."""
     return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]

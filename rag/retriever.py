@@ -92,7 +92,7 @@ class HybridRetriever:
 
         if params.fusion != "bm25":
             if query_vector is None:
-                query_vector = self.embedder.encode_queries([self.dense_text(query)])[0]
+                query_vector = self.embedder.encode_queries([text if params.expand_dense else query])[0]
             self._dense(query_vector, allowed, dense, dense_chunk)
         if params.fusion != "dense":
             self._lexical(text, allowed, lexical, lexical_chunk)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -116,16 +116,9 @@ class RagService:
         if not s.llm_base_url:
             return None
         if self._llm_parts is None:
+            # every LLMConfig field has its RAG_LLM_<FIELD> setting
             config = LLMConfig(
-                base_url=s.llm_base_url,
-                model=s.llm_model,
-                api_key=s.llm_api_key,
-                temperature=s.llm_temperature,
-                max_tokens=s.llm_max_tokens,
-                connect_timeout=s.llm_connect_timeout,
-                first_token_timeout=s.llm_first_token_timeout,
-                total_timeout=s.llm_total_timeout,
-                retries=s.llm_retries,
+                **{f.name: getattr(s, f"llm_{f.name}") for f in fields(LLMConfig) if hasattr(s, f"llm_{f.name}")}
             )
             self._llm_parts = (ChatClient(config), PromptSet.load(s.prompts_dir))
         return self._llm_parts

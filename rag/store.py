@@ -86,10 +86,6 @@ class FaqIndex:
         return None if i is None else self.entries[i]
 
 
-def bm25_text(chunk: Chunk, glossary: Glossary) -> str:
-    return glossary.expand(chunk.embed_text)
-
-
 def build_index(
     corpus: Corpus,
     embedder: Embedder,
@@ -127,7 +123,7 @@ def build_index(
     vectors = np.vstack(parts).astype(np.float32)
     analyzer = FrenchAnalyzer()
     bm25 = bm25s.BM25(k1=1.2, b=0.75)
-    bm25.index([analyzer(bm25_text(c, glossary)) for c in chunks], show_progress=False)
+    bm25.index([analyzer(glossary.expand(c.embed_text)) for c in chunks], show_progress=False)
     manifest = {
         "format_version": FORMAT_VERSION,
         "embedder": embedder.name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import cache
 from html import escape
 from importlib.resources import files
 from pathlib import Path
@@ -17,6 +18,7 @@ def _linkify(text: str) -> str:
     return _LINKS.sub(lambda m: f'<a href="{m.group(1)}" rel="noopener">{m.group(1)}</a>', escape(text))
 
 
+@cache
 def index_page() -> str:
     return files(__package__).joinpath("static", "index.html").read_text(encoding="utf-8")
 
