@@ -24,10 +24,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from rag.config import ROOT, Settings
-from rag.evaluate import load_queries
+from rag.config import Settings
+from rag.evaluation.run import load_queries
 from rag.service import RagService
 
+ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench"
 CNIL = ROOT.parent / "shared" / "benchmarks" / "cnil-faq" / "faq.jsonl"
 

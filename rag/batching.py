@@ -24,7 +24,6 @@ class MicroBatcher:
         self._queue: queue.SimpleQueue[tuple[str, Future[np.ndarray]]] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self.batches = self.items = 0
 
     def __call__(self, text: str, timeout: float | None = 60.0) -> np.ndarray:
         if self._worker is None:
@@ -52,7 +51,5 @@ class MicroBatcher:
                 for _, future in batch:
                     future.set_exception(exc)
                 continue
-            self.batches += 1
-            self.items += len(batch)
             for row, (_, future) in enumerate(batch):
                 future.set_result(vectors[row])

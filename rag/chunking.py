@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 
 from .models import Chunk, Entry
+from .text import split_sentences
 
 TokenCounter = Callable[[str], int]
-
-_SENTENCE_END = re.compile(r"(?<=[.!?…;])\s+(?=[«\"(\[A-ZÀ-ÖØ-Þ0-9-])")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a paragraph, on end punctuation followed by a capital, digit or quote."""
-    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
 
 
 def _split_words(text: str, budget: int, count: TokenCounter) -> list[str]:

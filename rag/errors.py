@@ -1,12 +1,32 @@
-"""Errors that carry a message a user can act on."""
+"""Errors that carry a message a user can act on, and the HTTP status they map to."""
 
 from __future__ import annotations
 
 
 class RagError(Exception):
-    """Base class: the message says what was wrong and what to do."""
+    """Base class: the message says what was wrong and what to do.
+
+    ``status`` is the HTTP status; ``public`` says whether the message may be shown to an HTTP client
+    (server-side faults are logged and answered with a generic message).
+    """
 
     code = "error"
+    status = 500
+    public = False
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.headers = headers
+
+
+class ApiError(RagError):
+    """A request the service refuses, with its status and code."""
+
+    public = True
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers=headers)
+        self.status, self.code = status, code
 
 
 class SourceError(RagError):
@@ -25,6 +45,11 @@ class IndexNotReady(RagError):
     """The index is missing, corrupt, or was built with other settings."""
 
     code = "index_not_ready"
+    status = 503
+    public = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "5"})
 
 
 class ConfigError(RagError):
@@ -37,3 +62,33 @@ class PromptError(RagError):
     """A prompt template is missing or lacks a variable."""
 
     code = "bad_prompt"
+
+
+class UnknownFilter(RagError):
+    """A filter names a field no entry has."""
+
+    code = "unknown_filter"
+    status = 422
+    public = True
+
+
+class UnknownAnswer(RagError):
+    """Feedback for an answer id this service never gave."""
+
+    code = "unknown_answer"
+    status = 404
+    public = True
+
+    def __init__(self, answer_id: str) -> None:
+        super().__init__(f"no answer has the id '{answer_id}'")
+
+
+class LLMError(RagError):
+    """The LLM call failed; ``reason`` is a short machine-readable word. Always answered by a fallback."""
+
+    code = "llm_error"
+    status = 502
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .errors import UnknownAnswer
 from .models import Answer
 
 SCHEMA = """
@@ -34,10 +35,6 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 CREATE INDEX IF NOT EXISTS feedback_time ON feedback(updated_at);
 """
-
-
-class UnknownAnswer(KeyError):
-    """Feedback for an answer id this service never gave."""
 
 
 class FeedbackStore:

@@ -13,18 +13,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .answer import ExtractiveGenerator, abstained_answer, citations_for, pieces
+from .config import AnswerSettings
+from .errors import LLMError
 from .language import detect
-from .llm import ChatClient, LLMError
+from .llm import ChatClient
 from .models import Answer, SearchResult
 from .prompts import PromptSet
-
-# "[1]", "[1, 2]", "[1][2]", "[1-2]" (ranges are expanded)
-MARKER_GROUP = re.compile(r"\[\s*(\d{1,3}(?:\s*(?:[,;–-]|et|and)\s*\d{1,3})*)\s*\]")
-DONT_KNOW = re.compile(
-    r"^\W*(je ne sais pas|i don'?t know|i do not know|les passages ne permettent pas|"
-    r"the passages do not)",
-    re.IGNORECASE,
-)
+from .text import MARKER_GROUP, is_dont_know
 
 
 class Reset:
@@ -100,22 +95,15 @@ class LLMGenerator:
     """Drafts a cited answer with an LLM; falls back to the extractive answer on any fault."""
 
     def __init__(
-        self,
-        client: ChatClient,
-        prompts: PromptSet,
-        fallback: ExtractiveGenerator,
-        faq_name: str = "FAQ",
-        default_language: str = "fr",
-        deadline_seconds: float | None = None,
+        self, client: ChatClient, prompts: PromptSet, fallback: ExtractiveGenerator, settings: AnswerSettings
     ) -> None:
-        self.client, self.prompts, self.fallback = client, prompts, fallback
-        self.faq_name, self.default_language = faq_name, default_language
-        self.deadline_seconds = deadline_seconds or client.config.total_timeout
+        self.client, self.prompts, self.fallback, self.settings = client, prompts, fallback, settings
+        self.deadline_seconds = client.config.total_timeout
 
     def _messages(self, result: SearchResult) -> list[dict]:
-        lang = detect(result.query, self.default_language)
+        lang = detect(result.query, self.settings.language)
         passages = [(hit.question or "", hit.text) for hit in result.results]
-        return self.prompts.messages(result.query, passages, lang, self.faq_name)
+        return self.prompts.messages(result.query, passages, lang, self.settings.faq_name)
 
     def _fallback(self, result: SearchResult, reason: str) -> Answer:
         answer = self.fallback.answer(result)
@@ -125,8 +113,8 @@ class LLMGenerator:
         text = text.strip()
         if not text:
             return self._fallback(result, "empty")
-        if DONT_KNOW.match(text):
-            said = abstained_answer(result)
+        if is_dont_know(text):
+            said = abstained_answer(result, self.settings)
             return said.model_copy(update={"passages": result.results, "citations_removed": removed})
         citations = citations_for(text, result.results)
         if not citations:
@@ -137,12 +125,13 @@ class LLMGenerator:
             abstained=False,
             citations=citations,
             passages=result.results,
+            confidence=result.confidence,
             citations_removed=removed,
         )
 
     def answer(self, result: SearchResult) -> Answer:
         if result.abstained or not result.results:
-            return abstained_answer(result)
+            return abstained_answer(result, self.settings)
         deadline = time.monotonic() + self.deadline_seconds
         try:
             raw = self.client.complete(self._messages(result), deadline)
@@ -155,7 +144,7 @@ class LLMGenerator:
         """Pieces as the LLM writes them (markers checked on the fly), then the final :class:`Answer`.
         When the draft fails or is not usable, a :class:`Reset` and the replacement answer follow."""
         if result.abstained or not result.results:
-            answer = abstained_answer(result)
+            answer = abstained_answer(result, self.settings)
             yield from pieces(answer.answer)
             yield answer
             return

@@ -77,13 +77,17 @@ _FR = {
 
 MESSAGES = {
     "fr": {
-        "abstain": "Je n'ai pas trouvé de réponse à cette question dans la FAQ. "
+        "abstain": "Je n'ai pas trouvé de réponse à cette question dans la FAQ {faq}. "
         "Reformulez-la, ou contactez le support si elle porte sur un point que la FAQ ne traite pas.",
+        "smalltalk": "Bonjour ! Je réponds aux questions sur la FAQ {faq}, avec un lien vers chaque entrée "
+        "citée. Posez votre question en une phrase.",
         "sources": "Sources",
     },
     "en": {
-        "abstain": "I could not find an answer to this question in the FAQ. "
+        "abstain": "I could not find an answer to this question in the {faq} FAQ. "
         "Try rephrasing it, or contact support if the FAQ does not cover this point.",
+        "smalltalk": "Hello! I answer questions about the {faq} FAQ, with a link to each entry I cite. "
+        "Ask your question in a sentence.",
         "sources": "Sources",
     },
 }
@@ -97,5 +101,6 @@ def detect(text: str, default: str = "fr") -> str:
     return "en" if en > fr else default
 
 
-def message(key: str, lang: str) -> str:
-    return MESSAGES.get(lang, MESSAGES["fr"])[key]
+def message(key: str, lang: str, **values: str) -> str:
+    text = MESSAGES.get(lang, MESSAGES["fr"])[key]
+    return text.format(**values) if values else text

@@ -7,37 +7,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
+
+from .config import LLMSettings
+from .errors import ConfigError, LLMError
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
-class LLMError(Exception):
-    """The LLM call failed; ``reason`` is a short machine-readable word."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class LLMConfig:
-    base_url: str
-    model: str = "default"
-    api_key: str | None = None
-    temperature: float = 0.1
-    max_tokens: int = 512
-    connect_timeout: float = 3.0
-    first_token_timeout: float = 15.0
-    total_timeout: float = 60.0
-    retries: int = 2
-    backoff: float = 0.25
-
-
 class ChatClient:
-    def __init__(self, config: LLMConfig, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, config: LLMSettings, transport: httpx.BaseTransport | None = None) -> None:
+        if not config.base_url:
+            raise ConfigError("no LLM server is configured; set RAG_LLM_BASE_URL")
         self.config = config
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         base = config.base_url.rstrip("/")

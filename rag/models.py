@@ -41,24 +41,30 @@ class Hit(BaseModel):
     question: str | None = Field(None, examples=["Comment déposer une demande de solde ?"])
     text: str = Field(description="the entry's best-matching passage")
     score: float = Field(description="fused relevance score (higher is better)")
-    url: str = Field(description="the entry's own URL, or its page in this service")
+    url: str | None = Field(None, description="the entry's own URL, or its page in this service")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="the entry's other fields (facets)")
     dense_score: float | None = Field(None, description="cosine similarity of the best dense match")
     bm25_score: float | None = Field(None, description="BM25 score of the best lexical match")
 
 
 class SearchResult(BaseModel):
-    """What the retriever returns for one query."""
+    """What the retriever returns for one query: the ranking, and whether to decline."""
 
     query: str
     abstained: bool
     results: list[Hit]
-    confidence: float = Field(0.0, description="the evidence the abstention decision used")
+    confidence: float = Field(0.0, description="calibrated probability that the top entry answers the question")
+    terms: list[str] = Field(default_factory=list, exclude=True)  # the searched terms, for picking sentences
+
+    def served(self) -> SearchResult:
+        """What a user is shown: no entries when the service declines."""
+        return self.model_copy(update={"results": []}) if self.abstained and self.results else self
 
 
 class Citation(BaseModel):
     n: int = Field(description="the marker number, as in [n]")
     id: str
-    url: str
+    url: str | None = None
     question: str | None = None
 
 
@@ -70,6 +76,7 @@ class Answer(BaseModel):
     abstained: bool
     citations: list[Citation]
     passages: list[Hit]
+    confidence: float = Field(0.0, description="calibrated probability that the top entry answers the question")
     fallback: bool = Field(False, description="the LLM draft was replaced by the extractive answer")
     fallback_reason: str | None = Field(None, description="why: timeout, http_500, stream_cut, malformed, …")
     citations_removed: int = Field(0, description="LLM citation markers dropped: they pointed outside the passages")

@@ -10,9 +10,9 @@ from pathlib import Path
 from string import Template
 
 from .errors import PromptError
+from .text import DONT_KNOW
 
 LANGUAGE_NAMES = {"fr": "français", "en": "anglais (English)"}
-DONT_KNOW = {"fr": "Je ne sais pas.", "en": "I don't know."}
 
 
 @dataclass(frozen=True)

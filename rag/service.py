@@ -1,34 +1,36 @@
-"""The one place that wires settings, embedder, index, retriever and answer generator together.
+"""The one place that wires settings, embedder, index, retriever, confidence and answer generators.
 
-Construction is light; :meth:`RagService.load` (or :meth:`build`) does the heavy work. A rebuilt
-index is swapped in as one reference assignment, so a request sees the old index or the new one,
-never a mix.
+Construction is light; :meth:`RagService.load` (or :meth:`build`) does the heavy work. A rebuilt index
+is swapped in as one reference assignment, so a request sees the old index or the new one, never a mix.
+The HTTP API, the CLI, ``rag eval`` and the benchmarks all call the methods below.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from .answer import ExtractiveGenerator, pieces
-from .batching import MicroBatcher
+from .answer import ExtractiveGenerator, pieces, smalltalk_answer
 from .cache import LRUCache, cache_key, normalise_query
+from .confidence import Calibration, signals
 from .config import Settings
 from .embedders import Embedder, make_embedder
+from .encoder import QueryEncoder
 from .errors import IndexNotReady
 from .generation import LLMGenerator, Reset
 from .glossary import Glossary
-from .llm import ChatClient, LLMConfig
+from .llm import ChatClient
 from .models import Answer, SearchResult
 from .prompts import PromptSet
-from .retriever import HybridRetriever, RetrievalParams
+from .retriever import HybridRetriever
+from .smalltalk import smalltalk
 from .sources import load_corpus
-from .store import BuildOptions, FaqIndex, Progress, build_index, load_index, read_manifest, save_index
+from .store import FaqIndex, Progress, build_index, load_index, read_manifest, save_index, stale_reason
+
+log = logging.getLogger("rag.service")
 
 
 @dataclass(frozen=True)
@@ -39,31 +41,9 @@ class _Loaded:
     llm: LLMGenerator | None
 
 
-def retrieval_params(settings: Settings) -> RetrievalParams:
-    return RetrievalParams(
-        fusion=settings.fusion,
-        rrf_k=settings.rrf_k,
-        dense_weight=settings.dense_weight,
-        bm25_weight=settings.bm25_weight,
-        candidates=settings.candidates,
-        min_score=settings.min_score,
-        expand_queries=settings.expand_queries,
-        expand_dense=settings.expand_dense,
-        public_url=settings.public_url,
-    )
-
-
-def build_options(settings: Settings) -> BuildOptions:
-    return BuildOptions(
-        max_tokens=settings.chunk_max_tokens,
-        overlap=settings.chunk_overlap_sentences,
-        question_vectors=settings.question_vectors,
-        sentence_vectors=settings.sentence_vectors,
-        ann_threshold=settings.ann_threshold,
-        hnsw_m=settings.hnsw_m,
-        hnsw_ef_search=settings.hnsw_ef_search,
-        batch_size=settings.embed_batch_size,
-    )
+def entry_url(entry_id: str, base_url: str = "") -> str:
+    """The page of an entry in this service."""
+    return f"{base_url.rstrip('/')}/entries/{entry_id}"
 
 
 class RagService:
@@ -72,25 +52,27 @@ class RagService:
     def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None) -> None:
         self.settings = settings or Settings()
         self._embedder = embedder
+        self._encoder: QueryEncoder | None = None
         self._loaded: _Loaded | None = None
+        self._calibration: Calibration | None = None
         self._build_lock = threading.Lock()
         self._llm_parts: tuple[ChatClient, PromptSet] | None = None
-        self.results: LRUCache[SearchResult] = LRUCache(self.settings.cache_size)
-        self.vectors: LRUCache[np.ndarray] = LRUCache(self.settings.cache_size)
-        self._batcher: MicroBatcher | None = None
+        self.results: LRUCache[SearchResult] = LRUCache(self.settings.retrieval.cache_size)
 
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            s = self.settings
-            self._embedder = make_embedder(
-                s.embedder,
-                query_prefix=s.query_prefix,
-                passage_prefix=s.passage_prefix,
-                batch_size=s.embed_batch_size,
-                threads=s.threads,
-            )
+            self._embedder = make_embedder(self.settings.index)
         return self._embedder
+
+    @property
+    def encoder(self) -> QueryEncoder:
+        if self._encoder is None:
+            r = self.settings.retrieval
+            self._encoder = QueryEncoder(
+                self.embedder, r.cache_size, self.settings.index.embed_batch_size, r.batch_wait_ms
+            )
+        return self._encoder
 
     @property
     def ready(self) -> bool:
@@ -101,8 +83,20 @@ class RagService:
         return self._state().index
 
     @property
-    def retriever(self) -> HybridRetriever:
-        return self._state().retriever
+    def calibration(self) -> Calibration:
+        if self._calibration is None:
+            self._calibration = Calibration.load(self.settings.retrieval.calibration)
+        return self._calibration
+
+    @property
+    def min_confidence(self) -> float:
+        """Below it the service declines: the setting, else the calibration's own threshold."""
+        setting = self.settings.retrieval.min_confidence
+        if setting is not None:
+            return setting
+        if self.calibration.embedder not in {"", self.embedder.name}:
+            return 0.0  # a calibration made for another encoder says nothing here: answer, never decline
+        return self.calibration.threshold
 
     def _state(self) -> _Loaded:
         loaded = self._loaded
@@ -112,116 +106,124 @@ class RagService:
 
     def _llm(self) -> tuple[ChatClient, PromptSet] | None:
         """The LLM client and prompts, made once, when an LLM server is configured."""
-        s = self.settings
-        if not s.llm_base_url:
+        if not self.settings.llm.base_url:
             return None
         if self._llm_parts is None:
-            # every LLMConfig field has its RAG_LLM_<FIELD> setting
-            config = LLMConfig(
-                **{f.name: getattr(s, f"llm_{f.name}") for f in fields(LLMConfig) if hasattr(s, f"llm_{f.name}")}
-            )
-            self._llm_parts = (ChatClient(config), PromptSet.load(s.prompts_dir))
+            self._llm_parts = (ChatClient(self.settings.llm), PromptSet.load(self.settings.answer.prompts_dir))
         return self._llm_parts
 
+    def close(self) -> None:
+        if self._llm_parts is not None:
+            self._llm_parts[0].close()
+
     def _install(self, index: FaqIndex) -> None:
-        retriever = HybridRetriever(index, self.embedder, retrieval_params(self.settings))
-        extractive = ExtractiveGenerator(self.settings.answer_sentences, query_expander=retriever.prepare)
+        retriever = HybridRetriever(index, self.encoder, self.settings.retrieval)
+        extractive = ExtractiveGenerator(self.settings.answer)
         parts = self._llm()
-        llm = None
-        if parts is not None:
-            llm = LLMGenerator(parts[0], parts[1], extractive, self.settings.faq_name, self.settings.language)
+        llm = None if parts is None else LLMGenerator(parts[0], parts[1], extractive, self.settings.answer)
+        if self.calibration.embedder not in {"", self.embedder.name}:
+            log.warning(
+                "the confidence was calibrated for %s, not %s: questions are never declined; run `rag calibrate`",
+                self.calibration.embedder,
+                self.embedder.name,
+            )
         self._loaded = _Loaded(index, retriever, extractive, llm)
         self.results.clear()  # results of the previous index must not be served from the new one
 
     def load(self) -> FaqIndex:
         """Load the embedder and the saved index; raise :class:`IndexNotReady` with advice if it cannot."""
         self.embedder.load()
-        index = load_index(self.settings.index_dir, self.embedder.name, self.embedder.dim)
+        index = load_index(self.settings.index.index_dir, self.embedder.name, self.embedder.dim)
         self._install(index)
         return index
 
-    def build(
-        self, sources: list[Path] | None = None, progress: Progress | None = None, install: bool = True
-    ) -> FaqIndex:
-        """Build the index from the sources, save it atomically, and (by default) swap it in."""
+    def build(self, progress: Progress | None = None, install: bool = True) -> FaqIndex:
+        """Build the index from the configured sources, save it atomically, and (by default) swap it in."""
         with self._build_lock:
-            corpus = load_corpus(sources or self.settings.sources)
-            glossary = Glossary.for_sources(sources or self.settings.sources, self.settings.glossary)
-            index = build_index(corpus, self.embedder, build_options(self.settings), glossary, progress)
-            save_index(index, self.settings.index_dir)
+            opts = self.settings.index
+            corpus = load_corpus(opts.sources)
+            glossary = Glossary.for_sources(opts.sources, opts.glossary)
+            index = build_index(corpus, self.embedder, opts, glossary, progress)
+            save_index(index, opts.index_dir)
             if install:
                 self._install(index)
             return index
 
-    def needs_build(self) -> bool:
-        """True when there is no saved index, or it was built by another format, embedder, sources or glossary."""
-        if not (Path(self.settings.index_dir) / "manifest.json").exists():
-            return True
+    def needs_build(self) -> str | None:
+        """Why the saved index cannot serve the current settings (None when it can)."""
         try:
-            manifest = read_manifest(self.settings.index_dir)
-        except IndexNotReady:
-            return True
-        if manifest.get("embedder") != self.embedder.name:
-            return True
-        opts = build_options(self.settings)
-        if (
-            manifest.get("question_vectors") != opts.question_vectors
-            or manifest.get("chunking", {}).get("overlap") != opts.overlap
-        ):
-            return True
-        corpus = load_corpus(self.settings.sources)
-        glossary = Glossary.for_sources(self.settings.sources, self.settings.glossary)
-        return (manifest.get("corpus_checksum"), manifest.get("glossary_checksum")) != (
-            corpus.checksum(),
-            glossary.checksum(),
-        )
+            manifest = read_manifest(self.settings.index.index_dir)
+        except IndexNotReady as exc:
+            return str(exc)
+        return stale_reason(manifest, self.settings.index, self.embedder.name)
 
     def load_or_build(self, progress: Progress | None = None) -> FaqIndex:
-        """Load the saved index; build it first when there is none or when the sources changed since."""
+        """Load the saved index; build it first when there is none or when it no longer matches the settings."""
         if self.needs_build():
             return self.build(progress=progress)
         return self.load()
 
-    def query_vector(self, text: str) -> np.ndarray:
-        """The encoder's vector for a (prepared) query: cached, and batched with concurrent requests."""
-        vector = self.vectors.get(text)
-        if vector is None:
-            if self._batcher is None:
-                self._batcher = MicroBatcher(
-                    self.embedder.encode_queries, self.settings.embed_batch_size, self.settings.batch_wait_ms / 1000
-                )
-            vector = self._batcher(text)
-            self.vectors.put(text, vector)
-        return vector
-
-    def search(self, query: str, k: int | None = None, filters: Mapping[str, Any] | None = None) -> SearchResult:
+    def retrieve(self, query: str, k: int | None = None, filters: Mapping[str, Any] | None = None) -> SearchResult:
+        """The ranking and the decision (``abstained``), the ranking kept even when declining."""
         state = self._state()
-        k = k or self.settings.default_k
+        k = k or self.settings.retrieval.default_k
         key = cache_key(state.index.version, normalise_query(query), k, dict(filters or {}))
         cached = self.results.get(key)
         if cached is not None:
             return cached.model_copy(update={"query": query})
-        retriever = state.retriever
-        vector = None if retriever.params.fusion == "bm25" else self.query_vector(retriever.dense_text(query))
-        result = retriever.search(query, k, filters, query_vector=vector)
+        if smalltalk(query):
+            result = SearchResult(query=query, abstained=True, results=[], confidence=0.0)
+        else:
+            retriever = state.retriever
+            ranking = retriever.rank(retriever.prepare(query), filters)
+            confidence = self.calibration.probability(signals(retriever, ranking, self.settings.answer.language))
+            abstained = not ranking.order or confidence < self.min_confidence
+            result = SearchResult(
+                query=query,
+                abstained=abstained,
+                results=retriever.hits(ranking, k),
+                confidence=round(confidence, 4),
+                terms=ranking.prepared.lexical_terms,
+            )
         self.results.put(key, result)
         return result
 
+    def signals(self, query: str) -> dict[str, float]:
+        """The retrieval signals the confidence is computed from (for calibration and diagnosis)."""
+        retriever = self._state().retriever
+        return signals(retriever, retriever.rank(retriever.prepare(query)), self.settings.answer.language)
+
+    def link(self, result: SearchResult, base_url: str | None = None) -> SearchResult:
+        """Give every hit without a URL of its own its page in this service."""
+        base = self.settings.answer.public_url or base_url or ""
+        hits = [h if h.url else h.model_copy(update={"url": entry_url(h.id, base)}) for h in result.results]
+        return result.model_copy(update={"results": hits})
+
+    def search(
+        self, query: str, k: int | None = None, filters: Mapping[str, Any] | None = None, base_url: str | None = None
+    ) -> SearchResult:
+        """What a user is shown: the top entries with links, or none when the service declines."""
+        return self.link(self.retrieve(query, k, filters).served(), base_url)
+
     def answer(self, result: SearchResult) -> Answer:
-        """The cited answer for a retrieval result (the LLM's when one is configured)."""
+        """The cited answer for a (linked, served) search result: the LLM's when one is configured."""
         state = self._state()
+        if smalltalk(result.query):
+            return smalltalk_answer(result, self.settings.answer)
         return (state.llm or state.extractive).answer(result)
 
-    def ask(self, query: str, k: int | None = None, filters: Mapping[str, Any] | None = None) -> Answer:
-        return self.answer(self.search(query, k, filters))
+    def ask(
+        self, query: str, k: int | None = None, filters: Mapping[str, Any] | None = None, base_url: str | None = None
+    ) -> Answer:
+        return self.answer(self.search(query, k, filters, base_url))
 
     def ask_stream(self, result: SearchResult) -> Iterator[str | Reset | Answer]:
         """Pieces of the answer text as they are ready, then the complete :class:`Answer`.
         A :class:`Reset` means: forget the pieces so far, a replacement follows."""
         state = self._state()
-        if state.llm is not None:
+        if state.llm is not None and not smalltalk(result.query):
             yield from state.llm.stream(result)
             return
-        answer = state.extractive.answer(result)
+        answer = self.answer(result)
         yield from pieces(answer.answer)
         yield answer

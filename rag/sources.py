@@ -18,10 +18,10 @@ from typing import Any
 
 from .errors import SourceError
 from .models import Entry
+from .text import extract_links
 
 SEPARATOR = "Cette réponse vous a-t-elle été utile ?"
 FILTER_PREFIX = "Votre question concerne"
-URL_RE = re.compile(r"https?://[^\s<>\"')\]]+")
 SUFFIXES = (".txt", ".jsonl", ".json", ".csv", ".md", ".markdown")
 RESERVED = {"id", "question", "answer", "url", "links"}
 
@@ -48,14 +48,6 @@ def _squash(text: str) -> str:
 def content_id(question: str | None, answer: str) -> str:
     """An id derived from the entry's content, so it survives rebuilds and reordering."""
     return hashlib.sha1(f"{_squash(question or '')}\n{_squash(answer)}".encode()).hexdigest()[:12]
-
-
-def extract_links(text: str) -> list[str]:
-    """URLs written in the text, in order, without duplicates or trailing punctuation."""
-    seen: dict[str, None] = {}
-    for match in URL_RE.finditer(text):
-        seen.setdefault(match.group(0).rstrip(".,;:!?"), None)
-    return list(seen)
 
 
 def _read_text(path: Path) -> str:

@@ -18,35 +18,41 @@ import faiss
 import numpy as np
 
 from .analyzer import FrenchAnalyzer
-from .chunking import chunk_entries, split_sentences
+from .chunking import chunk_entries
+from .config import IndexSettings
 from .embedders import Embedder
-from .errors import IndexNotReady
+from .errors import ConfigError, IndexNotReady
 from .glossary import Glossary
 from .models import Chunk, Entry
-from .sources import Corpus
+from .sources import Corpus, load_corpus
+from .text import split_sentences
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 MANIFEST = "manifest.json"
 REBUILD_HINT = "Run `rag index` to build it again."
+# the settings that shape an index: all recorded in its manifest, any change means a rebuild
+BUILD_OPTIONS = (
+    "embedder",
+    "query_prefix",
+    "passage_prefix",
+    "chunk_max_tokens",
+    "chunk_overlap_sentences",
+    "ann_threshold",
+    "hnsw_m",
+    "hnsw_ef_search",
+    "question_vectors",
+    "sentence_vectors",
+)
+INDEX_FILES = {MANIFEST, "entries.jsonl", "chunks.jsonl", "views.npy", "vectors.faiss", "bm25", "glossary.json"}
 
 Progress = Callable[[int, int], None]
 
 
-@dataclass
-class BuildOptions:
-    """What shapes an index; stored in the manifest and checked on load."""
-
-    max_tokens: int = 400
-    overlap: int = 1
-    question_vectors: bool = True
-    sentence_vectors: bool = False
-    ann_threshold: int = 50_000
-    hnsw_m: int = 32
-    hnsw_ef_search: int = 128
-    batch_size: int = 32
+def build_options(opts: IndexSettings) -> dict[str, Any]:
+    return {name: getattr(opts, name) for name in BUILD_OPTIONS}
 
 
-def make_vector_index(vectors: np.ndarray, opts: BuildOptions) -> faiss.Index:
+def make_vector_index(vectors: np.ndarray, opts: IndexSettings) -> faiss.Index:
     """Exact inner product for small corpora; HNSW (inner product) above ``ann_threshold`` vectors."""
     dim = vectors.shape[1]
     if len(vectors) <= opts.ann_threshold:
@@ -76,6 +82,7 @@ class FaqIndex:
         self.chunk_entry = np.array([self.by_id[c.entry_id] for c in self.chunks], dtype=np.int64)
         self.view_entry = self.chunk_entry[self.view_chunk]
         self.metadata_fields = {key for entry in self.entries for key in entry.metadata} | {"source"}
+        self.vocabulary = frozenset(self.bm25.vocab_dict)
 
     @property
     def version(self) -> str:
@@ -89,15 +96,15 @@ class FaqIndex:
 def build_index(
     corpus: Corpus,
     embedder: Embedder,
-    opts: BuildOptions,
+    opts: IndexSettings,
     glossary: Glossary | None = None,
     progress: Progress | None = None,
 ) -> FaqIndex:
     """Chunk, embed and index a corpus."""
     glossary = glossary or Glossary.empty()
     embedder.load()
-    max_tokens = min(opts.max_tokens, embedder.max_tokens)
-    chunks = chunk_entries(corpus.entries, embedder.count_tokens, max_tokens, opts.overlap)
+    max_tokens = min(opts.chunk_max_tokens, embedder.max_tokens)
+    chunks = chunk_entries(corpus.entries, embedder.count_tokens, max_tokens, opts.chunk_overlap_sentences)
     texts = [c.embed_text for c in chunks]
     view_chunk = list(range(len(chunks)))
     if opts.question_vectors:
@@ -116,10 +123,11 @@ def build_index(
                     texts.append(f"{chunk.question}\n{sentence}" if chunk.question else sentence)
                     view_chunk.append(row)
     parts = []
-    for start in range(0, len(texts), opts.batch_size):
-        parts.append(embedder.encode_passages(texts[start : start + opts.batch_size]))
+    batch = opts.embed_batch_size
+    for start in range(0, len(texts), batch):
+        parts.append(embedder.encode_passages(texts[start : start + batch]))
         if progress:
-            progress(min(start + opts.batch_size, len(texts)), len(texts))
+            progress(min(start + batch, len(texts)), len(texts))
     vectors = np.vstack(parts).astype(np.float32)
     analyzer = FrenchAnalyzer()
     bm25 = bm25s.BM25(k1=1.2, b=0.75)
@@ -128,9 +136,7 @@ def build_index(
         "format_version": FORMAT_VERSION,
         "embedder": embedder.name,
         "dim": int(vectors.shape[1]),
-        "chunking": {"max_tokens": max_tokens, "overlap": opts.overlap},
-        "question_vectors": opts.question_vectors,
-        "sentence_vectors": opts.sentence_vectors,
+        "options": build_options(opts),
         "vector_index": "flat-ip" if len(vectors) <= opts.ann_threshold else f"hnsw{opts.hnsw_m}-ip",
         "corpus_checksum": corpus.checksum(),
         "glossary_checksum": glossary.checksum(),
@@ -156,9 +162,28 @@ def _write_jsonl(path: Path, rows: list[Any]) -> None:
             fh.write(row.model_dump_json() + "\n")
 
 
+def check_target(directory: Path) -> None:
+    """Refuse to write an index over anything that is not an index: a user's files are never replaced."""
+    directory = Path(directory)
+    if not directory.exists() and not directory.is_symlink():
+        return
+    if not directory.is_dir():
+        raise ConfigError(
+            f"{directory} is a file, not an index folder; choose another --index-dir (nothing was changed)"
+        )
+    found = {p.name for p in directory.iterdir()}
+    if found and (MANIFEST not in found or found - INDEX_FILES):
+        strangers = ", ".join(sorted(found - INDEX_FILES)[:5]) or "no manifest"
+        raise ConfigError(
+            f"{directory} holds files that are not an index ({strangers}); "
+            "choose an empty or new folder for --index-dir (nothing was changed)"
+        )
+
+
 def save_index(index: FaqIndex, directory: Path) -> Path:
     """Write to a temporary folder beside ``directory``, then swap it in by renaming."""
     directory = Path(directory)
+    check_target(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -198,6 +223,22 @@ def read_manifest(directory: Path) -> dict[str, Any]:
             f"the index at {directory} has format version {found}, this version reads {FORMAT_VERSION}. {REBUILD_HINT}"
         )
     return manifest
+
+
+def stale_reason(manifest: dict[str, Any], opts: IndexSettings, embedder_name: str) -> str | None:
+    """Why an index no longer matches the settings and sources (None when it does)."""
+    if manifest.get("embedder") != embedder_name:
+        return f"built with embedder {manifest.get('embedder')}, configured: {embedder_name}"
+    built = manifest.get("options", {})
+    changed = [name for name, value in build_options(opts).items() if built.get(name) != value]
+    if changed:
+        return f"built with other options: {', '.join(changed)}"
+    corpus = load_corpus(opts.sources)
+    if manifest.get("corpus_checksum") != corpus.checksum():
+        return "the FAQ sources changed"
+    if manifest.get("glossary_checksum") != Glossary.for_sources(opts.sources, opts.glossary).checksum():
+        return "the glossary changed"
+    return None
 
 
 def load_index(directory: Path, embedder_name: str | None = None, dim: int | None = None) -> FaqIndex:

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from rag.analyzer import FrenchAnalyzer
-from rag.config import DEFAULT_SOURCE, ROOT, Settings
+from rag.config import DEFAULT_SOURCE, Settings
+from rag.service import RagService
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 CNIL_DIR = SHARED / "benchmarks" / "cnil-faq"
 
@@ -92,15 +94,25 @@ def tiny_jsonl(tmp_path: Path) -> Path:
 @pytest.fixture
 def tiny_settings(tmp_path: Path, tiny_jsonl: Path) -> Settings:
     return Settings(
-        sources=[tiny_jsonl], index_dir=tmp_path / "built", min_score=0.0, feedback_db=tmp_path / "fb.sqlite3"
+        sources=[tiny_jsonl], index_dir=tmp_path / "built", min_confidence=0.0, feedback_db=tmp_path / "fb.sqlite3"
     )
+
+
+@pytest.fixture
+def make_service(tiny_settings: Settings, hash_embedder: HashEmbedder):
+    """A built service over the tiny FAQ with the hash embedder; keyword arguments change settings."""
+
+    def make(**changes: object) -> RagService:
+        service = RagService(tiny_settings.replace(**changes), hash_embedder)
+        service.build()
+        return service
+
+    return make
 
 
 @pytest.fixture(scope="session")
 def segur_index(tmp_path_factory) -> Path:
     """The shipped Ségur FAQ indexed once per test session with the default settings (read-only)."""
-    from rag.service import RagService
-
     index_dir = tmp_path_factory.mktemp("segur") / "idx"
     RagService(Settings(index_dir=index_dir)).build()
     return index_dir

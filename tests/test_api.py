@@ -12,8 +12,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from rag.api import create_app
 from rag.config import Settings
+from rag.http import create_app
 from rag.service import RagService
 
 from .servers import running, sse_events, wait_until
@@ -70,9 +70,10 @@ def test_ask_json_and_entry_links(server: str) -> None:
     for citation in body["citations"]:
         assert f"[{citation['n']}]" in body["answer"]
         assert retrieved[citation["n"] - 1] == citation["id"]
-        entry = httpx.get(f"{server}{citation['url']}")
+        assert citation["url"].startswith(server)  # absolute, built from the request's address
+        entry = httpx.get(citation["url"])
         assert entry.status_code == 200 and entry.json()["id"] == citation["id"]
-    html = httpx.get(f"{server}{body['citations'][0]['url']}", headers={"Accept": "text/html"})
+    html = httpx.get(body["citations"][0]["url"], headers={"Accept": "text/html"})
     assert html.headers["content-type"].startswith("text/html") and "<h1>" in html.text
 
 
@@ -278,7 +279,7 @@ def test_one_json_access_log_line_per_request(built_dir: Path, tmp_path: Path, c
 
 def test_filters_match_entry_metadata_over_http(tmp_path: Path, tiny_jsonl: Path, hash_embedder) -> None:
     settings = Settings(
-        sources=[tiny_jsonl], index_dir=tmp_path / "idx", min_score=0.0, feedback_db=tmp_path / "fb.sqlite3"
+        sources=[tiny_jsonl], index_dir=tmp_path / "idx", min_confidence=0.0, feedback_db=tmp_path / "fb.sqlite3"
     )
     service = RagService(settings, hash_embedder)
     service.build()

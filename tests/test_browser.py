@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.api import create_app
-from rag.config import ROOT, Settings
+from rag.config import Settings
+from rag.http import create_app
 
+from .conftest import ROOT
 from .servers import running
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]

@@ -45,7 +45,8 @@ def test_search_json_gives_one_line_per_question(built: Path) -> None:
     first, second = (json.loads(line) for line in done.stdout.splitlines())
     assert first["query"] == "Comment déposer une demande de solde ?" and not first["abstained"]
     assert len(first["results"]) == 2
-    assert set(first["results"][0]) == {"id", "question", "text", "score", "url"}
+    assert set(first["results"][0]) == {"id", "question", "text", "score", "url", "metadata"}
+    assert 0.0 <= first["confidence"] <= 1.0
     assert second["abstained"] and second["results"] == []
 
 

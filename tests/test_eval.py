@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from rag.api import create_app
-from rag.config import ROOT, Settings
-from rag.evaluate import HttpBackend, InProcessBackend, check_gate, load_queries, run_eval, score, write_outputs
+from rag.config import Settings
+from rag.evaluation.run import HttpBackend, InProcessBackend, check_gate, load_queries, run_eval, score, write_outputs
+from rag.http import create_app
 from rag.service import RagService
 
+from .conftest import ROOT
 from .servers import running
 
 pytestmark = pytest.mark.slow
@@ -54,7 +55,7 @@ def test_default_settings_pass_the_gate_and_write_reports(service: RagService, t
 
 
 def test_degraded_retrieval_fails_the_gate(tmp_path: Path) -> None:
-    degraded = RagService(Settings(index_dir=tmp_path / "idx", fusion="bm25", expand_queries=False, min_score=0.0))
+    degraded = RagService(Settings(index_dir=tmp_path / "idx", fusion="bm25", expand_queries=False, min_confidence=0.0))
     degraded.build()
     queries = load_queries(SEGUR_SET)
     report = score(queries, run_eval(queries, InProcessBackend(degraded), k=10))
@@ -64,7 +65,7 @@ def test_degraded_retrieval_fails_the_gate(tmp_path: Path) -> None:
 
 
 def test_cli_gate_exit_codes(service: RagService, tmp_path: Path) -> None:
-    env = {**os.environ, "RAG_INDEX_DIR": str(service.settings.index_dir)}
+    env = {**os.environ, "RAG_INDEX_DIR": str(service.settings.index.index_dir)}
     args = [
         sys.executable,
         "-m",
@@ -93,7 +94,7 @@ def test_cli_gate_exit_codes(service: RagService, tmp_path: Path) -> None:
 
 def test_eval_over_http_matches_in_process(service: RagService, tmp_path: Path) -> None:
     queries = load_queries(SEGUR_SET)[::6]
-    settings = service.settings.model_copy(update={"feedback_db": tmp_path / "fb.sqlite3"})
+    settings = service.settings.replace(feedback_db=tmp_path / "fb.sqlite3")
     with running(create_app(settings), ready_path="/ready") as base:
         over_http = run_eval(queries, HttpBackend(base), k=5)
     in_process = run_eval(queries, InProcessBackend(service), k=5)

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rag.api import create_app
 from rag.config import Settings
 from rag.feedback import FeedbackStore, UnknownAnswer
+from rag.http import create_app
 from rag.models import Answer, Citation, Hit
 
 from .servers import free_port, running, wait_until

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from rag.config import ROOT
+from .conftest import ROOT
 
 RUFF = shutil.which("ruff", path=str(ROOT / ".venv" / "bin")) or shutil.which("ruff")
 

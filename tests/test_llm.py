@@ -11,13 +11,14 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from rag.api import create_app
-from rag.config import ROOT, Settings
+from rag.config import Settings
 from rag.errors import PromptError
 from rag.generation import Reset, verify_markers
+from rag.http import create_app
 from rag.prompts import PromptSet, PromptTemplate
 from rag.service import RagService
 
+from .conftest import ROOT
 from .fake_llm import FakeLLM
 from .servers import running, sse_events
 
@@ -245,7 +246,7 @@ def test_openai_client_works_unchanged(built_dir, fake, tmp_path, with_llm: bool
 
 
 def test_eval_scores_llm_answers(built_dir, fake, tmp_path) -> None:
-    from rag.evaluate import EvalQuery, InProcessBackend, run_eval, score
+    from rag.evaluation.run import EvalQuery, InProcessBackend, run_eval, score
 
     service = make_service(built_dir, fake, tmp_path)
     target = service.search(SOLDE).results[0]

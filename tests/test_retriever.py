@@ -1,49 +1,41 @@
+import json
 from pathlib import Path
 
 import pytest
 
-from rag.answer import ExtractiveGenerator
-from rag.glossary import Glossary
-from rag.retriever import HybridRetriever, RetrievalParams, UnknownFilter
-from rag.sources import load_corpus
-from rag.store import BuildOptions, build_index
+from rag.errors import UnknownFilter
 
 
-@pytest.fixture
-def tiny_index(tiny_jsonl: Path, hash_embedder):
-    glossary = Glossary([["ASP", "organisme payeur"]])
-    return build_index(load_corpus([tiny_jsonl]), hash_embedder, BuildOptions(), glossary)
+@pytest.fixture(autouse=True)
+def glossary(tiny_jsonl: Path) -> None:
+    (tiny_jsonl.parent / "glossary.json").write_text(json.dumps({"groups": [["ASP", "organisme payeur"]]}))
 
 
-def test_results_carry_id_question_text_score_and_link(tiny_index, hash_embedder) -> None:
-    result = HybridRetriever(tiny_index, hash_embedder, RetrievalParams(min_score=0.0)).search("paiement du solde", 2)
+def test_results_carry_id_question_text_score_facets_and_link(make_service) -> None:
+    service = make_service()
+    result = service.search("paiement du solde", 2)
     top = result.results[0]
     assert not result.abstained
     assert (top.id, top.question) == ("solde", "Comment demander le paiement du solde ?")
     assert top.text.startswith("La demande de solde") and top.url == "/entries/solde"
+    assert top.metadata == {"theme": "financement"}
     assert result.results[0].score >= result.results[1].score
-    psc = HybridRetriever(tiny_index, hash_embedder, RetrievalParams(min_score=0.0)).search("pro santé connect", 1)
-    assert psc.results[0].url == "https://example.org/faq/psc"
+    assert service.search("pro santé connect", 1).results[0].url == "https://example.org/faq/psc"
+    assert service.search("solde", 1, base_url="http://h:1").results[0].url == "http://h:1/entries/solde"
 
 
-def test_public_url_prefixes_service_links(tiny_index, hash_embedder) -> None:
-    params = RetrievalParams(min_score=0.0, public_url="https://faq.example.org/")
-    hit = HybridRetriever(tiny_index, hash_embedder, params).search("solde", 1).results[0]
+def test_public_url_prefixes_service_links(make_service) -> None:
+    hit = make_service(public_url="https://faq.example.org/").search("solde", 1).results[0]
     assert hit.url == "https://faq.example.org/entries/solde"
 
 
 @pytest.mark.parametrize("fusion", ["rrf", "linear", "dense", "bm25"])
-def test_every_fusion_mode_ranks_the_obvious_entry_first(tiny_index, hash_embedder, fusion: str) -> None:
-    retriever = HybridRetriever(tiny_index, hash_embedder, RetrievalParams(fusion=fusion, min_score=0.0))
-    assert retriever.search("messagerie sécurisée MSSanté", 3).results[0].id == "mss"
+def test_every_fusion_mode_ranks_the_obvious_entry_first(make_service, fusion: str) -> None:
+    assert make_service(fusion=fusion).search("messagerie sécurisée MSSanté", 3).results[0].id == "mss"
 
 
-def test_glossary_expansion_reaches_an_entry_through_an_acronym(tiny_index, hash_embedder) -> None:
-    on = HybridRetriever(tiny_index, hash_embedder, RetrievalParams(fusion="bm25", min_score=0.0))
-    off = HybridRetriever(
-        tiny_index, hash_embedder, RetrievalParams(fusion="bm25", min_score=0.0, expand_queries=False)
-    )
-    assert "ASP" in on.prepare("organisme payeur") and off.prepare("organisme payeur") == "organisme payeur"
+def test_glossary_expansion_reaches_an_entry_through_an_acronym(make_service) -> None:
+    on, off = make_service(fusion="bm25"), make_service(fusion="bm25", expand_queries=False)
     # passages are expanded at index time too, so the everyday words reach the entry either way
     assert on.search("organisme payeur", 1).results[0].id == "solde"
     assert off.search("organisme payeur", 1).results[0].id == "solde"
@@ -52,39 +44,63 @@ def test_glossary_expansion_reaches_an_entry_through_an_acronym(tiny_index, hash
     )
 
 
-def test_filters_restrict_results_and_unknown_fields_are_refused(tiny_index, hash_embedder) -> None:
-    retriever = HybridRetriever(tiny_index, hash_embedder, RetrievalParams(min_score=0.0))
-    result = retriever.search("paiement du solde", 5, {"theme": "messagerie"})
+def test_glossary_runs_once_per_query(make_service, monkeypatch) -> None:
+    service = make_service()
+    calls = []
+    glossary = service.index.glossary
+    original = glossary.expand
+    monkeypatch.setattr(glossary, "expand", lambda text: calls.append(text) or original(text))
+    service.ask("organisme payeur du solde", 3)
+    assert calls.count("organisme payeur du solde") == 1  # not again for the encoder, the answer or the cache
+
+
+def test_filters_restrict_results_and_unknown_fields_are_refused(make_service) -> None:
+    service = make_service()
+    result = service.search("paiement du solde", 5, {"theme": "messagerie"})
     assert [h.id for h in result.results] == ["mss"]
-    assert retriever.search("solde", 5, {"theme": ["messagerie", "financement"]}).results[0].id == "solde"
-    assert retriever.search("solde", 5, {"theme": "aucun"}).abstained
+    assert service.search("solde", 5, {"theme": ["messagerie", "financement"]}).results[0].id == "solde"
+    assert service.search("solde", 5, {"theme": "aucun"}).abstained
     with pytest.raises(UnknownFilter, match="colour"):
-        retriever.search("solde", 5, {"colour": "red"})
+        service.search("solde", 5, {"colour": "red"})
 
 
-def test_abstains_below_the_threshold(tiny_index, hash_embedder) -> None:
-    retriever = HybridRetriever(tiny_index, hash_embedder, RetrievalParams(min_score=0.5))
-    result = retriever.search("recette de la tarte tatin", 3)
-    assert result.abstained and result.results == []
-    assert not retriever.search("demande de solde ASP vérification aptitude", 3).abstained
+def test_declines_below_the_threshold_and_keeps_the_ranking_for_eval(make_service) -> None:
+    question = "versement du solde par le payeur"
+    confidence = make_service().retrieve(question).confidence
+    assert 0.0 < confidence < 0.99
+    strict = make_service(min_confidence=confidence * 2)
+    assert strict.search(question, 3).abstained and strict.search(question, 3).results == []
+    assert strict.retrieve(question, 3).results[0].id == "solde"
+    assert not make_service(min_confidence=confidence / 2).search(question, 3).abstained
 
 
-def test_extractive_answer_only_cites_retrieved_entries(tiny_index, hash_embedder) -> None:
-    retriever = HybridRetriever(tiny_index, hash_embedder, RetrievalParams(min_score=0.0))
-    result = retriever.search("paiement du solde à l'ASP", 2)
-    answer = ExtractiveGenerator().answer(result)
-    retrieved = {h.id for h in result.results}
-    assert answer.citations and {c.id for c in answer.citations} <= retrieved
+def test_extractive_answer_only_cites_retrieved_entries(make_service) -> None:
+    service = make_service()
+    answer = service.ask("paiement du solde à l'ASP", 2)
+    retrieved = [h.id for h in answer.passages]
+    assert answer.citations and {c.id for c in answer.citations} <= set(retrieved)
     for citation in answer.citations:
         assert f"[{citation.n}]" in answer.answer
-        assert result.results[citation.n - 1].id == citation.id
+        assert retrieved[citation.n - 1] == citation.id
     assert "[3]" not in answer.answer
     assert "solde" in answer.answer
 
 
-def test_abstained_answer_says_so_in_the_question_language(tiny_index, hash_embedder) -> None:
-    retriever = HybridRetriever(tiny_index, hash_embedder, RetrievalParams(min_score=float("inf")))
-    french = ExtractiveGenerator().answer(retriever.search("Quelle est la recette de la tarte tatin ?", 3))
-    english = ExtractiveGenerator().answer(retriever.search("What is the recipe of apple pie?", 3))
+def test_declined_answer_says_so_in_the_question_language(make_service) -> None:
+    service = make_service(min_confidence=0.5)
+    french = service.ask("Quelle est la recette de la tarte tatin ?", 3)
+    english = service.ask("What is the recipe of apple pie?", 3)
     assert french.abstained and french.citations == [] and "pas trouvé" in french.answer
     assert english.abstained and "could not find" in english.answer
+
+
+@pytest.mark.parametrize("text", ["Bonjour", "bonjour !", "Merci beaucoup", "Au revoir", "Hello", "ok merci"])
+def test_small_talk_gets_a_polite_reply_without_sources(make_service, text: str) -> None:
+    answer = make_service().ask(text)
+    assert answer.abstained and answer.citations == [] and answer.confidence == 0.0
+    assert "FAQ" in answer.answer
+
+
+def test_a_question_that_greets_is_still_a_question(make_service) -> None:
+    answer = make_service().ask("Bonjour, comment demander le paiement du solde ?")
+    assert not answer.abstained and answer.citations

@@ -4,8 +4,9 @@ import math
 
 import pytest
 
-from rag import scoring
-from rag.evaluate import EvalQuery, Outcome, check_gate, score
+from rag.evaluation import scoring
+from rag.evaluation.run import EvalQuery, Outcome, check_gate, score
+from rag.text import sentence_units
 
 
 def test_recall_mrr_ndcg_by_hand() -> None:
@@ -35,7 +36,7 @@ def test_faithfulness_counts_supported_cited_sentences() -> None:
     # supported: 1st (all terms in [1]), 2nd (preuv, depos, separ in [2]); not: 3rd (paiement, trois, jour), 4th
     assert scoring.faithfulness(answer, passages) == pytest.approx(2 / 4, abs=1e-4)
     assert scoring.faithfulness("Texte [3].", passages) == 0.0  # a marker outside the passages supports nothing
-    assert scoring.answer_sentences("Un. [1] Deux [2].") == ["Un. [1]", "Deux [2]."]
+    assert sentence_units("Un. [1] Deux [2].") == ["Un. [1]", "Deux [2]."]
 
 
 def test_citation_precision_is_micro_counted() -> None:

@@ -60,7 +60,7 @@ def test_encoder_errors_reach_every_caller() -> None:
 
 
 def test_service_caches_results_until_the_index_changes(tmp_path: Path, tiny_jsonl: Path, hash_embedder) -> None:
-    service = RagService(Settings(sources=[tiny_jsonl], index_dir=tmp_path / "idx", min_score=0.0), hash_embedder)
+    service = RagService(Settings(sources=[tiny_jsonl], index_dir=tmp_path / "idx", min_confidence=0.0), hash_embedder)
     service.build()
     calls = hash_embedder.calls
     first = service.search("Paiement du solde ?", 2)

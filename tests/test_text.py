@@ -1,8 +1,9 @@
 from rag.analyzer import FrenchAnalyzer, fold
-from rag.chunking import chunk_entry, split_sentences
+from rag.chunking import chunk_entry
 from rag.glossary import Glossary
 from rag.language import detect
 from rag.models import Entry
+from rag.text import split_sentences
 
 
 def count(text: str) -> int:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from functools import cache
 from html import escape
 from importlib.resources import files
 from pathlib import Path
 
-from ..schemas import EntryResponse
+from ..models import Entry
+from ..text import URL
 
 STATIC_DIR = Path(__file__).parent / "static"
-_LINKS = re.compile(r"(https?://[^\s<>\"')\]]+)")
 
 
 def _linkify(text: str) -> str:
-    return _LINKS.sub(lambda m: f'<a href="{m.group(1)}" rel="noopener">{m.group(1)}</a>', escape(text))
+    return URL.sub(lambda m: f'<a href="{m.group(0)}" rel="noopener">{m.group(0)}</a>', escape(text))
 
 
 @cache
@@ -23,7 +22,7 @@ def index_page() -> str:
     return files(__package__).joinpath("static", "index.html").read_text(encoding="utf-8")
 
 
-def entry_page(entry: EntryResponse) -> str:
+def entry_page(entry: Entry) -> str:
     """A small standalone page showing one FAQ entry."""
     paragraphs = "".join(f"<p>{_linkify(line)}</p>" for line in entry.answer.split("\n") if line.strip())
     title = escape(entry.question or "Réponse de la FAQ")

@@ -11,16 +11,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import ConfigError, IndexNotReady, RagError
-from .retriever import UnknownFilter
+from ..errors import RagError
 
 log = logging.getLogger("rag.api")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -39,10 +32,6 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
-
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code, default = _HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))
@@ -61,24 +50,14 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(422, "missing_field", "; ".join(_describe(e) for e in errors))
         return error_response(422, "invalid_request", "; ".join(_describe(e) for e in errors[:5]))
 
-    @app.exception_handler(UnknownFilter)
-    async def _unknown_filter(_: Request, exc: UnknownFilter) -> JSONResponse:
-        return error_response(422, "unknown_filter", str(exc))
-
-    @app.exception_handler(IndexNotReady)
-    async def _not_ready(_: Request, exc: IndexNotReady) -> JSONResponse:
-        return error_response(503, "index_not_ready", str(exc), {"Retry-After": "5"})
-
-    @app.exception_handler(ConfigError)
-    async def _config(_: Request, exc: ConfigError) -> JSONResponse:
-        log.error("configuration error: %s", exc)
-        return error_response(
-            500, "bad_config", "the service is misconfigured; the operator has the details in the logs"
-        )
-
     @app.exception_handler(RagError)
-    async def _rag(_: Request, exc: RagError) -> JSONResponse:
-        return error_response(400, exc.code, str(exc))
+    async def _rag(request: Request, exc: RagError) -> JSONResponse:
+        if exc.public:
+            return error_response(exc.status, exc.code, str(exc), exc.headers)
+        log.error("%s on %s %s: %s", exc.code, request.method, request.url.path, exc)
+        return error_response(
+            exc.status, exc.code, "the service cannot answer this now; the operator has the details in the logs"
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

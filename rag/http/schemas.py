@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from .models import Citation, Hit
+from ..models import Answer, Entry, SearchResult
 
 FilterValue = Union[StrictStr, StrictInt, StrictBool, list[Union[StrictStr, StrictInt]]]  # noqa: UP007
 
@@ -40,34 +40,17 @@ class AskRequest(SearchRequest):
     stream: StrictBool = Field(False, description="answer as Server-Sent Events: passages, pieces, then citations")
 
 
-class SearchResponse(BaseModel):
-    query: str
-    abstained: bool
-    results: list[Hit]
+class SearchResponse(SearchResult):
     took_ms: float
 
 
-class AskResponse(BaseModel):
-    query: str
-    answer: str
-    abstained: bool
-    citations: list[Citation]
-    passages: list[Hit]
+class AskResponse(Answer):
     took_ms: float
     answer_id: str = Field(description="give it back to POST /feedback")
-    fallback: bool = False
-    fallback_reason: str | None = None
-    citations_removed: int = 0
 
 
-class EntryResponse(BaseModel):
-    id: str
-    question: str | None
-    answer: str
-    url: str
-    links: list[str]
-    metadata: dict[str, Any]
-    source: str
+class EntryResponse(Entry):
+    url: str = Field(description="the entry's own URL, or its page in this service")
 
 
 class FeedbackRequest(BaseModel):

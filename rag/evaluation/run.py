@@ -12,11 +12,10 @@ from typing import Any, Protocol
 
 import httpx
 
+from ..errors import ConfigError, SourceError
+from ..service import RagService
+from ..sources import read_jsonl
 from . import scoring
-from .errors import ConfigError, SourceError
-from .models import SearchResult
-from .service import RagService
-from .sources import read_jsonl
 
 K_VALUES = (1, 3, 5, 10)
 
@@ -46,6 +45,7 @@ class Outcome:
     passages: list[str]
     latency_ms: float
     raw_ranking: list[str] | None = None  # before abstention, when known (in process)
+    confidence: float | None = None
 
 
 def load_queries(path: Path) -> list[EvalQuery]:
@@ -79,12 +79,8 @@ class InProcessBackend:
 
     def run(self, query: str, k: int) -> Outcome:
         started = time.perf_counter()
-        full = self.service.retriever.search(query, k, keep_abstained=True)
-        served = (
-            full
-            if not full.abstained
-            else SearchResult(query=query, abstained=True, results=[], confidence=full.confidence)
-        )
+        full = self.service.retrieve(query, k)
+        served = self.service.link(full.served())
         answer = self.service.answer(served)
         latency = (time.perf_counter() - started) * 1000
         return Outcome(
@@ -96,6 +92,7 @@ class InProcessBackend:
             passages=[p.text for p in answer.passages],
             latency_ms=latency,
             raw_ranking=[h.id for h in full.results],
+            confidence=full.confidence,
         )
 
 
@@ -125,6 +122,7 @@ class HttpBackend:
             cited=[c["id"] for c in body["citations"]],
             passages=[p["text"] for p in passages],
             latency_ms=latency,
+            confidence=body.get("confidence"),
         )
 
 

@@ -9,13 +9,11 @@ Faithfulness is the share of supported sentences.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 
-from .analyzer import FrenchAnalyzer
-from .chunking import split_sentences
+from ..analyzer import FrenchAnalyzer
+from ..text import MARKER, sentence_units
 
-MARKER = re.compile(r"\s*\[(\d{1,3})\]")
 SUPPORT_THRESHOLD = 0.6
 _analyzer = FrenchAnalyzer()
 
@@ -47,28 +45,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-_LEADING_MARKERS = re.compile(r"^((?:\[\d{1,3}\]\s*)+)")
-
-
-def answer_sentences(answer: str) -> list[str]:
-    """Sentences of an answer; markers that open a piece belong to the sentence before them."""
-    out: list[str] = []
-    for line in answer.split("\n"):
-        if not line.strip():
-            continue
-        if re.match(r"^\s*(?:[-•*]|\d+[.)])\s+", line) and out:
-            out[-1] += "\n" + line.strip()
-            continue
-        for sentence in split_sentences(line):
-            lead = _LEADING_MARKERS.match(sentence)
-            if lead and out:
-                out[-1] += " " + lead.group(1).strip()
-                sentence = sentence[lead.end() :].strip()
-            if sentence:
-                out.append(sentence)
-    return out
-
-
 def supported(sentence: str, cited_texts: Sequence[str]) -> bool:
     if not cited_texts:
         return False
@@ -81,7 +57,7 @@ def supported(sentence: str, cited_texts: Sequence[str]) -> bool:
 
 def faithfulness(answer: str, passages: Sequence[str]) -> float:
     """Share of answer sentences supported by the passages they cite (1-based ``[n]`` into ``passages``)."""
-    sentences = answer_sentences(answer)
+    sentences = sentence_units(answer)
     if not sentences:
         return 0.0
     ok = 0
@@ -95,3 +71,46 @@ def citation_precision(cited: Sequence[str], relevant: set[str]) -> tuple[int, i
     """(cited entries that are relevant, cited entries) for micro-averaging."""
     unique = list(dict.fromkeys(cited))
     return sum(c in relevant for c in unique), len(unique)
+
+
+def auroc(scores: Sequence[float], labels: Sequence[int]) -> float:
+    """Probability that a positive scores above a negative (ties count half)."""
+    pos = [s for s, y in zip(scores, labels) if y]
+    neg = [s for s, y in zip(scores, labels) if not y]
+    if not pos or not neg:
+        return 0.0
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def expected_calibration_error(probabilities: Sequence[float], labels: Sequence[int], bins: int = 10) -> float:
+    """Σ over equal-width bins of |mean probability − observed rate| × share of the items in the bin."""
+    total = len(probabilities)
+    if not total:
+        return 0.0
+    error = 0.0
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        members = [(p, y) for p, y in zip(probabilities, labels) if lo <= p < hi or (b == bins - 1 and p == 1.0)]
+        if members:
+            mean_p = sum(p for p, _ in members) / len(members)
+            rate = sum(y for _, y in members) / len(members)
+            error += abs(mean_p - rate) * len(members) / total
+    return error
+
+
+def risk_coverage(confidences: Sequence[float], correct: Sequence[bool]) -> list[tuple[float, float, float]]:
+    """(threshold, coverage, risk) answering the most confident first: coverage is the share answered,
+    risk the share of answered questions answered wrongly."""
+    order = sorted(range(len(confidences)), key=lambda i: -confidences[i])
+    out, wrong = [], 0
+    for n, i in enumerate(order, start=1):
+        wrong += not correct[i]
+        out.append((confidences[i], n / len(order), wrong / n))
+    return out
+
+
+def aurc(confidences: Sequence[float], correct: Sequence[bool]) -> float:
+    """Area under the risk–coverage curve (lower is better)."""
+    curve = risk_coverage(confidences, correct)
+    return sum(risk for _, _, risk in curve) / len(curve) if curve else 0.0

@@ -11,7 +11,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from starlette.requests import Request
 
-from .http_errors import ApiError
+from ..errors import ApiError
 
 
 def bearer_token(request: Request) -> str | None:

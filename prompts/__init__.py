@@ -1,0 +1,1 @@
+"""Prompt templates for LLM-drafted answers (``${name}`` variables)."""

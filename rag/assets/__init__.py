@@ -1,0 +1,1 @@
+"""Data shipped with the package: the default FAQ and the prompt templates."""

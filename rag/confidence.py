@@ -1,0 +1,124 @@
+"""A calibrated confidence: the probability that the top entry answers the question.
+
+Several retrieval signals, none decisive alone, are combined by a logistic regression fitted on
+calibration questions (``rag calibrate``): an FAQ's own questions and rewordings of them are in scope,
+questions of other FAQs and of unrelated topics are not. The fitted coefficients ship as data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+from .language import detect
+from .retriever import HybridRetriever, Ranking
+
+DEFAULT_CALIBRATION = Path(str(files("rag.assets").joinpath("calibration.json")))
+FEATURES = ("dense_top", "dense_margin", "dense_z", "lex_cover", "vocab_cover", "agree", "terms", "foreign")
+TOP = 20  # the standout is measured against this many best entries, whatever the corpus size
+
+
+def signals(retriever: HybridRetriever, ranking: Ranking, language: str = "fr") -> dict[str, float]:
+    """The evidence about the top entry, each scaled so that it does not grow with the corpus."""
+    out = dict.fromkeys(FEATURES, 0.0)
+    terms = ranking.prepared.terms
+    out["terms"] = math.log1p(len(terms))
+    # a question in another language than the FAQ's has no words in common with it: only dense signals count
+    foreign = detect(ranking.prepared.query, language) != language
+    out["foreign"] = float(foreign)
+    vocab = retriever.index.vocabulary
+    if terms and not foreign:
+        out["vocab_cover"] = sum(t in vocab for t in terms) / len(terms)
+    if not ranking.order:
+        return out
+    top = ranking.order[0]
+    dense = np.sort(ranking.dense[np.isfinite(ranking.dense)])[::-1][:TOP]
+    if dense.size:
+        out["dense_top"] = float(dense[0])
+        out["dense_margin"] = float(dense[0] - dense[1]) if dense.size > 1 else 0.0
+        rest = dense[1:]
+        if rest.size >= 2:
+            out["dense_z"] = float(min((dense[0] - rest.mean()) / max(float(rest.std()), 1e-3), 10.0))
+    if terms and not foreign:
+        chunk = retriever.index.chunks[retriever.best_chunk(top, ranking)]
+        known = set(retriever.analyzer(retriever.index.glossary.expand(chunk.embed_text)))
+        out["lex_cover"] = sum(t in known for t in terms) / len(terms)
+    if not foreign and np.isfinite(ranking.dense).any() and (ranking.lexical > 0).any():
+        out["agree"] = float(
+            int(np.argmax(np.where(np.isfinite(ranking.dense), ranking.dense, -np.inf)))
+            == int(np.argmax(ranking.lexical))
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Standardise each signal, then a logistic regression: p = σ(b + Σ wᵢ·(xᵢ − μᵢ)/σᵢ)."""
+
+    features: tuple[str, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    threshold: float = 0.5
+    embedder: str = ""
+    fitted_on: str = ""
+
+    def probability(self, values: dict[str, float]) -> float:
+        z = self.intercept + sum(
+            w * (values.get(f, 0.0) - m) / s for f, m, s, w in zip(self.features, self.mean, self.scale, self.coef)
+        )
+        return 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Calibration:
+        path = Path(path or DEFAULT_CALIBRATION)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            calibration = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"calibration file {path} is unreadable ({exc}); run `rag calibrate` or fix RAG_CALIBRATION"
+            ) from None
+        if not (len(calibration.features) == len(calibration.mean) == len(calibration.scale) == len(calibration.coef)):
+            raise ConfigError(f"calibration file {path} is inconsistent; run `rag calibrate` to write it again")
+        return calibration
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+
+def fit(
+    rows: list[dict[str, float]], labels: list[int], embedder: str, fitted_on: str, keep: float = 0.99
+) -> Calibration:
+    """Fit the logistic regression on calibration rows (signals) and labels (1 = the FAQ answers), and the
+    default threshold: the one that keeps answering ``keep`` of the in-scope calibration questions."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.array([[row[f] for f in FEATURES] for row in rows], dtype=np.float64)
+    y = np.array(labels)
+    if len(set(labels)) < 2:
+        raise ConfigError("calibration needs questions the FAQ answers and questions it does not")
+    mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
+    model = LogisticRegression(class_weight="balanced", max_iter=1000).fit((x - mean) / scale, y)
+    calibration = Calibration(
+        features=FEATURES,
+        mean=tuple(round(float(v), 6) for v in mean),
+        scale=tuple(round(float(v), 6) for v in scale),
+        coef=tuple(round(float(v), 6) for v in model.coef_[0]),
+        intercept=round(float(model.intercept_[0]), 6),
+        embedder=embedder,
+        fitted_on=fitted_on,
+    )
+    kept = sorted(calibration.probability(r) for r, label in zip(rows, labels) if label)
+    threshold = kept[int((1 - keep) * len(kept))]
+    return replace(calibration, threshold=float(f"{threshold:.2g}"))

@@ -1,0 +1,56 @@
+"""The app factory: state, middleware, error handlers and one router per area."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from .. import __version__
+from ..config import Settings, load_settings
+from ..service import RagService
+from ..web import STATIC_DIR
+from .deps import AppState
+from .errors import install_error_handlers
+from .middleware import install_middleware
+from .routes import admin, answers, chat, entries, feedback, service, web
+from .schemas import ErrorResponse
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 415, 422, 429, 503)
+}
+
+
+def create_app(settings: Settings | None = None, rag: RagService | None = None) -> FastAPI:
+    """The FastAPI app. The index loads in the background after start-up; /ready says when."""
+    settings = settings or load_settings()
+    state = AppState(settings, rag or RagService(settings))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(anyio.to_thread.run_sync(state.load))
+        yield
+        task.cancel()
+        state.store.close()
+        state.service.close()
+
+    app = FastAPI(
+        title="FAQ cited answers",
+        version=__version__,
+        description="Ask questions in plain language (French or English) and get short answers with links "
+        "to the FAQ entries they come from.",
+        lifespan=lifespan,
+        responses=ERRORS,
+    )
+    app.state.rag = state
+    install_error_handlers(app)
+    install_middleware(app, state)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    for module in (web, service, answers, chat, entries, feedback, admin):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,119 @@
+"""What routes share, given through FastAPI dependencies: the app's state, the service, access checks."""
+
+from __future__ import annotations
+
+import logging
+import time
+import unicodedata
+import uuid
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ..config import Settings
+from ..errors import ApiError
+from ..feedback import FeedbackStore
+from ..models import Answer
+from ..service import RagService
+from .metrics import Metrics
+from .reindex import Reindexer
+from .schemas import AskResponse
+from .security import ApiKeys, RateLimit
+
+log = logging.getLogger("rag.api")
+
+
+@dataclass
+class AppState:
+    """Everything one app instance holds; routes reach it through :data:`StateDep`."""
+
+    settings: Settings
+    service: RagService
+    metrics: Metrics = field(default_factory=Metrics)
+    store: FeedbackStore | None = None
+    reindexer: Reindexer | None = None
+    load_error: str | None = None
+
+    def __post_init__(self) -> None:
+        http = self.settings.http
+        self.keys = ApiKeys(http.api_keys)
+        self.limiter = RateLimit(http.rate_limit_per_minute)
+        self.store = self.store or FeedbackStore(self.settings.feedback_path)
+        self.reindexer = self.reindexer or Reindexer(self.service, self.index_loaded)
+
+    def index_loaded(self) -> None:
+        index = self.service.index
+        self.metrics.set_index(index.version, index.manifest["embedder"], len(index.entries), index.vectors.ntotal)
+
+    def load(self) -> None:
+        """Load (or build) the index and open the feedback store; a failure is reported by /ready."""
+        try:
+            if not self.service.ready:
+                self.service.load_or_build()
+            self.store.open()
+            self.index_loaded()
+        except Exception as exc:  # the top of the loading thread: whatever failed, /ready says it
+            self.load_error = str(exc)
+            log.error("the index could not be loaded: %s", exc)
+
+    def clean_query(self, query: str) -> str:
+        text = query.strip()
+        max_chars = self.settings.http.max_query_chars
+        if not text:
+            raise ApiError(422, "empty_query", "the query is empty; write a question")
+        if len(text) > max_chars:
+            raise ApiError(422, "query_too_long", f"the query has {len(text)} characters; the maximum is {max_chars}")
+        if any(unicodedata.category(c) in {"Cc", "Cs"} and c not in "\t\n\r" for c in text):
+            raise ApiError(422, "control_characters", "the query contains control characters; send plain text")
+        return text
+
+    def check_k(self, k: int | None) -> int:
+        k = self.settings.retrieval.default_k if k is None else k
+        if not 1 <= k <= self.settings.retrieval.max_k:
+            raise ApiError(422, "invalid_k", f"k must be between 1 and {self.settings.retrieval.max_k}")
+        return k
+
+    def finish(self, answer: Answer, started: float) -> AskResponse:
+        """Record the answer (for feedback) and count it; the response body of /ask."""
+        answer_id = uuid.uuid4().hex
+        self.store.record_answer(answer_id, answer)
+        if answer.abstained:
+            self.metrics.abstentions.labels("/ask").inc()
+        if answer.fallback:
+            self.metrics.llm_fallbacks.labels(answer.fallback_reason or "unknown").inc()
+        if answer.citations_removed:
+            self.metrics.citations_removed.inc(answer.citations_removed)
+        took = round((time.perf_counter() - started) * 1000, 2)
+        return AskResponse(**answer.model_dump(), answer_id=answer_id, took_ms=took)
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.rag
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_service(state: StateDep) -> RagService:
+    return state.service
+
+
+ServiceDep = Annotated[RagService, Depends(get_service)]
+
+
+async def guard(request: Request, state: StateDep) -> None:
+    """API key (when keys are set) and rate limit."""
+    state.keys.check(request)
+    state.limiter.check(request)
+
+
+async def json_body(request: Request) -> None:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as JSON with 'Content-Type: application/json'")
+
+
+def base_url(request: Request) -> str:
+    """This service's address as the client reached it, for links to entries."""
+    return str(request.base_url).rstrip("/")

@@ -1,0 +1,53 @@
+"""Middleware: the JSON access log with per-endpoint metrics, CORS, and the body size limit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+
+from .deps import AppState
+from .errors import BodyLimitMiddleware
+
+access_log = logging.getLogger("rag.access")
+
+
+def install_middleware(app: FastAPI, state: AppState) -> None:
+    settings = state.settings.http
+
+    @app.middleware("http")
+    async def access(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            endpoint = getattr(request.scope.get("route"), "path", "unmatched")
+            state.metrics.requests.labels(endpoint, request.method, str(status)).inc()
+            state.metrics.latency.labels(endpoint).observe(elapsed)
+            record = {
+                "method": request.method,
+                "path": request.url.path,
+                "status": status,
+                "latency_ms": round(elapsed * 1000, 2),
+                "abstained": getattr(request.state, "abstained", None),
+            }
+            if settings.log_questions and getattr(request.state, "query", None):
+                record["query"] = request.state.query
+            access_log.info(json.dumps(record, ensure_ascii=False))
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

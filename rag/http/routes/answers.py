@@ -1,0 +1,66 @@
+"""``POST /search`` and ``POST /ask`` (JSON, or Server-Sent Events)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Depends, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from ...generation import Reset
+from ...models import SearchResult
+from ..deps import StateDep, base_url, guard, json_body
+from ..schemas import AskRequest, AskResponse, SearchRequest, SearchResponse
+
+router = APIRouter(tags=["answers"], dependencies=[Depends(guard), Depends(json_body)])
+
+
+@router.post("/search", response_model=SearchResponse)
+async def search(body: SearchRequest, request: Request, state: StateDep) -> SearchResponse:
+    """The top FAQ entries for a question, or none (``abstained``) when nothing relevant is there."""
+    started = time.perf_counter()
+    query = request.state.query = state.clean_query(body.query)
+    k = state.check_k(body.k)
+    result = await anyio.to_thread.run_sync(state.service.search, query, k, body.filters, base_url(request))
+    request.state.abstained = result.abstained
+    if result.abstained:
+        state.metrics.abstentions.labels("/search").inc()
+    return SearchResponse(**result.model_dump(), took_ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+@router.post(
+    "/ask",
+    response_model=AskResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream is true"}},
+)
+async def ask(body: AskRequest, request: Request, state: StateDep) -> Any:
+    """A short answer with numbered citations. With ``stream``: Server-Sent Events ``passages``,
+    ``delta`` (pieces of the answer), then ``done`` (the full answer, citations and the answer id).
+    A ``reset`` event means the pieces so far are replaced by the ones that follow (LLM fallback)."""
+    started = time.perf_counter()
+    query = request.state.query = state.clean_query(body.query)
+    k = state.check_k(body.k)
+    # retrieve before the response starts, so bad filters still get a proper error status
+    result = await anyio.to_thread.run_sync(state.service.search, query, k, body.filters, base_url(request))
+    request.state.abstained = result.abstained
+    if not body.stream:
+        answer = await anyio.to_thread.run_sync(state.service.answer, result)
+        return await anyio.to_thread.run_sync(state.finish, answer, started)  # a synchronous SQLite write
+    return EventSourceResponse(_events(state, result, started), ping=15)
+
+
+def _events(state: StateDep, result: SearchResult, started: float) -> Iterator[ServerSentEvent]:
+    passages = {"passages": [p.model_dump() for p in result.results], "abstained": result.abstained}
+    yield ServerSentEvent(json.dumps(passages, ensure_ascii=False), event="passages")
+    for item in state.service.ask_stream(result):
+        if isinstance(item, str):
+            yield ServerSentEvent(json.dumps({"text": item}, ensure_ascii=False), event="delta")
+        elif isinstance(item, Reset):
+            yield ServerSentEvent(json.dumps({"reason": item.reason}), event="reset")
+        else:
+            done = state.finish(item, started)
+            yield ServerSentEvent(done.model_dump_json(exclude={"passages"}), event="done")

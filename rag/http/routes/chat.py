@@ -1,0 +1,139 @@
+"""``POST /v1/chat/completions`` and ``GET /v1/models``: the cited answer in OpenAI's Chat Completions
+shapes, so chat front ends and helpdesk bots (and the official ``openai`` client) work unchanged."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from ...errors import ApiError
+from ...generation import Reset
+from ...language import detect, message
+from ...models import Answer, SearchResult
+from ..deps import AppState, StateDep, base_url, guard
+
+MODEL_ID = "faq-rag"
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatRequest(BaseModel):
+    """A standard chat request; unknown OpenAI parameters are accepted and ignored."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {"model": MODEL_ID, "messages": [{"role": "user", "content": "Comment déposer une demande de solde ?"}]}
+            ]
+        },
+    )
+    model: str = MODEL_ID
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+
+
+def _text(content: str | list[dict[str, Any]] | None) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(part.get("text", "") for part in content if part.get("type") == "text")
+    return ""
+
+
+def with_sources(answer: Answer) -> str:
+    """The answer followed by the numbered list of its sources."""
+    if not answer.citations:
+        return answer.answer
+    lines = [f"[{c.n}] {c.question + ' — ' if c.question else ''}{c.url}" for c in answer.citations]
+    return f"{answer.answer}\n\n{message('sources', detect(answer.query))} :\n" + "\n".join(lines)
+
+
+router = APIRouter(prefix="/v1", tags=["openai-compatible"], dependencies=[Depends(guard)])
+
+
+@router.get("/models")
+async def models() -> dict[str, Any]:
+    return {"object": "list", "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "faq-rag"}]}
+
+
+@router.post("/chat/completions")
+async def chat(body: ChatRequest, request: Request, state: StateDep) -> Any:
+    """Answers the last user message with the cited answer (sources listed after it and in
+    ``citations``), streaming or not."""
+    users = [m for m in body.messages if m.role == "user"]
+    if not users:
+        raise ApiError(422, "no_user_message", "the conversation has no user message to answer")
+    query = request.state.query = state.clean_query(_text(users[-1].content))
+    ids = (f"chatcmpl-{uuid.uuid4().hex}", int(time.time()))
+    result = await anyio.to_thread.run_sync(state.service.search, query, None, None, base_url(request))
+    request.state.abstained = result.abstained
+    if body.stream:
+        return EventSourceResponse(_stream(state, result, ids))
+    answer = await anyio.to_thread.run_sync(state.service.answer, result)
+    extra = await anyio.to_thread.run_sync(_finish, state, answer)
+    return {
+        "id": ids[0],
+        "object": "chat.completion",
+        "created": ids[1],
+        "model": MODEL_ID,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": with_sources(answer)}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "citations": [c.model_dump() for c in answer.citations],
+        "abstained": answer.abstained,
+        "confidence": answer.confidence,
+        **extra,
+    }
+
+
+def _finish(state: AppState, answer: Answer) -> dict[str, Any]:
+    done = state.finish(answer, time.perf_counter())
+    return {"answer_id": done.answer_id, "fallback": done.fallback, "fallback_reason": done.fallback_reason}
+
+
+def _chunk(
+    ids: tuple[str, int], delta: dict[str, Any], finish_reason: str | None = None, **more: Any
+) -> ServerSentEvent:
+    payload = {
+        "id": ids[0],
+        "object": "chat.completion.chunk",
+        "created": ids[1],
+        "model": MODEL_ID,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        **more,
+    }
+    return ServerSentEvent(json.dumps(payload, ensure_ascii=False))
+
+
+def _stream(state: AppState, result: SearchResult, ids: tuple[str, int]) -> Iterator[ServerSentEvent]:
+    yield _chunk(ids, {"role": "assistant", "content": ""})
+    final: Answer | None = None
+    for item in state.service.ask_stream(result):
+        if isinstance(item, str):
+            yield _chunk(ids, {"content": item})
+        elif isinstance(item, Reset):
+            # a chat client cannot take back text it has shown: the replacement follows a rule
+            yield _chunk(ids, {"content": "\n\n---\n"})
+        else:
+            final = item
+    if final is None:
+        return
+    extra = _finish(state, final)
+    yield _chunk(ids, {"content": with_sources(final)[len(final.answer) :]})
+    citations = [c.model_dump() for c in final.citations]
+    yield _chunk(ids, {}, "stop", citations=citations, abstained=final.abstained, confidence=final.confidence, **extra)
+    yield ServerSentEvent("[DONE]")

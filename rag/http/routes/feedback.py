@@ -1,0 +1,26 @@
+"""``POST /feedback``: "Cette réponse vous a-t-elle été utile ?"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Depends
+
+from ...errors import ApiError
+from ..deps import StateDep, guard, json_body
+from ..schemas import FeedbackRequest
+
+router = APIRouter(tags=["feedback"], dependencies=[Depends(guard), Depends(json_body)])
+
+
+@router.post("/feedback")
+async def feedback(body: FeedbackRequest, state: StateDep) -> dict[str, Any]:
+    """Record whether an answer was useful; giving it again replaces the earlier one."""
+    comment = body.comment.strip() if body.comment else None
+    limit = state.settings.http.max_comment_chars
+    if comment and len(comment) > limit:
+        raise ApiError(422, "comment_too_long", f"the comment is over {limit} characters")
+    updated = await anyio.to_thread.run_sync(state.store.add_feedback, body.answer_id, body.helpful, comment)
+    state.metrics.feedback.labels(str(body.helpful).lower()).inc()
+    return {"answer_id": body.answer_id, "helpful": body.helpful, "updated": updated}

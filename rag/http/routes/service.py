@@ -1,0 +1,37 @@
+"""``/health``, ``/ready`` and ``/metrics``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+
+from ..deps import StateDep, guard
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/health", summary="The process is alive")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready", summary="The index is loaded (503 until it is)")
+async def ready(state: StateDep) -> JSONResponse:
+    service = state.service
+    if not service.ready:
+        status = "failed" if state.load_error else "loading"
+        reason = state.load_error or "the index is loading"
+        return JSONResponse({"status": status, "reason": reason}, status_code=503, headers={"Retry-After": "2"})
+    index = service.index
+    body = {
+        "status": "ready",
+        "index_version": index.version,
+        "entries": len(index.entries),
+        "embedder": index.manifest["embedder"],
+    }
+    return JSONResponse(body)
+
+
+@router.get("/metrics", dependencies=[Depends(guard)], summary="Prometheus metrics")
+async def prometheus(state: StateDep) -> Response:
+    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
