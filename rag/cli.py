@@ -218,20 +218,20 @@ def eval_index_dir(settings: Settings, corpus: list[Path]) -> Path:
 
 
 def print_report(report: dict[str, Any], title: str) -> None:
-    from .evaluation.run import MAIN_METRICS
+    from .evaluation.run import MAIN_METRICS, TABLES
 
     table = Table(
         title=f"{title}: {report['in_scope']} in scope, {report['out_of_scope']} out of scope", title_justify="left"
     )
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for metric in MAIN_METRICS:
+    for metric in [*MAIN_METRICS, *(m for m in report if m.startswith("abstention_recall_"))]:
         if metric in report:
             value = report[metric]
             table.add_row(metric, f"{value:.1f}" if metric.startswith("latency") else f"{value:.3f}")
     console.print(table)
     for key, groups in report.items():
-        if key.startswith("by_"):
+        if key in TABLES or key.startswith("by_"):
             sub = Table(title=key.replace("by_", "by "), title_justify="left")
             columns = list(next(iter(groups.values())))
             sub.add_column("group")
@@ -263,11 +263,14 @@ def calibrate(
             build_with_progress(service)
         service.load()
 
-    rows, labels, _ = collect(sets, settings, lambda corpus: eval_index_dir(settings, corpus), build)
+    rows, labels, in_scope = collect(sets, settings, lambda corpus: eval_index_dir(settings, corpus), build)
     embedder = RagService(settings).embedder.name
-    calibration, report = fit_calibration(rows, labels, embedder, f"{plan.name}: {', '.join(s.name for s in sets)}")
+    calibration, report = fit_calibration(rows, labels, in_scope, embedder, f"{plan.name}: {', '.join(s.name for s in sets)}")
     calibration.save(out)
-    err.print(f"fitted on {report['questions']} questions ({report['in_scope']} in scope), AUROC {report['auroc']}")
+    err.print(
+        f"fitted on {report['questions']} questions ({report['in_scope']} in scope), "
+        f"AUROC {report['auroc']}, threshold {report['threshold']}; wrote {out}"
+    )
     console.print_json(data=report)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, replace
 from importlib.resources import files
 from pathlib import Path
@@ -20,8 +21,22 @@ from .language import detect
 from .retriever import HybridRetriever, Ranking
 
 DEFAULT_CALIBRATION = Path(str(files("rag.assets").joinpath("calibration.json")))
-FEATURES = ("dense_top", "dense_margin", "dense_z", "lex_cover", "vocab_cover", "agree", "terms", "foreign")
+FEATURES = (
+    "dense_top",
+    "dense_margin",
+    "dense_z",
+    "lex_cover",
+    "vocab_cover",
+    "agree",
+    "terms",
+    "foreign",
+    "unknown_names",
+)
+# an acronym or a name written with capitals inside it (DMP, HDS, SESAM-Vitale, eCPS): a precise topic
+NAME = re.compile(r"\b(?:[A-Z]{2,}[\w-]*|\w+[A-Z]\w*)\b")
 TOP = 20  # the standout is measured against this many best entries, whatever the corpus size
+AGREE_TEMPERATURE = 0.01  # cosine differences of about this size still share the dense preference
+FUSED_TEMPERATURE = 0.02  # likewise for fused scores (0..1)
 
 
 def signals(retriever: HybridRetriever, ranking: Ranking, language: str = "fr") -> dict[str, float]:
@@ -32,12 +47,17 @@ def signals(retriever: HybridRetriever, ranking: Ranking, language: str = "fr") 
     # a question in another language than the FAQ's has no words in common with it: only dense signals count
     foreign = detect(ranking.prepared.query, language) != language
     out["foreign"] = float(foreign)
-    vocab = retriever.index.vocabulary
+    index = retriever.index
+    weights = {t: index.idf.get(t, index.unknown_idf) for t in terms}
+    total = sum(weights.values()) or 1.0
     if terms and not foreign:
-        out["vocab_cover"] = sum(t in vocab for t in terms) / len(terms)
+        # the share of the question's weight (rare words weigh most) made of words the FAQ uses at all
+        out["vocab_cover"] = sum(w for t, w in weights.items() if t in index.idf) / total
+    # precise topics (acronyms, names) the FAQ never mentions, even through its glossary
+    names = [retriever.analyzer(name) for name in NAME.findall(ranking.prepared.query)]
+    out["unknown_names"] = float(min(sum(1 for n in names if n and not all(t in index.idf for t in n)), 2))
     if not ranking.order:
         return out
-    top = ranking.order[0]
     dense = np.sort(ranking.dense[np.isfinite(ranking.dense)])[::-1][:TOP]
     if dense.size:
         out["dense_top"] = float(dense[0])
@@ -46,15 +66,28 @@ def signals(retriever: HybridRetriever, ranking: Ranking, language: str = "fr") 
         if rest.size >= 2:
             out["dense_z"] = float(min((dense[0] - rest.mean()) / max(float(rest.std()), 1e-3), 10.0))
     if terms and not foreign:
-        chunk = retriever.index.chunks[retriever.best_chunk(top, ranking)]
-        known = set(retriever.analyzer(retriever.index.glossary.expand(chunk.embed_text)))
-        out["lex_cover"] = sum(t in known for t in terms) / len(terms)
-    if not foreign and np.isfinite(ranking.dense).any() and (ranking.lexical > 0).any():
-        out["agree"] = float(
-            int(np.argmax(np.where(np.isfinite(ranking.dense), ranking.dense, -np.inf)))
-            == int(np.argmax(ranking.lexical))
-        )
+        # the share of the question's weight found in the preferred entries' passages, the entries weighted
+        # by how close they are to the best one (a near tie between two entries cannot flip it)
+        for entry, share in _preferred(ranking):
+            chunk = index.chunks[retriever.best_chunk(entry, ranking)]
+            known = set(retriever.analyzer(index.glossary.expand(chunk.embed_text)))
+            out["lex_cover"] += share * sum(w for t, w in weights.items() if t in known) / total
+    present = np.isfinite(ranking.dense)
+    if not foreign and present.any() and (ranking.lexical > 0).any():
+        # how much BM25 backs the entries dense retrieval prefers: a soft "both agree on the top entry",
+        # continuous so that a near tie between two entries cannot flip it
+        weights = np.exp((np.where(present, ranking.dense, -np.inf) - dense[0]) / AGREE_TEMPERATURE)
+        out["agree"] = float(weights @ (ranking.lexical / ranking.lexical.max()) / weights.sum())
     return out
+
+
+def _preferred(ranking: Ranking, count: int = 5) -> list[tuple[int, float]]:
+    """The best entries with weights that fall fast with their fused score's distance to the best one."""
+    top = ranking.order[:count]
+    scores = np.array([ranking.fused[i] for i in top], dtype=np.float64)
+    weights = np.exp((scores - scores[0]) / FUSED_TEMPERATURE)
+    weights /= weights.sum()
+    return [(entry, float(w)) for entry, w in zip(top, weights) if w > 1e-4]
 
 
 @dataclass(frozen=True)
@@ -98,10 +131,15 @@ class Calibration:
 
 
 def fit(
-    rows: list[dict[str, float]], labels: list[int], embedder: str, fitted_on: str, keep: float = 0.99
+    rows: list[dict[str, float]],
+    labels: list[int],
+    in_scope: list[bool],
+    embedder: str,
+    fitted_on: str,
+    keep: float = 0.99,
 ) -> Calibration:
-    """Fit the logistic regression on calibration rows (signals) and labels (1 = the FAQ answers), and the
-    default threshold: the one that keeps answering ``keep`` of the in-scope calibration questions."""
+    """Fit the logistic regression on calibration rows (signals) and labels (1 = the top entries answer),
+    and the default threshold: the one that keeps answering ``keep`` of the in-scope calibration questions."""
     from sklearn.linear_model import LogisticRegression
 
     x = np.array([[row[f] for f in FEATURES] for row in rows], dtype=np.float64)
@@ -119,6 +157,8 @@ def fit(
         embedder=embedder,
         fitted_on=fitted_on,
     )
-    kept = sorted(calibration.probability(r) for r, label in zip(rows, labels) if label)
-    threshold = kept[int((1 - keep) * len(kept))]
-    return replace(calibration, threshold=float(f"{threshold:.2g}"))
+    kept = sorted(calibration.probability(r) for r, scope in zip(rows, in_scope) if scope)
+    quantile = min(max(kept[int((1 - keep) * len(kept))], 1e-6), 1 - 1e-6)
+    # rounded down to a half unit of log-odds: a round default, on the side of answering
+    log_odds = math.floor(2 * math.log(quantile / (1 - quantile))) / 2
+    return replace(calibration, threshold=round(1 / (1 + math.exp(-log_odds)), 4))

@@ -12,7 +12,7 @@ _KINDS = {
     "goodbye": {"au revoir", "bye", "goodbye", "a bientot", "a plus", "bonne journee", "bonne soiree", "ciao"},
     "ack": {"ok", "d accord", "oui", "non", "ok merci", "tres bien", "cool", "yes", "no"},
 }
-_POLITE = {"madame", "monsieur", "a tous", "tout le monde", "encore", "a vous", "la", "beaucoup", "bien", "!", "ca va"}
+_POLITE = {"et", "and", "madame", "monsieur", "a tous", "tout le monde", "encore", "a vous", "la", "beaucoup", "bien", "!", "ca va"}
 _PHRASES = sorted({p for words in _KINDS.values() for p in words} | _POLITE, key=len, reverse=True)
 
 
@@ -21,10 +21,12 @@ def smalltalk(query: str) -> str | None:
     text = " " + re.sub(r"[^a-z0-9!]+", " ", fold(query)).strip() + " "
     if len(text) > 60:
         return None
-    found = None
+    found: list[tuple[int, str]] = []  # (position, kind): the message's first words say what it is
     for phrase in _PHRASES:
         pattern = f" {phrase} "
-        while pattern in text:
-            found = found or next((k for k, words in _KINDS.items() if phrase in words), None)
-            text = text.replace(pattern, " ", 1)
-    return found if not text.strip(" !") else None
+        while (at := text.find(pattern)) >= 0:
+            kind = next((k for k, words in _KINDS.items() if phrase in words), None)
+            if kind:
+                found.append((at, kind))
+            text = text[:at] + " " * (len(pattern) - 1) + text[at + len(pattern) - 1 :]
+    return min(found)[1] if found and not text.strip(" !") else None

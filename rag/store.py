@@ -4,6 +4,7 @@ with a manifest and loaded with checks that say what to do when they fail."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -82,7 +83,11 @@ class FaqIndex:
         self.chunk_entry = np.array([self.by_id[c.entry_id] for c in self.chunks], dtype=np.int64)
         self.view_entry = self.chunk_entry[self.view_chunk]
         self.metadata_fields = {key for entry in self.entries for key in entry.metadata} | {"source"}
-        self.vocabulary = frozenset(self.bm25.vocab_dict)
+        # inverse document frequency of every BM25 term; a term the FAQ never uses weighs as a term of one half-chunk
+        doc_freq = np.diff(np.asarray(self.bm25.scores["indptr"]))
+        chunks = int(self.bm25.scores["num_docs"])
+        self.idf = {t: math.log((chunks + 1) / (doc_freq[i] + 0.5)) for t, i in self.bm25.vocab_dict.items() if i < len(doc_freq)}
+        self.unknown_idf = math.log((chunks + 1) / 0.5)
 
     @property
     def version(self) -> str:

@@ -52,6 +52,11 @@ def test_default_settings_pass_the_gate_and_write_reports(service: RagService, t
     assert len(qrels) == sum(len(q.relevant) for q in queries)
     assert json.loads((tmp_path / "report.json").read_text())["recall@1"] == report["recall@1"]
     assert "| recall@3 |" in (tmp_path / "report.md").read_text()
+    # selective answering: the risk–coverage table and plot, AURC, AUROC and calibration error
+    assert report["confidence_auroc"] > 0.85 and 0 <= report["aurc"] < 0.2 and 0 <= report["confidence_ece"] < 0.3
+    coverage = [row["coverage"] for row in report["risk_coverage"].values()]
+    assert coverage == sorted(coverage, reverse=True) and coverage[0] > coverage[-1]
+    assert (tmp_path / "risk_coverage.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_degraded_retrieval_fails_the_gate(tmp_path: Path) -> None:

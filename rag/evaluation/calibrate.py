@@ -17,24 +17,33 @@ from ..config import DEFAULT_SOURCE, Settings
 from ..errors import ConfigError
 from ..service import RagService
 from ..sources import load_corpus, read_jsonl
+from .scoring import auroc
 
 Build = Callable[[RagService], None]
+
+
+Question = tuple[str, list[str]]  # the text, and the entries that answer it (none: out of scope)
+LABEL_DEPTH = 3  # a question counts as answered when an entry that answers it is among this many first
 
 
 @dataclass
 class FaqSet:
     name: str
     corpus: list[Path]
-    in_scope: list[str] = field(default_factory=list)
-    out_of_scope: list[str] = field(default_factory=list)
+    in_scope: list[Question] = field(default_factory=list)
+    out_of_scope: list[Question] = field(default_factory=list)
 
 
-def _queries(path: Path) -> list[str]:
-    return [row["query"] for _, row in read_jsonl(path) if isinstance(row, dict) and row.get("query")]
+def _queries(path: Path) -> list[Question]:
+    return [
+        (row["query"], [str(r) for r in row.get("relevant", [])])
+        for _, row in read_jsonl(path)
+        if isinstance(row, dict) and row.get("query")
+    ]
 
 
-def _titles(corpus: list[Path], count: int) -> list[str]:
-    questions = [e.question for e in load_corpus(corpus).entries if e.question]
+def _titles(corpus: list[Path], count: int) -> list[Question]:
+    questions = [(e.question, [e.id]) for e in load_corpus(corpus).entries if e.question]
     step = max(1, len(questions) // max(count, 1))
     return questions[::step][:count]
 
@@ -58,35 +67,37 @@ def read_plan(path: Path) -> list[FaqSet]:
 
 def collect(
     sets: list[FaqSet], settings: Settings, index_dir: Callable[[list[Path]], Path], build: Build
-) -> tuple[list[dict[str, float]], list[int], list[str]]:
-    """Signals and labels (1 = in scope) of every calibration question against every set's index."""
+) -> tuple[list[dict[str, float]], list[int], list[bool]]:
+    """Signals, labels and scope of every calibration question against every set's index. The label is 1
+    when an entry that answers the question is among the first :data:`LABEL_DEPTH`; in scope means the FAQ
+    has such an entry."""
     rows: list[dict[str, float]] = []
     labels: list[int] = []
-    groups: list[str] = []
+    in_scope: list[bool] = []
     for faq in sets:
         service = RagService(settings.replace(sources=faq.corpus, index_dir=index_dir(faq.corpus)))
         build(service)
-        others = [q for other in sets if other is not faq for q in other.in_scope]
-        for label, questions in ((1, faq.in_scope), (0, faq.out_of_scope + others)):
-            for question in questions:
-                rows.append(service.signals(question))
-                labels.append(label)
-                groups.append(faq.name)
-    return rows, labels, groups
+        others = [(text, []) for other in sets if other is not faq for text, _ in other.in_scope]
+        for text, relevant in faq.in_scope + faq.out_of_scope + others:
+            ranking = [hit.id for hit in service.retrieve(text, LABEL_DEPTH).results]
+            rows.append(service.signals(text))
+            labels.append(int(bool(set(relevant) & set(ranking))))
+            in_scope.append(bool(relevant))
+    return rows, labels, in_scope
 
 
 def calibrate(
-    rows: list[dict[str, float]], labels: list[int], embedder: str, about: str
+    rows: list[dict[str, float]], labels: list[int], in_scope: list[bool], embedder: str, about: str
 ) -> tuple[Calibration, dict[str, Any]]:
-    calibration = fit(rows, labels, embedder, about)
+    """Fit the confidence; report how well it separates the calibration questions it was fitted on."""
+    calibration = fit(rows, labels, in_scope, embedder, about)
     probabilities = [calibration.probability(r) for r in rows]
-    from .scoring import auroc
-
     report = {
         "questions": len(rows),
-        "in_scope": sum(labels),
-        "out_of_scope": len(labels) - sum(labels),
+        "answered_by_top_entries": sum(labels),
+        "in_scope": sum(in_scope),
         "auroc": round(auroc(probabilities, labels), 4),
+        "threshold": calibration.threshold,
         "coefficients": dict(zip(calibration.features, calibration.coef)),
     }
     return calibration, report

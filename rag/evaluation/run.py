@@ -18,6 +18,10 @@ from ..sources import read_jsonl
 from . import scoring
 
 K_VALUES = (1, 3, 5, 10)
+ANSWER_DEPTH = 3  # the answer is drawn from this many first entries
+RISK_THRESHOLDS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
+TABLES = ("risk_coverage",)  # report entries shown as tables, like the by_<tag> breakdowns
+LOWER_IS_BETTER = ("aurc", "confidence_ece")
 
 
 @dataclass
@@ -135,20 +139,42 @@ def _ranking_metrics(pairs: Sequence[tuple[list[str], set[str]]]) -> dict[str, f
 
 
 def score(queries: Sequence[EvalQuery], outcomes: Sequence[Outcome]) -> dict[str, Any]:
-    """All metrics of a run, as a flat dict (plus per-tag breakdowns of the ranking metrics)."""
-    inside = [(q, o) for q, o in zip(queries, outcomes) if q.in_scope]
-    outside = [(q, o) for q, o in zip(queries, outcomes) if not q.in_scope]
+    """All metrics of a run, as a flat dict (plus per-tag breakdowns and the risk–coverage table)."""
+    pairs = list(zip(queries, outcomes))
+    inside = [(q, o) for q, o in pairs if q.in_scope]
+    outside = [(q, o) for q, o in pairs if not q.in_scope]
     report: dict[str, Any] = {"queries": len(queries), "in_scope": len(inside), "out_of_scope": len(outside)}
     report.update(_ranking_metrics([(o.ranking, set(q.relevant)) for q, o in inside]))
     if inside and all(o.raw_ranking is not None for _, o in inside):
         raw = _ranking_metrics([(o.raw_ranking or [], set(q.relevant)) for q, o in inside])
         report.update({f"ranking_{k}": v for k, v in raw.items()})
     report["answered_rate"] = sum(not o.abstained for _, o in inside) / max(len(inside), 1)
-    abstained = [q for q, o in zip(queries, outcomes) if o.abstained]
-    true_abstain = sum(not q.in_scope for q in abstained)
-    if outside:
-        report["abstention_recall"] = true_abstain / len(outside)
-        report["abstention_precision"] = true_abstain / len(abstained) if abstained else 1.0
+    report.update(_abstention(pairs, outside))
+    report.update(_answers(inside))
+    latencies = [o.latency_ms for o in outcomes]
+    report["latency_p50_ms"] = scoring.percentile(latencies, 50)
+    report["latency_p95_ms"] = scoring.percentile(latencies, 95)
+    report.update(_selective(pairs))
+    report.update(_by_tag(inside))
+    return _rounded(report)
+
+
+def _abstention(pairs: list[tuple[EvalQuery, Outcome]], outside: list[tuple[EvalQuery, Outcome]]) -> dict[str, Any]:
+    if not outside:
+        return {}
+    declined = [q for q, o in pairs if o.abstained]
+    right = sum(not q.in_scope for q in declined)
+    out: dict[str, Any] = {
+        "abstention_recall": right / len(outside),
+        "abstention_precision": right / len(declined) if declined else 1.0,
+    }
+    for scope in sorted({q.tags["scope"] for q, _ in outside if "scope" in q.tags}):
+        members = [o for q, o in outside if q.tags.get("scope") == scope]
+        out[f"abstention_recall_{scope}"] = sum(o.abstained for o in members) / len(members)
+    return out
+
+
+def _answers(inside: list[tuple[EvalQuery, Outcome]]) -> dict[str, float]:
     hits = cited = 0
     faithful = []
     for q, o in inside:
@@ -157,11 +183,45 @@ def score(queries: Sequence[EvalQuery], outcomes: Sequence[Outcome]) -> dict[str
         h, c = scoring.citation_precision(o.cited, set(q.relevant))
         hits, cited = hits + h, cited + c
         faithful.append(scoring.faithfulness(o.answer, o.passages))
-    report["citation_precision"] = hits / cited if cited else 0.0
-    report["faithfulness"] = sum(faithful) / len(faithful) if faithful else 0.0
-    latencies = [o.latency_ms for o in outcomes]
-    report["latency_p50_ms"] = scoring.percentile(latencies, 50)
-    report["latency_p95_ms"] = scoring.percentile(latencies, 95)
+    return {
+        "citation_precision": hits / cited if cited else 0.0,
+        "faithfulness": sum(faithful) / len(faithful) if faithful else 0.0,
+    }
+
+
+def correct(query: EvalQuery, outcome: Outcome) -> bool:
+    """An answer is right when the FAQ answers the question and an entry that answers it is among the
+    first :data:`ANSWER_DEPTH` retrieved (before the decision to decline)."""
+    ranking = outcome.raw_ranking if outcome.raw_ranking is not None else outcome.ranking
+    return bool(set(query.relevant) & set(ranking[:ANSWER_DEPTH]))
+
+
+def _selective(pairs: list[tuple[EvalQuery, Outcome]]) -> dict[str, Any]:
+    """Selective answering: AUROC of the confidence (in vs out of scope), its calibration error, and the
+    risk–coverage table (accuracy of the answered questions when answering those above each threshold)."""
+    if not pairs or any(o.confidence is None or o.raw_ranking is None for _, o in pairs):
+        return {}
+    confidences = [float(o.confidence or 0.0) for _, o in pairs]
+    right = [correct(q, o) for q, o in pairs]
+    out: dict[str, Any] = {
+        "confidence_ece": scoring.expected_calibration_error(confidences, [int(r) for r in right]),
+        "aurc": scoring.aurc(confidences, right),
+    }
+    if any(q.in_scope for q, _ in pairs) and any(not q.in_scope for q, _ in pairs):
+        out["confidence_auroc"] = scoring.auroc(confidences, [int(q.in_scope) for q, _ in pairs])
+    rows = {}
+    for threshold in RISK_THRESHOLDS:
+        answered = [r for c, r in zip(confidences, right) if c >= threshold]
+        rows[f"{threshold:g}"] = {
+            "coverage": len(answered) / len(pairs),
+            "accuracy": sum(answered) / len(answered) if answered else 1.0,
+        }
+    out["risk_coverage"] = rows
+    return out
+
+
+def _by_tag(inside: list[tuple[EvalQuery, Outcome]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for tag in sorted({t for q, _ in inside for t in q.tags}):
         for value in sorted({q.tags[tag] for q, _ in inside if tag in q.tags}):
             members = [(q, o) for q, o in inside if q.tags.get(tag) == value]
@@ -170,8 +230,8 @@ def score(queries: Sequence[EvalQuery], outcomes: Sequence[Outcome]) -> dict[str
             if all(o.raw_ranking is not None for _, o in members):
                 raw = _ranking_metrics([(o.raw_ranking or [], set(q.relevant)) for q, o in members])
                 row["ranking_recall@3"] = raw["recall@3"]
-            report.setdefault(f"by_{tag}", {})[value] = row
-    return _rounded(report)
+            out.setdefault(f"by_{tag}", {})[value] = row
+    return out
 
 
 def _rounded(value: Any) -> Any:
@@ -225,6 +285,32 @@ def write_outputs(
             )
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out / "report.md").write_text(markdown_table(report) + "\n", encoding="utf-8")
+    if "aurc" in report:
+        plot_risk_coverage(out / "risk_coverage.png", queries, outcomes)
+
+
+def plot_risk_coverage(path: Path, queries: Sequence[EvalQuery], outcomes: Sequence[Outcome]) -> None:
+    """Accuracy of the answered questions against the share answered, as the threshold goes down."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    right = [correct(q, o) for q, o in zip(queries, outcomes)]
+    curve = scoring.risk_coverage([float(o.confidence or 0.0) for o in outcomes], right)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    ax.plot([c for _, c, _ in curve], [1 - r for _, _, r in curve], color="#000091")
+    answered = [r for r, o in zip(right, outcomes) if not o.abstained]
+    if answered:
+        point = (len(answered) / len(outcomes), sum(answered) / len(answered))
+        ax.scatter(*point, color="#b00020", zorder=3, label="what the service answers")
+        ax.legend(loc="lower left")
+    ax.set(xlabel="share of questions answered (coverage)", ylabel="accuracy of the answered questions", ylim=(0, 1.02))
+    ax.set_title("Selective answering: risk–coverage")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 MAIN_METRICS = (
@@ -239,6 +325,9 @@ MAIN_METRICS = (
     "abstention_recall",
     "citation_precision",
     "faithfulness",
+    "confidence_auroc",
+    "confidence_ece",
+    "aurc",
     "latency_p50_ms",
     "latency_p95_ms",
 )
@@ -248,9 +337,10 @@ def markdown_table(report: dict[str, Any]) -> str:
     lines = ["| metric | value |", "| --- | --- |"]
     lines += [f"| {m} | {report[m]} |" for m in MAIN_METRICS if m in report]
     lines += [f"| {m} (before abstention) | {report[m]} |" for m in report if m.startswith("ranking_")]
+    lines += [f"| {m} | {report[m]} |" for m in report if m.startswith("abstention_recall_")]
     lines.append(f"| queries (in scope / out of scope) | {report['in_scope']} / {report['out_of_scope']} |")
     for key, groups in report.items():
-        if key.startswith("by_"):
+        if key in TABLES or key.startswith("by_"):
             columns = list(next(iter(groups.values())))
             lines += [
                 "",
@@ -272,7 +362,7 @@ def check_gate(report: dict[str, Any], thresholds: dict[str, float]) -> list[str
         value = report.get(metric)
         if value is None:
             failures.append(f"{metric}: missing from the report")
-        elif metric.startswith("latency"):
+        elif metric.startswith("latency") or metric in LOWER_IS_BETTER:
             if value > bound:
                 failures.append(f"{metric}: {value} > {bound}")
         elif value < bound:

