@@ -1,11 +1,11 @@
 # Two commands do all the set-up on a fresh machine:
 #   make serve   create the environment, build the Ségur index if missing, start the service
-#   make test    install the dev extras and run the test suite
+#   make test    install the dev extras and run the whole test suite (make test-fast: the unit and contract tests)
 VENV ?= .venv
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint eval bench index clean
+.PHONY: serve test test-fast lint eval bench index calibrate clean
 
 serve:
 	./scripts/bootstrap.sh run
@@ -14,6 +14,10 @@ serve:
 test:
 	./scripts/bootstrap.sh dev
 	$(VENV)/bin/python -m pytest
+
+test-fast:
+	./scripts/bootstrap.sh dev
+	$(VENV)/bin/python -m pytest -m "not slow" -q
 
 lint:
 	./scripts/bootstrap.sh dev
@@ -29,6 +33,10 @@ eval:
 	$(VENV)/bin/rag eval --queries eval/segur.jsonl --out eval/reports/segur
 	$(VENV)/bin/rag eval --queries ../shared/benchmarks/cnil-faq/queries.jsonl \
 		--corpus ../shared/benchmarks/cnil-faq/faq.jsonl --out eval/reports/cnil
+
+calibrate:
+	./scripts/bootstrap.sh dev
+	$(VENV)/bin/rag calibrate --plan eval/calibration/plan.json --out rag/assets/calibration.json
 
 bench:
 	./scripts/bootstrap.sh dev

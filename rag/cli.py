@@ -265,7 +265,9 @@ def calibrate(
 
     rows, labels, in_scope = collect(sets, settings, lambda corpus: eval_index_dir(settings, corpus), build)
     embedder = RagService(settings).embedder.name
-    calibration, report = fit_calibration(rows, labels, in_scope, embedder, f"{plan.name}: {', '.join(s.name for s in sets)}")
+    calibration, report = fit_calibration(
+        rows, labels, in_scope, embedder, f"{plan.name}: {', '.join(s.name for s in sets)}"
+    )
     calibration.save(out)
     err.print(
         f"fitted on {report['questions']} questions ({report['in_scope']} in scope), "

@@ -12,7 +12,21 @@ _KINDS = {
     "goodbye": {"au revoir", "bye", "goodbye", "a bientot", "a plus", "bonne journee", "bonne soiree", "ciao"},
     "ack": {"ok", "d accord", "oui", "non", "ok merci", "tres bien", "cool", "yes", "no"},
 }
-_POLITE = {"et", "and", "madame", "monsieur", "a tous", "tout le monde", "encore", "a vous", "la", "beaucoup", "bien", "!", "ca va"}
+_POLITE = {
+    "et",
+    "and",
+    "madame",
+    "monsieur",
+    "a tous",
+    "tout le monde",
+    "encore",
+    "a vous",
+    "la",
+    "beaucoup",
+    "bien",
+    "!",
+    "ca va",
+}
 _PHRASES = sorted({p for words in _KINDS.values() for p in words} | _POLITE, key=len, reverse=True)
 
 

@@ -86,7 +86,11 @@ class FaqIndex:
         # inverse document frequency of every BM25 term; a term the FAQ never uses weighs as a term of one half-chunk
         doc_freq = np.diff(np.asarray(self.bm25.scores["indptr"]))
         chunks = int(self.bm25.scores["num_docs"])
-        self.idf = {t: math.log((chunks + 1) / (doc_freq[i] + 0.5)) for t, i in self.bm25.vocab_dict.items() if i < len(doc_freq)}
+        self.idf = {
+            t: math.log((chunks + 1) / (doc_freq[i] + 0.5))
+            for t, i in self.bm25.vocab_dict.items()
+            if i < len(doc_freq)
+        }
         self.unknown_idf = math.log((chunks + 1) / 0.5)
 
     @property

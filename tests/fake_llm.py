@@ -25,7 +25,12 @@ class FakeLLM:
         self.scripts: deque[dict[str, Any]] = deque()
         self.default = default
         self.requests: list[dict[str, Any]] = []
-        self.app = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"])])
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/health", lambda _: JSONResponse({"status": "ok"})),
+            ]
+        )
 
     def script(self, *items: dict[str, Any]) -> None:
         self.scripts.extend(items)

@@ -80,3 +80,38 @@ def test_errors_are_one_clear_line_without_traceback(args: tuple[str, ...], expe
     assert done.returncode == 1
     assert expected in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_plain_install_works_from_any_folder(tmp_path: Path) -> None:
+    """``pip install .`` (not editable) carries the shipped FAQ, its glossary, the prompts and the calibration."""
+    root = Path(__file__).resolve().parent.parent
+    wheels, target, elsewhere = tmp_path / "wheels", tmp_path / "site", tmp_path / "elsewhere"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(root)], check=True, capture_output=True)
+    wheel = next(wheels.glob("*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True, capture_output=True)
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(target), "COLUMNS": "200"}
+    where = subprocess.run(
+        [sys.executable, "-c", "import rag; print(rag.__file__)"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert where.stdout.startswith(str(target)), where  # the installed copy, not the source tree
+    index = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "index"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert index.returncode == 0 and "indexed 20 entries" in index.stderr, index.stderr
+    ask = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ask", "--json", "Comment déposer une demande de solde ?"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    answer = json.loads(ask.stdout)
+    assert not answer["abstained"] and answer["citations"], ask.stderr
+    assert (elsewhere / "index" / "built" / "manifest.json").exists()

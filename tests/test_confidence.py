@@ -51,7 +51,9 @@ def test_a_broken_calibration_file_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "c.json").write_text("{not json")
     with pytest.raises(ConfigError, match="rag calibrate"):
         Calibration.load(tmp_path / "c.json")
-    (tmp_path / "c.json").write_text(json.dumps({"features": ["a"], "mean": [], "scale": [1], "coef": [1], "intercept": 0}))
+    (tmp_path / "c.json").write_text(
+        json.dumps({"features": ["a"], "mean": [], "scale": [1], "coef": [1], "intercept": 0})
+    )
     with pytest.raises(ConfigError, match="inconsistent"):
         Calibration.load(tmp_path / "c.json")
 

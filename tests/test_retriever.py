@@ -68,7 +68,7 @@ def test_declines_below_the_threshold_and_keeps_the_ranking_for_eval(make_servic
     question = "versement du solde par le payeur"
     confidence = make_service().retrieve(question).confidence
     assert 0.0 < confidence < 0.99
-    strict = make_service(min_confidence=confidence * 2)
+    strict = make_service(min_confidence=(1 + confidence) / 2)
     assert strict.search(question, 3).abstained and strict.search(question, 3).results == []
     assert strict.retrieve(question, 3).results[0].id == "solde"
     assert not make_service(min_confidence=confidence / 2).search(question, 3).abstained

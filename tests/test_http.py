@@ -1,0 +1,202 @@
+"""The HTTP contract in process (FastAPI's TestClient), with the tiny FAQ and the deterministic embedder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rag.config import Settings
+from rag.http import create_app
+from rag.service import RagService
+
+from .servers import wait_until
+
+SOLDE = "Comment demander le paiement du solde ?"
+
+
+@pytest.fixture
+def client_for(tiny_settings: Settings, hash_embedder) -> Iterator:
+    """``client_for(**settings)``: a TestClient on an app over the built tiny FAQ."""
+
+    @contextmanager
+    def make(**changes: object) -> Iterator[TestClient]:
+        settings = tiny_settings.replace(**changes)
+        service = RagService(settings, hash_embedder)
+        service.build()
+        with TestClient(create_app(settings, service)) as client:
+            yield client
+
+    return make
+
+
+@pytest.fixture
+def client(client_for) -> Iterator[TestClient]:
+    with client_for(max_k=20) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "code"),
+    [
+        ("POST", "/search", {"json": {"query": "   "}}, 422, "empty_query"),
+        ("POST", "/search", {"json": {"query": "x" * 2001}}, 422, "query_too_long"),
+        ("POST", "/search", {"json": {"query": "solde\x00\x07"}}, 422, "control_characters"),
+        ("POST", "/search", {"json": {"query": 42}}, 422, "invalid_request"),
+        ("POST", "/search", {"json": {"query": "solde", "k": "3"}}, 422, "invalid_request"),
+        ("POST", "/search", {"json": {"query": "solde", "colour": 1}}, 422, "unknown_field"),
+        ("POST", "/search", {"json": {}}, 422, "missing_field"),
+        (
+            "POST",
+            "/search",
+            {"content": b'{"query": "solde"', "headers": {"content-type": "application/json"}},
+            400,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            "/search",
+            {"content": b"x" * 70_000, "headers": {"content-type": "application/json"}},
+            413,
+            "body_too_large",
+        ),
+        ("POST", "/search", {"json": {"query": "solde", "k": 0}}, 422, "invalid_k"),
+        ("POST", "/search", {"json": {"query": "solde", "k": 21}}, 422, "invalid_k"),
+        ("POST", "/search", {"json": {"query": "solde", "filters": {"colour": "red"}}}, 422, "unknown_filter"),
+        (
+            "POST",
+            "/ask",
+            {"json": {"query": "solde", "filters": {"colour": "red"}, "stream": True}},
+            422,
+            "unknown_filter",
+        ),
+        (
+            "POST",
+            "/search",
+            {"content": b"query=solde", "headers": {"content-type": "application/x-www-form-urlencoded"}},
+            415,
+            "unsupported_media_type",
+        ),
+        ("GET", "/nowhere", {}, 404, "not_found"),
+        ("GET", "/search", {}, 405, "method_not_allowed"),
+        ("GET", "/entries/nope", {}, 404, "unknown_entry"),
+        ("POST", "/admin/reindex", {}, 404, "not_found"),
+        ("POST", "/feedback", {"json": {"answer_id": "nope", "helpful": True}}, 404, "unknown_answer"),
+        (
+            "POST",
+            "/v1/chat/completions",
+            {"json": {"messages": [{"role": "system", "content": "x"}]}},
+            422,
+            "no_user_message",
+        ),
+    ],
+)
+def test_errors_are_json_with_the_right_status(client: TestClient, method, path, kwargs, status, code) -> None:
+    response = client.request(method, path, **kwargs)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"]["code"] == code and body["error"]["message"]
+    assert "Traceback" not in response.text
+
+
+def test_search_ask_entries_feedback_and_chat(client: TestClient) -> None:
+    found = client.post("/search", json={"query": SOLDE, "k": 2}).json()
+    assert not found["abstained"] and 0.0 <= found["confidence"] <= 1.0 and found["took_ms"] >= 0
+    assert found["results"][0]["url"] == "http://testserver/entries/solde"  # absolute, from the request
+    answer = client.post("/ask", json={"query": SOLDE}).json()
+    assert answer["citations"] and answer["answer_id"] and 0.0 <= answer["confidence"] <= 1.0
+    entry = client.get(answer["citations"][0]["url"]).json()
+    assert entry["id"] == answer["citations"][0]["id"] and entry["url"] == "http://testserver/entries/solde"
+    rated = client.post("/feedback", json={"answer_id": answer["answer_id"], "helpful": True})
+    assert rated.json() == {"answer_id": answer["answer_id"], "helpful": True, "updated": False}
+    chat = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": SOLDE}]}).json()
+    assert chat["choices"][0]["message"]["content"].startswith(answer["answer"].split(" [")[0][:20])
+    assert chat["citations"] and 0.0 <= chat["confidence"] <= 1.0
+
+
+def test_small_talk_gets_a_polite_reply(client: TestClient) -> None:
+    body = client.post("/ask", json={"query": "Bonjour !"}).json()
+    assert body["abstained"] and body["citations"] == [] and "FAQ" in body["answer"]
+
+
+def test_api_keys_protect_everything_but_health_ready_and_page(client_for) -> None:
+    with client_for(api_keys=["k-one", "k-two"]) as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/ready").status_code == 200
+        assert client.get("/").status_code == 200
+        missing = client.post("/search", json={"query": SOLDE})
+        assert missing.status_code == 401 and missing.json()["error"]["code"] == "missing_api_key"
+        wrong = client.post("/search", json={"query": SOLDE}, headers={"Authorization": "Bearer k-three"})
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+        assert client.get("/metrics").status_code == 401
+        for key in ("k-one", "k-two"):
+            ok = client.post("/search", json={"query": SOLDE}, headers={"Authorization": f"Bearer {key}"})
+            assert ok.status_code == 200
+
+
+def test_rate_limit_answers_429_with_retry_after(client_for) -> None:
+    with client_for(rate_limit_per_minute=3) as client:
+        statuses = [client.post("/search", json={"query": SOLDE}).status_code for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        limited = client.post("/search", json={"query": SOLDE})
+        assert limited.json()["error"]["code"] == "rate_limited"
+        assert 1 <= int(limited.headers["Retry-After"]) <= 60
+
+
+def test_cors_origins_are_a_setting(client_for) -> None:
+    with client_for(cors_origins=["https://helpdesk.example.org"]) as client:
+        headers = {"Origin": "https://helpdesk.example.org", "Access-Control-Request-Method": "POST"}
+        allowed = client.options("/search", headers=headers)
+        assert allowed.headers.get("access-control-allow-origin") == "https://helpdesk.example.org"
+        other = client.options("/search", headers={**headers, "Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+class SlowService(RagService):
+    """Holds its index load until released, to observe /ready before the index is there."""
+
+    def __init__(self, settings: Settings, embedder) -> None:
+        super().__init__(settings, embedder)
+        self.release = threading.Event()
+
+    def load_or_build(self, progress=None):
+        self.release.wait(30)
+        return super().load_or_build(progress)
+
+
+def test_ready_is_503_until_the_index_is_loaded(tiny_settings: Settings, hash_embedder) -> None:
+    service = SlowService(tiny_settings, hash_embedder)
+    with TestClient(create_app(tiny_settings, service)) as client:
+        before = client.get("/ready")
+        assert before.status_code == 503 and before.json()["status"] == "loading"
+        assert client.post("/search", json={"query": SOLDE}).status_code == 503
+        service.release.set()
+        wait_until(lambda: client.get("/ready").status_code == 200)
+        assert client.post("/search", json={"query": SOLDE}).status_code == 200
+
+
+def test_one_json_access_log_line_per_request(client_for, caplog) -> None:
+    for log_questions in (False, True):
+        with client_for(log_questions=log_questions) as client:
+            caplog.clear()
+            with caplog.at_level(logging.INFO, logger="rag.access"):
+                client.post("/search", json={"query": "Quelle est la recette de la tarte tatin ?"})
+        line = json.loads(next(r.getMessage() for r in caplog.records if '"/search"' in r.getMessage()))
+        assert {"method", "path", "status", "latency_ms", "abstained"} <= set(line)
+        assert line["status"] == 200 and line["method"] == "POST"
+        assert ("query" in line) is log_questions
+
+
+def test_filters_match_entry_metadata(client: TestClient) -> None:
+    body = client.post("/search", json={"query": "paiement du solde", "filters": {"theme": "messagerie"}})
+    assert [r["id"] for r in body.json()["results"]] == ["mss"]
+    both = client.post("/search", json={"query": "solde", "filters": {"theme": ["financement", "identité"]}})
+    assert {r["id"] for r in both.json()["results"]} <= {"solde", "psc"}
+    assert both.json()["results"][0]["id"] == "solde"
+    entry = client.get("/entries/psc").json()
+    assert entry["metadata"] == {"theme": "identité"} and entry["url"] == "https://example.org/faq/psc"
