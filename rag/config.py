@@ -71,6 +71,8 @@ class RetrievalSettings(_Group):
     calibration: Path | None = Field(None, description="fitted confidence coefficients; default: the shipped ones")
     default_k: int = Field(5, ge=1)
     max_k: int = Field(50, ge=1)
+    reranker: str = Field("", description="a cross-encoder to reorder the best entries (st:<name or folder>)")
+    rerank_depth: int = Field(20, ge=2, description="how many of the best entries the reranker reorders")
     expand_queries: bool = True
     expand_dense: bool = Field(True, description="also give the glossary-expanded query to the encoder")
     cache_size: int = Field(1024, ge=0, description="cached query vectors and search results; 0 = off")
@@ -98,6 +100,14 @@ class LLMSettings(_Group):
     total_timeout: float = 60.0
     retries: int = Field(2, ge=0)
     backoff: float = Field(0.25, ge=0)
+    concurrency: int = Field(8, ge=1, description="LLM calls at once; beyond it the extractive answer (busy)")
+    judge: bool = Field(
+        True, description="ask the LLM whether the top passage answers, when it can change the decision"
+    )
+    judge_weight: float = Field(
+        4.0, gt=0, description="log-odds a verdict adds (OUI) or takes (NON) from the confidence"
+    )
+    judge_timeout: float = Field(5.0, gt=0, description="seconds the verdict may take")
 
 
 class HttpSettings(_Group):

@@ -45,6 +45,7 @@ class Hit(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict, description="the entry's other fields (facets)")
     dense_score: float | None = Field(None, description="cosine similarity of the best dense match")
     bm25_score: float | None = Field(None, description="BM25 score of the best lexical match")
+    rerank_score: float | None = Field(None, description="the reranker's score, when one is configured")
 
 
 class SearchResult(BaseModel):
@@ -54,6 +55,9 @@ class SearchResult(BaseModel):
     abstained: bool
     results: list[Hit]
     confidence: float = Field(0.0, description="calibrated probability that the top entry answers the question")
+    judge: str | None = Field(
+        None, description="the LLM's verdict on the top passage (yes, no, or why none), when asked"
+    )
     terms: list[str] = Field(default_factory=list, exclude=True)  # the searched terms, for picking sentences
 
     def served(self) -> SearchResult:

@@ -15,6 +15,11 @@ from .text import DONT_KNOW
 LANGUAGE_NAMES = {"fr": "français", "en": "anglais (English)"}
 
 
+def quote(text: str) -> str:
+    """Text from users or from the FAQ, made unable to open or close the prompt's ``<tags>``."""
+    return text.replace("<", "‹").replace(">", "›")
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     name: str
@@ -42,21 +47,22 @@ class PromptTemplate:
 
 @dataclass(frozen=True)
 class PromptSet:
-    """The system prompt, the user prompt, and the layout of one numbered passage."""
+    """The system prompt, the user prompt, the layout of one numbered passage, and the judge's question."""
 
     system: PromptTemplate
     user: PromptTemplate
     passage: PromptTemplate
+    judge: PromptTemplate
 
     @classmethod
     def load(cls, folder: Path) -> PromptSet:
         folder = Path(folder)
-        return cls(*(PromptTemplate.read(folder / f"{name}.txt") for name in ("system", "user", "passage")))
+        return cls(*(PromptTemplate.read(folder / f"{name}.txt") for name in ("system", "user", "passage", "judge")))
 
     def messages(self, question: str, passages: list[tuple[str, str]], lang: str, faq_name: str) -> list[dict]:
         """Chat messages for a question and its numbered passages ``[(title, text), …]``."""
         blocks = "\n\n".join(
-            self.passage.render(n=n, title=title or "", text=text).strip()
+            self.passage.render(n=n, title=quote(title or ""), text=quote(text)).strip()
             for n, (title, text) in enumerate(passages, start=1)
         )
         common = {
@@ -65,5 +71,5 @@ class PromptSet:
         }
         return [
             {"role": "system", "content": self.system.render(faq_name=faq_name, **common)},
-            {"role": "user", "content": self.user.render(passages=blocks, question=question, **common)},
+            {"role": "user", "content": self.user.render(passages=blocks, question=quote(question), **common)},
         ]

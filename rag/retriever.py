@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faiss
@@ -40,11 +40,12 @@ class Ranking:
     lexical: np.ndarray
     lexical_chunk: np.ndarray
     prepared: Prepared
+    reranked: dict[int, float] = field(default_factory=dict)  # entry -> the reranker's score
 
 
 def _matches(entry: Entry, filters: Mapping[str, Any]) -> bool:
-    for field, wanted in filters.items():
-        value = entry.source if field == "source" else entry.metadata.get(field)
+    for name, wanted in filters.items():
+        value = entry.source if name == "source" else entry.metadata.get(name)
         values = set(map(str, wanted if isinstance(wanted, list) else [wanted]))
         have = set(map(str, value)) if isinstance(value, list) else {str(value)}
         if not have & values:
@@ -170,4 +171,5 @@ class HybridRetriever:
             metadata=entry.metadata,
             dense_score=round(float(dense), 4) if np.isfinite(dense) else None,
             bm25_score=round(float(lexical), 4) if lexical > 0 else None,
+            rerank_score=round(ranking.reranked[i], 4) if i in ranking.reranked else None,
         )

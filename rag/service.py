@@ -22,9 +22,11 @@ from .encoder import QueryEncoder
 from .errors import IndexNotReady
 from .generation import LLMGenerator, Reset
 from .glossary import Glossary
+from .judge import Judge
 from .llm import ChatClient
 from .models import Answer, SearchResult
 from .prompts import PromptSet
+from .rerank import make_reranker, rerank
 from .retriever import HybridRetriever
 from .smalltalk import smalltalk
 from .sources import load_corpus
@@ -39,6 +41,7 @@ class _Loaded:
     retriever: HybridRetriever
     extractive: ExtractiveGenerator
     llm: LLMGenerator | None
+    judge: Judge | None
 
 
 def entry_url(entry_id: str, base_url: str = "") -> str:
@@ -57,6 +60,7 @@ class RagService:
         self._calibration: Calibration | None = None
         self._build_lock = threading.Lock()
         self._llm_parts: tuple[ChatClient, PromptSet] | None = None
+        self.reranker = make_reranker(self.settings.retrieval.reranker)
         self.results: LRUCache[SearchResult] = LRUCache(self.settings.retrieval.cache_size)
 
     @property
@@ -120,19 +124,25 @@ class RagService:
         retriever = HybridRetriever(index, self.encoder, self.settings.retrieval)
         extractive = ExtractiveGenerator(self.settings.answer)
         parts = self._llm()
-        llm = None if parts is None else LLMGenerator(parts[0], parts[1], extractive, self.settings.answer)
+        llm = judge = None
+        if parts is not None:
+            llm = LLMGenerator(parts[0], parts[1], extractive, self.settings.answer)
+            if self.settings.llm.judge:
+                judge = Judge(parts[0], parts[1].judge, self.settings.llm, self.settings.answer.faq_name)
         if self.calibration.embedder not in {"", self.embedder.name}:
             log.warning(
                 "the confidence was calibrated for %s, not %s: questions are never declined; run `rag calibrate`",
                 self.calibration.embedder,
                 self.embedder.name,
             )
-        self._loaded = _Loaded(index, retriever, extractive, llm)
+        self._loaded = _Loaded(index, retriever, extractive, llm, judge)
         self.results.clear()  # results of the previous index must not be served from the new one
 
     def load(self) -> FaqIndex:
         """Load the embedder and the saved index; raise :class:`IndexNotReady` with advice if it cannot."""
         self.embedder.load()
+        if self.reranker is not None:
+            self.reranker.load()
         index = load_index(self.settings.index.index_dir, self.embedder.name, self.embedder.dim)
         self._install(index)
         return index
@@ -171,22 +181,33 @@ class RagService:
         cached = self.results.get(key)
         if cached is not None:
             return cached.model_copy(update={"query": query})
-        if smalltalk(query):
-            result = SearchResult(query=query, abstained=True, results=[], confidence=0.0)
-        else:
-            retriever = state.retriever
-            ranking = retriever.rank(retriever.prepare(query), filters)
-            confidence = self.calibration.probability(signals(retriever, ranking, self.settings.answer.language))
-            abstained = not ranking.order or confidence < self.min_confidence
-            result = SearchResult(
-                query=query,
-                abstained=abstained,
-                results=retriever.hits(ranking, k),
-                confidence=round(confidence, 4),
-                terms=ranking.prepared.lexical_terms,
-            )
+        result = self._decide(state, query, k, filters)
         self.results.put(key, result)
         return result
+
+    def _decide(self, state: _Loaded, query: str, k: int, filters: Mapping[str, Any] | None) -> SearchResult:
+        """Rank, compute the confidence (with the LLM's verdict when it can change the decision), rerank."""
+        if smalltalk(query):
+            return SearchResult(query=query, abstained=True, results=[], confidence=0.0)
+        retriever = state.retriever
+        ranking = retriever.rank(retriever.prepare(query), filters)
+        if not ranking.order:
+            return SearchResult(query=query, abstained=True, results=[], confidence=0.0)
+        confidence = self.calibration.probability(signals(retriever, ranking, self.settings.answer.language))
+        verdict = None
+        if state.judge is not None and state.judge.useful(confidence, self.min_confidence):
+            verdict = state.judge.verdict(query, retriever.hits(ranking, 1)[0])
+            confidence = state.judge.adjust(confidence, verdict)
+        if self.reranker is not None:
+            rerank(retriever, ranking, self.reranker, self.settings.retrieval.rerank_depth)
+        return SearchResult(
+            query=query,
+            abstained=confidence < self.min_confidence,
+            results=retriever.hits(ranking, k),
+            confidence=round(confidence, 4),
+            terms=ranking.prepared.lexical_terms,
+            judge=verdict,
+        )
 
     def signals(self, query: str) -> dict[str, float]:
         """The retrieval signals the confidence is computed from (for calibration and diagnosis)."""

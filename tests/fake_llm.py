@@ -18,7 +18,8 @@ class FakeLLM:
 
     Script keys: ``text`` (the answer), ``status`` (an HTTP error status), ``hang`` (seconds before
     answering), ``cut_after`` (stream that many pieces then drop the connection), ``garbage`` (not JSON),
-    ``pause`` (seconds between streamed pieces).
+    ``pause`` (seconds between streamed pieces), ``drip`` (send the whole response one byte at a time, this
+    many seconds apart).
     """
 
     def __init__(self, default: str = "Réponse [1].") -> None:
@@ -44,6 +45,8 @@ class FakeLLM:
         if step.get("status"):
             return JSONResponse({"error": {"message": "scripted failure"}}, status_code=step["status"])
         text = step.get("text", self.default)
+        if step.get("drip"):
+            return StreamingResponse(_drip(step["drip"]), media_type="application/json")
         if not body.get("stream"):
             if step.get("garbage"):
                 return PlainTextResponse("<html>not json</html>", media_type="application/json")
@@ -83,3 +86,10 @@ class FakeLLM:
             yield f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+
+async def _drip(pause: float):
+    """One byte every ``pause`` seconds, for as long as the client listens: each read succeeds, none ends."""
+    for _ in range(10_000):
+        yield b" "
+        await asyncio.sleep(pause)

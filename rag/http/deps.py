@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 from ..config import Settings
 from ..errors import ApiError
 from ..feedback import FeedbackStore
-from ..models import Answer
+from ..models import Answer, SearchResult
 from ..service import RagService
 from .metrics import Metrics
 from .reindex import Reindexer
@@ -74,12 +74,18 @@ class AppState:
             raise ApiError(422, "invalid_k", f"k must be between 1 and {self.settings.retrieval.max_k}")
         return k
 
+    def searched(self, result: SearchResult, endpoint: str, request: Request) -> None:
+        """Count a retrieval (declined, the LLM's verdict) and note it for the access log."""
+        request.state.abstained = result.abstained
+        if result.abstained:
+            self.metrics.abstentions.labels(endpoint).inc()
+        if result.judge:
+            self.metrics.llm_judge.labels(result.judge).inc()
+
     def finish(self, answer: Answer, started: float) -> AskResponse:
         """Record the answer (for feedback) and count it; the response body of /ask."""
         answer_id = uuid.uuid4().hex
         self.store.record_answer(answer_id, answer)
-        if answer.abstained:
-            self.metrics.abstentions.labels("/ask").inc()
         if answer.fallback:
             self.metrics.llm_fallbacks.labels(answer.fallback_reason or "unknown").inc()
         if answer.citations_removed:

@@ -39,6 +39,12 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.llm_judge = Counter(
+            "rag_llm_judge_total",
+            "LLM verdicts on whether the top passage answers (yes, no, or why there was none)",
+            ["verdict"],
+            registry=self.registry,
+        )
         self.feedback = Counter("rag_feedback_total", "Feedback received", ["helpful"], registry=self.registry)
 
     def set_index(self, version: str, embedder: str, entries: int, vectors: int) -> None:

@@ -26,9 +26,7 @@ async def search(body: SearchRequest, request: Request, state: StateDep) -> Sear
     query = request.state.query = state.clean_query(body.query)
     k = state.check_k(body.k)
     result = await anyio.to_thread.run_sync(state.service.search, query, k, body.filters, base_url(request))
-    request.state.abstained = result.abstained
-    if result.abstained:
-        state.metrics.abstentions.labels("/search").inc()
+    state.searched(result, "/search", request)
     return SearchResponse(**result.model_dump(), took_ms=round((time.perf_counter() - started) * 1000, 2))
 
 
@@ -46,7 +44,7 @@ async def ask(body: AskRequest, request: Request, state: StateDep) -> Any:
     k = state.check_k(body.k)
     # retrieve before the response starts, so bad filters still get a proper error status
     result = await anyio.to_thread.run_sync(state.service.search, query, k, body.filters, base_url(request))
-    request.state.abstained = result.abstained
+    state.searched(result, "/ask", request)
     if not body.stream:
         answer = await anyio.to_thread.run_sync(state.service.answer, result)
         return await anyio.to_thread.run_sync(state.finish, answer, started)  # a synchronous SQLite write

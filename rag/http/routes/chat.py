@@ -79,7 +79,7 @@ async def chat(body: ChatRequest, request: Request, state: StateDep) -> Any:
     query = request.state.query = state.clean_query(_text(users[-1].content))
     ids = (f"chatcmpl-{uuid.uuid4().hex}", int(time.time()))
     result = await anyio.to_thread.run_sync(state.service.search, query, None, None, base_url(request))
-    request.state.abstained = result.abstained
+    state.searched(result, "/v1/chat/completions", request)
     if body.stream:
         return EventSourceResponse(_stream(state, result, ids))
     answer = await anyio.to_thread.run_sync(state.service.answer, result)
