@@ -83,6 +83,14 @@ class UnknownAnswer(RagError):
         super().__init__(f"no answer has the id '{answer_id}'")
 
 
+class StoreUnavailable(RagError):
+    """The answers and feedback store cannot be read or written (read-only folder, full disk…)."""
+
+    code = "store_unavailable"
+    status = 503
+    public = True
+
+
 class LLMError(RagError):
     """The LLM call failed; ``reason`` is a short machine-readable word. Always answered by a fallback."""
 

@@ -10,10 +10,12 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import UnknownAnswer
+from .errors import StoreUnavailable, UnknownAnswer
 from .models import Answer
 
 SCHEMA = """
@@ -37,6 +39,15 @@ CREATE INDEX IF NOT EXISTS feedback_time ON feedback(updated_at);
 """
 
 
+@contextmanager
+def _unavailable(path: Path) -> Iterator[None]:
+    """A read-only folder, a full disk or a broken file: one :class:`StoreUnavailable` saying so."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreUnavailable(f"the feedback store {path} cannot be written ({exc}); try again later") from None
+
+
 class FeedbackStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -45,13 +56,14 @@ class FeedbackStore:
 
     def open(self) -> FeedbackStore:
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.executescript(SCHEMA)
-            self._db = db
+            with _unavailable(self.path):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                db.execute("PRAGMA foreign_keys=ON")
+                db.executescript(SCHEMA)
+                self._db = db
         return self
 
     def close(self) -> None:
@@ -63,7 +75,7 @@ class FeedbackStore:
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         self.open()
         assert self._db is not None
-        with self._lock:
+        with self._lock, _unavailable(self.path):
             return self._db.execute(sql, args).fetchall()
 
     def record_answer(self, answer_id: str, answer: Answer) -> None:

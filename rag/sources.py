@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 from .errors import SourceError
@@ -247,6 +248,20 @@ def _apply(entry: Entry, extra: dict[str, Any] | None) -> Entry:
     return entry.model_copy(update=update)
 
 
+def safe_url(url: str) -> bool:
+    """Only web links (``http``, ``https``) and relative ones: never ``javascript:``, ``data:`` or others."""
+    scheme = urlsplit(url.strip()).scheme.lower()
+    return scheme in {"http", "https"} or (not scheme and not url.strip().lower().startswith("//"))
+
+
+def _safe_links(entry: Entry, path: Path, warnings: list[str]) -> Entry:
+    links = [link for link in entry.links if safe_url(link)]
+    if entry.url and not safe_url(entry.url):
+        warnings.append(f"{path}: entry {entry.id} has a link that is not http(s) ({entry.url[:40]}); it was dropped")
+        return entry.model_copy(update={"url": None, "links": links})
+    return entry.model_copy(update={"links": links}) if len(links) != len(entry.links) else entry
+
+
 def load_corpus(paths: Iterable[Path]) -> Corpus:
     """Load every source; keep a repeated entry once and report it.
 
@@ -262,6 +277,7 @@ def load_corpus(paths: Iterable[Path]) -> Corpus:
         raise SourceError("<none>", "no source given; pass --source FILE or set RAG_SOURCES")
     for path in paths:
         for entry in load_file(path):
+            entry = _safe_links(entry, path, warnings)
             key = content_id(entry.question, entry.answer)
             known = entries.get(entry.id)
             if known is not None:

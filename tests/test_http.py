@@ -200,3 +200,73 @@ def test_filters_match_entry_metadata(client: TestClient) -> None:
     assert both.json()["results"][0]["id"] == "solde"
     entry = client.get("/entries/psc").json()
     assert entry["metadata"] == {"theme": "identité"} and entry["url"] == "https://example.org/faq/psc"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/search", {"query": "solde \ud800"}),
+        ("/ask", {"query": "\udfff"}),
+        ("/search", {"query": "solde", "filters": {"theme": "\ud800"}}),
+        ("/feedback", {"answer_id": "x", "helpful": True, "comment": "\ud800"}),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "\ud800"}]}),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "text", "text": None}]}]}),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"text": "solde"}]}]}),
+        ("/v1/chat/completions", {"messages": [{"role": 5, "content": "solde"}]}),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "solde"}], "stream": "yes"}),
+    ],
+)
+def test_bad_text_and_wrong_types_are_422_never_500(client: TestClient, path: str, body: dict) -> None:
+    raw = json.dumps(body)  # lone surrogates travel as \\uXXXX escapes, which are valid JSON
+    response = client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["message"]
+
+
+def test_an_unexpected_fault_is_a_json_500(client: TestClient, monkeypatch) -> None:
+    def broken(*_, **__):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(client.app.state.rag.service, "search", broken)
+    response = client.post("/search", json={"query": SOLDE})
+    assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"
+    assert "boom" not in response.text and client.get("/health").status_code == 200
+
+
+def test_a_broken_feedback_store_never_takes_answers_down(tiny_settings: Settings, hash_embedder, tmp_path) -> None:
+    unwritable = tmp_path / "a-folder"  # SQLite cannot open a folder: the store fails as on a full disk
+    unwritable.mkdir()
+    settings = tiny_settings.replace(feedback_db=unwritable)
+    service = RagService(settings, hash_embedder)
+    service.build()
+    with TestClient(create_app(settings, service)) as client:
+        answer = client.post("/ask", json={"query": SOLDE})
+        assert answer.status_code == 200 and answer.json()["citations"]
+        with client.stream("POST", "/ask", json={"query": SOLDE, "stream": True}) as response:
+            names = [line[7:] for line in response.iter_lines() if line.startswith("event: ")]
+        assert names[0] == "passages" and names[-1] == "done"
+        ready = client.get("/ready").json()
+        assert ready["status"] == "ready" and ready["store"] == "degraded" and "a-folder" in ready["store_error"]
+        assert "rag_store_errors_total 3.0" in client.get("/metrics").text
+        feedback = client.post("/feedback", json={"answer_id": answer.json()["answer_id"], "helpful": True})
+        assert feedback.status_code == 503 and feedback.json()["error"]["code"] == "store_unavailable"
+
+
+def test_a_stream_that_fails_ends_with_an_error_event(client: TestClient, monkeypatch) -> None:
+    def failing(result):
+        yield "Début "
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(client.app.state.rag.service, "ask_stream", failing)
+    with client.stream("POST", "/ask", json={"query": SOLDE, "stream": True}) as response:
+        lines = list(response.iter_lines())
+    names = [line[7:] for line in lines if line.startswith("event: ")]
+    assert names == ["passages", "delta", "error"]
+    assert "boom" not in "\n".join(lines)
+
+
+def test_pages_forbid_foreign_scripts(client: TestClient) -> None:
+    for response in (client.get("/"), client.get("/entries/solde", headers={"Accept": "text/html"})):
+        policy = response.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy

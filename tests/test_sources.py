@@ -132,3 +132,19 @@ def test_same_id_on_two_texts_is_an_error(tmp_path: Path) -> None:
     path.write_text('{"id": "x", "answer": "a"}\n{"id": "x", "answer": "b"}\n', encoding="utf-8")
     with pytest.raises(SourceError, match="id 'x' is used by two different entries"):
         load_corpus([path])
+
+
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(1)", "JavaScript:alert(1)", " java\tscript:alert(1)", "data:text/html,x", "vbscript:x"]
+)
+def test_only_web_and_relative_links_are_kept(tmp_path: Path, url: str) -> None:
+    path = tmp_path / "faq.jsonl"
+    rows = [
+        {"id": "bad", "answer": "Réponse.", "url": url, "links": [url, "https://ok.example/a"]},
+        {"id": "rel", "answer": "Autre.", "url": "/faq/rel"},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    corpus = load_corpus([path])
+    bad, rel = corpus.entries
+    assert bad.url is None and bad.links == ["https://ok.example/a"] and rel.url == "/faq/rel"
+    assert any("not http(s)" in w for w in corpus.warnings)

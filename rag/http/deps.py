@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ..config import Settings
-from ..errors import ApiError
+from ..errors import ApiError, StoreUnavailable
 from ..feedback import FeedbackStore
 from ..models import Answer, SearchResult
 from ..service import RagService
@@ -34,6 +34,7 @@ class AppState:
     store: FeedbackStore | None = None
     reindexer: Reindexer | None = None
     load_error: str | None = None
+    store_error: str | None = None  # the last failure to record an answer; answers go on without it
 
     def __post_init__(self) -> None:
         http = self.settings.http
@@ -51,11 +52,20 @@ class AppState:
         try:
             if not self.service.ready:
                 self.service.load_or_build()
-            self.store.open()
             self.index_loaded()
         except Exception as exc:  # the top of the loading thread: whatever failed, /ready says it
             self.load_error = str(exc)
             log.error("the index could not be loaded: %s", exc)
+            return
+        try:
+            self.store.open()
+        except StoreUnavailable as exc:
+            self.store_failed(exc)
+
+    def store_failed(self, exc: StoreUnavailable) -> None:
+        self.store_error = str(exc)
+        self.metrics.store_errors.inc()
+        log.error("%s", exc)
 
     def clean_query(self, query: str) -> str:
         text = query.strip()
@@ -85,7 +95,11 @@ class AppState:
     def finish(self, answer: Answer, started: float) -> AskResponse:
         """Record the answer (for feedback) and count it; the response body of /ask."""
         answer_id = uuid.uuid4().hex
-        self.store.record_answer(answer_id, answer)
+        try:
+            self.store.record_answer(answer_id, answer)
+            self.store_error = None
+        except StoreUnavailable as exc:  # the answer matters more than its record: give it anyway
+            self.store_failed(exc)
         if answer.fallback:
             self.metrics.llm_fallbacks.labels(answer.fallback_reason or "unknown").inc()
         if answer.citations_removed:

@@ -45,6 +45,9 @@ class Metrics:
             ["verdict"],
             registry=self.registry,
         )
+        self.store_errors = Counter(
+            "rag_store_errors_total", "Answers or feedback the store could not record", registry=self.registry
+        )
         self.feedback = Counter("rag_feedback_total", "Feedback received", ["helpful"], registry=self.registry)
 
     def set_index(self, version: str, embedder: str, entries: int, vectors: int) -> None:

@@ -11,9 +11,10 @@ from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 
 from .deps import AppState
-from .errors import BodyLimitMiddleware
+from .errors import BodyLimitMiddleware, error_response
 
 access_log = logging.getLogger("rag.access")
+log = logging.getLogger("rag.api")
 
 
 def install_middleware(app: FastAPI, state: AppState) -> None:
@@ -25,6 +26,10 @@ def install_middleware(app: FastAPI, state: AppState) -> None:
         status = 500
         try:
             response = await call_next(request)
+        except Exception:  # answered here, so that the server keeps the client's connection open
+            log.exception("unexpected error on %s %s", request.method, request.url.path)
+            response = error_response(500, "internal_error", "something went wrong on our side; it has been logged")
+        try:
             status = response.status_code
             return response
         finally:

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Annotated, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from ..models import Answer, Entry, SearchResult
 
-FilterValue = Union[StrictStr, StrictInt, StrictBool, list[Union[StrictStr, StrictInt]]]  # noqa: UP007
+
+def _encodable(text: str) -> str:
+    """Refuse lone surrogates (``"\\ud800"``): valid JSON, but no text can be made of them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("the text holds a lone surrogate (an invalid \\uXXXX escape); send valid Unicode") from None
+    return text
+
+
+Text = Annotated[StrictStr, AfterValidator(_encodable)]
+FilterValue = Union[Text, StrictInt, StrictBool, list[Union[Text, StrictInt]]]  # noqa: UP007
 
 
 class SearchRequest(BaseModel):
@@ -22,9 +33,9 @@ class SearchRequest(BaseModel):
         },
     )
 
-    query: StrictStr = Field(description="the question, in French or English")
+    query: Text = Field(description="the question, in French or English")
     k: StrictInt = Field(5, description="how many FAQ entries to return")
-    filters: dict[str, FilterValue] = Field(
+    filters: dict[Text, FilterValue] = Field(
         default_factory=dict, description='entry metadata to match, e.g. {"theme": "Internet"}'
     )
 
@@ -59,9 +70,9 @@ class FeedbackRequest(BaseModel):
         json_schema_extra={"examples": [{"answer_id": "3f9c…", "helpful": False, "comment": "Incomplet"}]},
     )
 
-    answer_id: StrictStr
+    answer_id: Text
     helpful: StrictBool
-    comment: StrictStr | None = None
+    comment: Text | None = None
 
 
 class ErrorBody(BaseModel):

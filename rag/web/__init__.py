@@ -11,6 +11,13 @@ from ..models import Entry
 from ..text import URL
 
 STATIC_DIR = Path(__file__).parent / "static"
+# the page runs only its own script and talks only to this service; nothing may frame it
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def _linkify(text: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from ...models import SearchResult
 from ..deps import StateDep, base_url, guard, json_body
 from ..schemas import AskRequest, AskResponse, SearchRequest, SearchResponse
 
+log = logging.getLogger("rag.api")
 router = APIRouter(tags=["answers"], dependencies=[Depends(guard), Depends(json_body)])
 
 
@@ -54,11 +56,16 @@ async def ask(body: AskRequest, request: Request, state: StateDep) -> Any:
 def _events(state: StateDep, result: SearchResult, started: float) -> Iterator[ServerSentEvent]:
     passages = {"passages": [p.model_dump() for p in result.results], "abstained": result.abstained}
     yield ServerSentEvent(json.dumps(passages, ensure_ascii=False), event="passages")
-    for item in state.service.ask_stream(result):
-        if isinstance(item, str):
-            yield ServerSentEvent(json.dumps({"text": item}, ensure_ascii=False), event="delta")
-        elif isinstance(item, Reset):
-            yield ServerSentEvent(json.dumps({"reason": item.reason}), event="reset")
-        else:
-            done = state.finish(item, started)
-            yield ServerSentEvent(done.model_dump_json(exclude={"passages"}), event="done")
+    try:
+        for item in state.service.ask_stream(result):
+            if isinstance(item, str):
+                yield ServerSentEvent(json.dumps({"text": item}, ensure_ascii=False), event="delta")
+            elif isinstance(item, Reset):
+                yield ServerSentEvent(json.dumps({"reason": item.reason}), event="reset")
+            else:
+                done = state.finish(item, started)
+                yield ServerSentEvent(done.model_dump_json(exclude={"passages"}), event="done")
+    except Exception:  # the response has started: the stream ends with an error event, never silently
+        log.exception("the answer stream failed")
+        error = {"code": "internal_error", "message": "the answer could not be completed; ask again"}
+        yield ServerSentEvent(json.dumps({"error": error}), event="error")

@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ...errors import ApiError
@@ -19,14 +19,23 @@ from ...generation import Reset
 from ...language import detect, message
 from ...models import Answer, SearchResult
 from ..deps import AppState, StateDep, base_url, guard
+from ..schemas import Text
 
 MODEL_ID = "faq-rag"
 
 
+class ContentPart(BaseModel):
+    """One part of a message's content; only text parts are read."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Text
+    text: Text | None = None
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
-    role: str
-    content: str | list[dict[str, Any]] | None = None
+    role: Text
+    content: Text | list[ContentPart] | None = None
 
 
 class ChatRequest(BaseModel):
@@ -40,16 +49,16 @@ class ChatRequest(BaseModel):
             ]
         },
     )
-    model: str = MODEL_ID
+    model: Text = MODEL_ID
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False
 
 
-def _text(content: str | list[dict[str, Any]] | None) -> str:
+def _text(content: str | list[ContentPart] | None) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(part.get("text", "") for part in content if part.get("type") == "text")
+        return " ".join(part.text or "" for part in content if part.type == "text")
     return ""
 
 

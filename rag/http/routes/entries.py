@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 
 from ...errors import ApiError
 from ...service import entry_url
-from ...web import entry_page
+from ...web import SECURITY_HEADERS, entry_page
 from ..deps import ServiceDep, base_url, guard
 from ..schemas import EntryResponse
 
@@ -25,7 +25,7 @@ async def entry(entry_id: str, request: Request, service: ServiceDep) -> Any:
     link = found.url or entry_url(found.id, service.settings.answer.public_url or base_url(request))
     body = EntryResponse(**found.model_dump(exclude={"url"}), url=link)
     if _wants_html(request):
-        return HTMLResponse(entry_page(body))
+        return HTMLResponse(entry_page(body), headers=SECURITY_HEADERS)
     return body
 
 

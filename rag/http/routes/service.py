@@ -28,7 +28,10 @@ async def ready(state: StateDep) -> JSONResponse:
         "index_version": index.version,
         "entries": len(index.entries),
         "embedder": index.manifest["embedder"],
+        "store": "degraded" if state.store_error else "ok",
     }
+    if state.store_error:
+        body["store_error"] = state.store_error
     return JSONResponse(body)
 
 

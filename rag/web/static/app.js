@@ -16,6 +16,16 @@
     return h;
   };
 
+  // Only web and relative links become clickable (never javascript: or data:).
+  const safeHref = (url) => {
+    try {
+      const parsed = new URL(url, window.location.href);
+      return parsed.protocol === "http:" || parsed.protocol === "https:" ? parsed.href : "#";
+    } catch (err) {
+      return "#";
+    }
+  };
+
   const el = (tag, props = {}, text = "") => {
     const node = document.createElement(tag);
     Object.assign(node, props);
@@ -32,10 +42,10 @@
       const hit = match[1] ? passageList[Number(match[1]) - 1] : null;
       if (match[2]) {
         const url = match[2].replace(/[.,;:!?]+$/, "");
-        answerBox.append(el("a", { href: url, rel: "noopener" }, url), match[2].slice(url.length));
+        answerBox.append(el("a", { href: safeHref(url), rel: "noopener" }, url), match[2].slice(url.length));
       } else if (hit) {
         const n = match[1];
-        const link = el("a", { href: hit.url, className: "cite", title: hit.question || "Source " + n }, "[" + n + "]");
+        const link = el("a", { href: safeHref(hit.url), className: "cite", title: hit.question || "Source " + n }, "[" + n + "]");
         link.setAttribute("aria-label", "source " + n);
         answerBox.append(link);
       } else {
@@ -50,7 +60,7 @@
     passageList = list;
     passages.replaceChildren(...list.map((p) => {
       const li = el("li");
-      li.append(el("a", { href: p.url }, p.question || "Entrée " + p.id), el("p", {}, p.text));
+      li.append(el("a", { href: safeHref(p.url) }, p.question || "Entrée " + p.id), el("p", {}, p.text));
       return li;
     }));
     passagesBox.hidden = list.length === 0;
@@ -59,7 +69,7 @@
   function showSources(citations) {
     sources.replaceChildren(...citations.map((c) => {
       const li = el("li", { value: c.n, id: "source-" + c.n });
-      li.append(el("a", { href: c.url }, c.question || c.url));
+      li.append(el("a", { href: safeHref(c.url) }, c.question || c.url));
       return li;
     }));
     sourcesTitle.hidden = citations.length === 0;
