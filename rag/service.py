@@ -11,17 +11,19 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .answer import ExtractiveGenerator, pieces, smalltalk_answer
 from .cache import LRUCache, cache_key, normalise_query
 from .confidence import Calibration, signals
-from .config import Settings
+from .config import DEFAULT_SOURCE, Settings
 from .embedders import Embedder, make_embedder
 from .encoder import QueryEncoder
 from .errors import IndexNotReady
 from .generation import LLMGenerator, Reset
 from .glossary import Glossary
+from .indexing import Progress, build_index, source_records
 from .judge import Judge
 from .llm import ChatClient
 from .models import Answer, SearchResult
@@ -30,7 +32,16 @@ from .rerank import make_reranker, rerank
 from .retriever import HybridRetriever
 from .smalltalk import smalltalk
 from .sources import load_corpus
-from .store import FaqIndex, Progress, build_index, load_index, read_manifest, save_index, stale_reason
+from .store import (
+    FaqIndex,
+    build_options,
+    check_target,
+    load_index,
+    manifest_sources,
+    read_manifest,
+    save_index,
+    stale_reason,
+)
 
 log = logging.getLogger("rag.service")
 
@@ -147,31 +158,57 @@ class RagService:
         self._install(index)
         return index
 
+    @property
+    def sources(self) -> list[Path]:
+        """The FAQ files: the setting, else the ones the index was built from, else the shipped FAQ."""
+        opts = self.settings.index
+        return list(opts.sources or manifest_sources(opts.index_dir) or [DEFAULT_SOURCE])
+
+    def _previous(self) -> FaqIndex | None:
+        """The index in service or on disk, whose vectors a new build may reuse."""
+        if self._loaded is not None:
+            return self._loaded.index
+        try:
+            return load_index(self.settings.index.index_dir, self.embedder.name, self.embedder.dim)
+        except IndexNotReady:
+            return None
+
     def build(self, progress: Progress | None = None, install: bool = True) -> FaqIndex:
-        """Build the index from the configured sources, save it atomically, and (by default) swap it in."""
+        """Build the index from the sources, save it as a new version, and (by default) swap it in.
+        Vectors of passages whose text did not change are taken from the previous version."""
         with self._build_lock:
-            opts = self.settings.index
-            corpus = load_corpus(opts.sources)
-            glossary = Glossary.for_sources(opts.sources, opts.glossary)
-            index = build_index(corpus, self.embedder, opts, glossary, progress)
+            opts, sources = self.settings.index, self.sources
+            check_target(opts.index_dir)  # before any work: a user's folder, or one that cannot be made, fails at once
+            opts.index_dir.mkdir(parents=True, exist_ok=True)
+            corpus = load_corpus(sources)
+            glossary = Glossary.for_sources(sources, opts.glossary)
+            previous = self._previous()
+            if previous is not None and previous.manifest["options"] != build_options(opts):
+                previous = None  # another chunking or embedder: nothing can be reused
+            index = build_index(corpus, self.embedder, opts, glossary, progress, previous, source_records(sources))
             save_index(index, opts.index_dir)
             if install:
                 self._install(index)
             return index
 
     def needs_build(self) -> str | None:
-        """Why the saved index cannot serve the current settings (None when it can)."""
+        """Why the saved index cannot serve the current settings and sources (None when it can)."""
         try:
             manifest = read_manifest(self.settings.index.index_dir)
         except IndexNotReady as exc:
             return str(exc)
-        return stale_reason(manifest, self.settings.index, self.embedder.name)
+        return stale_reason(manifest, self.settings.index, self.sources, self.embedder.name)
 
     def load_or_build(self, progress: Progress | None = None) -> FaqIndex:
-        """Load the saved index; build it first when there is none or when it no longer matches the settings."""
+        """Load the saved index; build it first when there is none, when it no longer matches the settings,
+        or when one of its files is damaged."""
         if self.needs_build():
             return self.build(progress=progress)
-        return self.load()
+        try:
+            return self.load()
+        except IndexNotReady as exc:
+            log.warning("%s Rebuilding it from %s.", exc, ", ".join(map(str, self.sources)))
+            return self.build(progress=progress)
 
     def retrieve(self, query: str, k: int | None = None, filters: Mapping[str, Any] | None = None) -> SearchResult:
         """The ranking and the decision (``abstained``), the ranking kept even when declining."""

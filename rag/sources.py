@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import SourceError
 from .models import Entry
@@ -60,13 +60,28 @@ def _read_text(path: Path) -> str:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise SourceError(
-            path, f"byte {exc.start} is not valid UTF-8; save the file as UTF-8", where=f"line {line}"
-        ) from None
+        text = _guess_encoding(path, data, exc)
     if not text.strip():
         raise SourceError(path, "the file is empty; it must hold at least one FAQ entry")
     return text
+
+
+def _guess_encoding(path: Path, data: bytes, error: UnicodeDecodeError) -> str:
+    """Files saved by spreadsheets and old editors (cp1252, Latin-1…): their encoding is detected, the
+    Western European ones first when the bytes fit them (short French texts fit several code pages)."""
+    from charset_normalizer import from_bytes
+
+    matches = from_bytes(data)
+    western = [m for m in matches if m.encoding in {"cp1252", "latin_1", "iso8859_15"}]
+    best = western[0] if western else matches.best()
+    if best is None or best.encoding in {"utf_8", "utf_8_sig"}:
+        line = data[: error.start].count(b"\n") + 1
+        raise SourceError(
+            path,
+            f"byte {error.start} is not valid UTF-8 and the encoding is unknown; save it as UTF-8",
+            where=f"line {line}",
+        )
+    return str(best)
 
 
 def _entry(record: Any, path: Path, where: str) -> Entry:
@@ -153,11 +168,20 @@ def load_json(path: Path) -> Iterator[Entry]:
 
 
 def load_csv(path: Path) -> Iterator[Entry]:
+    """A header row, then one entry per row; the separator (``,`` ``;`` tab ``|``) is detected, and the
+    reserved column names (``answer``, ``question``, ``id``, ``url``) match whatever their case."""
     text = _read_text(path)
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     try:
-        header = reader.fieldnames or []
-        if "answer" not in header:
+        dialect = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|")
+        delimiter = dialect.delimiter
+    except csv.Error:
+        delimiter = ","
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = [h.strip() for h in reader.fieldnames or []]
+        names = {h: h.lower() if h.lower() in RESERVED else h for h in header}
+        reader.fieldnames = [names[h] for h in header]
+        if "answer" not in reader.fieldnames:
             raise SourceError(path, f"the header has no 'answer' column (found: {', '.join(header)})", where="line 1")
         for record in reader:
             where = f"line {reader.line_num}"

@@ -113,7 +113,7 @@ def test_chunked_body_over_the_limit_is_refused(server: str) -> None:
 
 def test_reindex_swaps_without_failing_requests(built_dir: Path, tmp_path: Path) -> None:
     index_dir = tmp_path / "idx"
-    shutil.copytree(built_dir, index_dir)
+    shutil.copytree(built_dir, index_dir, symlinks=True)
     settings = _settings(index_dir, tmp_path, admin_token="s3cret")
     with running(create_app(settings), ready_path="/ready") as base:
         version = httpx.get(f"{base}/ready").json()["index_version"]

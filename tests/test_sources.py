@@ -96,9 +96,9 @@ def test_extract_links_strips_trailing_punctuation() -> None:
         ("missing.jsonl", None, "file not found"),
         ("empty.jsonl", b"  \n", "empty"),
         (
-            "latin1.txt",
-            "Réponse\nCette réponse vous a-t-elle été utile ?\n".encode("latin-1"),
-            "line 1: byte 1 is not valid UTF-8",
+            "binary.txt",
+            bytes(range(256)) * 4,
+            "line 2: byte 128 is not valid UTF-8 and the encoding is unknown",
         ),
         (
             "noanswer.jsonl",
@@ -148,3 +148,22 @@ def test_only_web_and_relative_links_are_kept(tmp_path: Path, url: str) -> None:
     bad, rel = corpus.entries
     assert bad.url is None and bad.links == ["https://ok.example/a"] and rel.url == "/faq/rel"
     assert any("not http(s)" in w for w in corpus.warnings)
+
+
+def test_csv_as_spreadsheets_export_it(tmp_path: Path) -> None:
+    """French Excel: ';' between fields, cp1252 bytes, headers in any case."""
+    path = tmp_path / "mairie.csv"
+    text = 'Question;ANSWER;Thème\n"Quand ouvre l\'accueil ?";"Le lundi à 8 h 30, même l’été.";accueil\n'
+    path.write_bytes(text.encode("cp1252"))
+    (entry,) = load_corpus([path]).entries
+    assert entry.question == "Quand ouvre l'accueil ?" and entry.answer == "Le lundi à 8 h 30, même l’été."
+    assert entry.metadata == {"Thème": "accueil"}
+    tabbed = tmp_path / "tab.csv"
+    tabbed.write_text("answer\tid\nRéponse une.\tun\nRéponse deux.\tdeux\n", encoding="utf-8")
+    assert [e.id for e in load_corpus([tabbed]).entries] == ["un", "deux"]
+
+
+def test_a_latin_1_export_is_read_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("Réponse à l'été.\nCette réponse vous a-t-elle été utile ?\n".encode("latin-1"))
+    assert [e.answer for e in load_corpus([path]).entries] == ["Réponse à l'été."]

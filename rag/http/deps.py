@@ -19,7 +19,7 @@ from ..service import RagService
 from .metrics import Metrics
 from .reindex import Reindexer
 from .schemas import AskResponse
-from .security import ApiKeys, RateLimit
+from .security import Access
 
 log = logging.getLogger("rag.api")
 
@@ -38,8 +38,13 @@ class AppState:
 
     def __post_init__(self) -> None:
         http = self.settings.http
-        self.keys = ApiKeys(http.api_keys)
-        self.limiter = RateLimit(http.rate_limit_per_minute)
+        self.access = Access(
+            http.api_keys,
+            http.admin_token,
+            http.rate_limit_per_minute,
+            http.auth_failures_per_minute,
+            http.redis_url or "memory://",
+        )
         self.store = self.store or FeedbackStore(self.settings.feedback_path)
         self.reindexer = self.reindexer or Reindexer(self.service, self.index_loaded)
 
@@ -124,8 +129,7 @@ ServiceDep = Annotated[RagService, Depends(get_service)]
 
 async def guard(request: Request, state: StateDep) -> None:
     """API key (when keys are set) and rate limit."""
-    state.keys.check(request)
-    state.limiter.check(request)
+    state.access.check(request)
 
 
 async def json_body(request: Request) -> None:

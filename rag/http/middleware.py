@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from .deps import AppState
 from .errors import BodyLimitMiddleware, error_response
+from .security import ForwardedHeaders, networks
 
 access_log = logging.getLogger("rag.access")
 log = logging.getLogger("rag.api")
@@ -56,3 +57,4 @@ def install_middleware(app: FastAPI, state: AppState) -> None:
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ForwardedHeaders, trusted=networks(settings.forwarded_allow_ips))

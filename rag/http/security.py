@@ -1,17 +1,69 @@
-"""API keys, the admin token, and the per-client rate limit."""
+"""Who is asking: the client's address (forwarded headers only from trusted proxies), API keys and the
+admin token (compared in constant time, failed attempts limited), and the per-client rate limit."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import ipaddress
 import math
 import time
 
 from limits import RateLimitItemPerMinute
-from limits.storage import MemoryStorage
+from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import ApiError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def networks(spec: list[str]) -> list[Network]:
+    """``["127.0.0.1", "10.0.0.0/8"]`` as networks; ``"*"`` trusts every address."""
+    if "*" in spec:
+        return [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
+    return [ipaddress.ip_network(item, strict=False) for item in spec]
+
+
+def _trusted(host: str | None, trusted: list[Network]) -> bool:
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False
+    return any(address in net for net in trusted)
+
+
+class ForwardedHeaders:
+    """Behind a reverse proxy: take the client's address, scheme and host from ``X-Forwarded-For``,
+    ``-Proto`` and ``-Host``, but only when the connection comes from a trusted proxy
+    (``RAG_FORWARDED_ALLOW_IPS``); from anyone else these headers are ignored."""
+
+    def __init__(self, app: ASGIApp, trusted: list[Network]) -> None:
+        self.app, self.trusted = app, trusted
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in {"http", "websocket"} and self.trusted:
+            client = scope.get("client")
+            if client and _trusted(client[0], self.trusted):
+                scope = dict(scope)
+                headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+                # the nearest address that is not a trusted proxy is the client
+                chain = [h.strip() for h in headers.get("x-forwarded-for", "").split(",") if h.strip()]
+                for host in reversed(chain):
+                    if not _trusted(host, self.trusted):
+                        scope["client"] = (host, 0)
+                        break
+                proto = headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+                if proto in {"http", "https"}:
+                    scope["scheme"] = proto
+                host = headers.get("x-forwarded-host", "").split(",")[0].strip()
+                if host:
+                    scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"host"] + [
+                        (b"host", host.encode("latin-1"))
+                    ]
+        await self.app(scope, receive, send)
 
 
 def bearer_token(request: Request) -> str | None:
@@ -29,54 +81,71 @@ def matches_any(token: str | None, secrets: list[str]) -> bool:
     return found and token is not None
 
 
-class ApiKeys:
-    def __init__(self, keys: list[str]) -> None:
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+class Limiter:
+    """A moving one-minute window per name, in memory or in a shared store (``redis://…``); 0 = no limit."""
+
+    def __init__(self, per_minute: int, storage: str = "memory://", prefix: str = "rag") -> None:
+        self.item = RateLimitItemPerMinute(per_minute, namespace=prefix) if per_minute > 0 else None
+        self.limiter = MovingWindowRateLimiter(storage_from_string(storage)) if self.item else None
+
+    def hit(self, name: str) -> bool:
+        """Count one event for ``name``; False when the window was already full."""
+        return self.limiter is None or self.limiter.hit(self.item, name)
+
+    def full(self, name: str) -> bool:
+        return self.limiter is not None and not self.limiter.test(self.item, name)
+
+    def refusal(self, name: str, code: str, message: str) -> ApiError:
+        reset = self.limiter.get_window_stats(self.item, name).reset_time if self.limiter else time.time()
+        retry = max(1, math.ceil(reset - time.time()))
+        return ApiError(429, code, f"{message}; retry in {retry} s", {"Retry-After": str(retry)})
+
+
+class Access:
+    """API keys (when set), the admin token, the rate limit, and a limit on failed authentications."""
+
+    def __init__(
+        self, keys: list[str], admin_token: str | None, per_minute: int, failures_per_minute: int, storage: str
+    ) -> None:
         self.keys = [k for k in keys if k]
+        self.admin_token = admin_token
+        self.requests = Limiter(per_minute, storage, "rag-requests")
+        self.failures = Limiter(failures_per_minute, storage, "rag-auth-failures")
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.keys)
+    def _refuse(self, request: Request, code: str, message: str) -> ApiError:
+        self.failures.hit(client_address(request))
+        return ApiError(401, code, message, {"WWW-Authenticate": "Bearer"})
+
+    def _blocked(self, request: Request) -> None:
+        """Once an address has failed too often, it is refused before its credentials are even compared."""
+        address = client_address(request)
+        if self.failures.full(address):
+            raise self.failures.refusal(address, "too_many_failures", "too many failed authentications")
 
     def check(self, request: Request) -> None:
-        if not self.enabled:
-            return
-        token = bearer_token(request)
-        if token is None:
-            raise ApiError(
-                401,
-                "missing_api_key",
-                "send your API key as 'Authorization: Bearer <key>'",
-                {"WWW-Authenticate": "Bearer"},
+        """The API key (when keys are set), then the rate limit of the verified key or of the address."""
+        identity = f"ip:{client_address(request)}"
+        if self.keys:
+            self._blocked(request)
+            token = bearer_token(request)
+            if token is None:
+                raise self._refuse(request, "missing_api_key", "send your API key as 'Authorization: Bearer <key>'")
+            if not matches_any(token, self.keys):
+                raise self._refuse(request, "invalid_api_key", "this API key is not valid")
+            identity = "key:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+        if not self.requests.hit(identity):
+            raise self.requests.refusal(identity, "rate_limited", "too many requests")
+
+    def check_admin(self, request: Request) -> None:
+        """Admin routes do not exist (404) unless an admin token is configured."""
+        if not self.admin_token:
+            raise ApiError(404, "not_found", "no such route; see /docs for the API")
+        self._blocked(request)
+        if not matches_any(bearer_token(request), [self.admin_token]):
+            raise self._refuse(
+                request, "invalid_admin_token", "send the admin token as 'Authorization: Bearer <token>'"
             )
-        if not matches_any(token, self.keys):
-            raise ApiError(401, "invalid_api_key", "this API key is not valid", {"WWW-Authenticate": "Bearer"})
-
-
-def check_admin(request: Request, admin_token: str | None) -> None:
-    """Admin routes do not exist (404) unless an admin token is configured."""
-    if not admin_token:
-        raise ApiError(404, "not_found", "no such route; see /docs for the API")
-    if not matches_any(bearer_token(request), [admin_token]):
-        raise ApiError(
-            401,
-            "invalid_admin_token",
-            "send the admin token as 'Authorization: Bearer <token>'",
-            {"WWW-Authenticate": "Bearer"},
-        )
-
-
-class RateLimit:
-    """A moving one-minute window per client (API key when there is one, else address)."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.item = RateLimitItemPerMinute(per_minute) if per_minute > 0 else None
-        self.limiter = MovingWindowRateLimiter(MemoryStorage()) if self.item else None
-
-    def check(self, request: Request) -> None:
-        if self.item is None or self.limiter is None:
-            return
-        client = bearer_token(request) or (request.client.host if request.client else "unknown")
-        if not self.limiter.hit(self.item, client):
-            reset = self.limiter.get_window_stats(self.item, client).reset_time
-            retry = max(1, math.ceil(reset - time.time()))
-            raise ApiError(429, "rate_limited", f"too many requests; retry in {retry} s", {"Retry-After": str(retry)})

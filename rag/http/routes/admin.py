@@ -9,11 +9,10 @@ from fastapi import APIRouter, Depends, Request
 
 from ...errors import ApiError
 from ..deps import StateDep, get_state
-from ..security import check_admin
 
 
 async def admin(request: Request, state: StateDep) -> None:
-    check_admin(request, state.settings.http.admin_token)
+    state.access.check_admin(request)
 
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(get_state), Depends(admin)])

@@ -1,0 +1,127 @@
+"""Building an index: chunk the corpus, embed what the previous version has not embedded already, and
+index the chunks for BM25."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import bm25s
+import numpy as np
+
+from .analyzer import FrenchAnalyzer
+from .chunking import chunk_entries
+from .config import IndexSettings
+from .embedders import Embedder
+from .glossary import Glossary
+from .models import Chunk, Entry
+from .sources import Corpus
+from .store import FORMAT_VERSION, FaqIndex, build_options, make_vector_index
+from .text import split_sentences
+
+Progress = Callable[[int, int], None]
+
+
+def views(entries: list[Entry], chunks: list[Chunk], opts: IndexSettings) -> tuple[list[str], list[int]]:
+    """The texts to embed and, for each, its chunk: every chunk (question first), each entry's question on
+    its own, and (optionally) each sentence of longer chunks."""
+    texts = [c.embed_text for c in chunks]
+    view_chunk = list(range(len(chunks)))
+    if opts.question_vectors:
+        first_chunk: dict[str, int] = {}
+        for row, chunk in enumerate(chunks):
+            first_chunk.setdefault(chunk.entry_id, row)
+        for entry in entries:
+            if entry.question:
+                texts.append(entry.question)
+                view_chunk.append(first_chunk[entry.id])
+    if opts.sentence_vectors:
+        for row, chunk in enumerate(chunks):
+            sentences = [s for line in chunk.text.split("\n") for s in split_sentences(line) if len(s) > 20]
+            if len(sentences) > 1:
+                for sentence in sentences:
+                    texts.append(f"{chunk.question}\n{sentence}" if chunk.question else sentence)
+                    view_chunk.append(row)
+    return texts, view_chunk
+
+
+def text_key(embedder: Embedder, prefix: str, text: str) -> bytes:
+    """What a vector depends on: the encoder, its passage prefix and the text."""
+    return hashlib.sha1(f"{embedder.name}\x00{prefix}\x00{text}".encode()).digest()
+
+
+def _embed(
+    texts: list[str], keys: list[bytes], embedder: Embedder, batch: int, previous: FaqIndex | None, progress
+) -> tuple[np.ndarray, int]:
+    """Vectors for ``texts``: those the previous version holds under the same key are reused, not re-embedded."""
+    known = previous.key_rows() if previous is not None and previous.vectors.d == embedder.dim else {}
+    rows = [known.get(key) for key in keys]
+    vectors = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    reused = [i for i, row in enumerate(rows) if row is not None]
+    if reused:
+        vectors[reused] = previous.vectors.reconstruct_batch(np.array([rows[i] for i in reused], dtype=np.int64))
+    todo = [i for i, row in enumerate(rows) if row is None]
+    for start in range(0, len(todo), batch):
+        part = todo[start : start + batch]
+        vectors[part] = embedder.encode_passages([texts[i] for i in part])
+        if progress:
+            progress(min(start + batch, len(todo)), len(todo))
+    if progress and not todo:
+        progress(0, 0)
+    return vectors, len(reused)
+
+
+def build_index(
+    corpus: Corpus,
+    embedder: Embedder,
+    opts: IndexSettings,
+    glossary: Glossary | None = None,
+    progress: Progress | None = None,
+    previous: FaqIndex | None = None,
+    sources: list[dict[str, str]] | None = None,
+) -> FaqIndex:
+    """Chunk, embed and index a corpus, reusing the vectors of ``previous`` whose text has not changed."""
+    glossary = glossary or Glossary.empty()
+    embedder.load()
+    max_tokens = min(opts.chunk_max_tokens, embedder.max_tokens)
+    chunks = chunk_entries(corpus.entries, embedder.count_tokens, max_tokens, opts.chunk_overlap_sentences)
+    texts, view_chunk = views(corpus.entries, chunks, opts)
+    keys = [text_key(embedder, opts.passage_prefix, t) for t in texts]
+    vectors, reused = _embed(texts, keys, embedder, opts.embed_batch_size, previous, progress)
+    analyzer = FrenchAnalyzer()
+    bm25 = bm25s.BM25(k1=1.2, b=0.75)
+    bm25.index([analyzer(glossary.expand(c.embed_text)) for c in chunks], show_progress=False)
+    created = datetime.now(UTC)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        # sorts by creation time: the cleaning of old versions relies on it
+        "version": f"{created:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:4]}",
+        "embedder": embedder.name,
+        "dim": int(vectors.shape[1]),
+        "options": build_options(opts),
+        "vector_index": "flat-ip" if len(vectors) <= opts.ann_threshold else f"hnsw{opts.hnsw_m}-ip",
+        "corpus_checksum": corpus.checksum(),
+        "glossary_checksum": glossary.checksum(),
+        "counts": {"entries": len(corpus.entries), "chunks": len(chunks), "vectors": len(vectors), "reused": reused},
+        "sources": sources or [],
+        "created_at": f"{created:%Y-%m-%dT%H:%M:%SZ}",
+        "warnings": corpus.warnings,
+    }
+    return FaqIndex(
+        manifest=manifest,
+        entries=corpus.entries,
+        chunks=chunks,
+        view_chunk=np.array(view_chunk, dtype=np.int64),
+        vectors=make_vector_index(vectors, opts),
+        bm25=bm25,
+        glossary=glossary,
+        keys=np.array(keys, dtype="S20"),
+    )
+
+
+def source_records(paths: list[Path]) -> list[dict[str, str]]:
+    """Each source file's absolute path and checksum, for the manifest."""
+    return [{"path": str(Path(p).resolve()), "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()} for p in paths]
