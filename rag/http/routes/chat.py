@@ -78,7 +78,10 @@ async def models() -> dict[str, Any]:
     return {"object": "list", "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "faq-rag"}]}
 
 
-@router.post("/chat/completions")
+@router.post(
+    "/chat/completions",
+    responses={200: {"content": {"application/json": {}, "text/event-stream": {}}, "description": "JSON, or SSE"}},
+)
 async def chat(body: ChatRequest, request: Request, state: StateDep) -> Any:
     """Answers the last user message with the cited answer (sources listed after it and in
     ``citations``), streaming or not."""

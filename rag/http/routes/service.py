@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from ..deps import StateDep, guard
 
@@ -35,6 +35,12 @@ async def ready(state: StateDep) -> JSONResponse:
     return JSONResponse(body)
 
 
-@router.get("/metrics", dependencies=[Depends(guard)], summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    dependencies=[Depends(guard)],
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}}},
+)
 async def prometheus(state: StateDep) -> Response:
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
