@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -153,6 +154,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port")] = None,
     index_dir: IndexDir = None,
+    workers: Annotated[int | None, typer.Option(help="server processes sharing the index (RAG_WORKERS)")] = None,
     build: Annotated[bool, typer.Option("--build/--no-build", help="build the index first if it is missing")] = True,
 ) -> None:
     """Run the HTTP API and web page."""
@@ -161,21 +163,23 @@ def serve(
     from .http import create_app
     from .logs import configure as configure_logging
 
-    settings = make_settings(index_dir, host=host, port=port)
+    settings = make_settings(index_dir, host=host, port=port, workers=workers)
     # one JSON line per request on stderr (rag.access), and the service's own messages, secrets removed
     http, llm = settings.http, settings.llm
     configure_logging([*http.api_keys, http.admin_token or "", llm.api_key or "", http.redis_url])
     service = RagService(settings)
     if build and service.needs_build():
-        build_with_progress(service)
-    uvicorn.run(
-        create_app(settings, service),
-        host=settings.http.host,
-        port=settings.http.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,  # forwarded headers are read by the app, from RAG_FORWARDED_ALLOW_IPS only
-    )
+        build_with_progress(service)  # once, here: the workers then load it read-only
+    options = {"host": http.host, "port": http.port, "log_config": None, "access_log": False}
+    # forwarded headers are read by the app, and only from RAG_FORWARDED_ALLOW_IPS
+    options["proxy_headers"] = False
+    if http.workers == 1:
+        uvicorn.run(create_app(settings, service), **options)
+        return
+    # each worker makes its own app from the environment: the command's options go there
+    os.environ.update({"RAG_INDEX_DIR": str(settings.index.index_dir.resolve()), "RAG_WORKERS": str(http.workers)})
+    os.environ.update({"RAG_SOURCES": ",".join(str(p.resolve()) for p in service.sources)})
+    uvicorn.run("rag.http.app:app_from_environment", factory=True, workers=http.workers, **options)
 
 
 @app.command("eval")

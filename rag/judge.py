@@ -31,9 +31,12 @@ def probability(z: float) -> float:
 class Judge:
     def __init__(self, client: ChatClient, prompt: PromptTemplate, settings: LLMSettings, faq_name: str) -> None:
         self.client, self.prompt, self.settings, self.faq_name = client, prompt, settings, faq_name
+        self._resting_until = 0.0  # after a failed call the LLM is left alone for a while
 
     def useful(self, confidence: float, threshold: float) -> bool:
-        """Whether a verdict could move ``confidence`` across ``threshold``."""
+        """Whether a verdict could move ``confidence`` across ``threshold`` (and the LLM is answering lately)."""
+        if time.monotonic() < self._resting_until:
+            return False
         return abs(log_odds(confidence) - log_odds(threshold)) < self.settings.judge_weight
 
     def verdict(self, question: str, hit: Hit) -> str:
@@ -45,6 +48,8 @@ class Judge:
         try:
             reply = self.client.complete([{"role": "user", "content": content}], deadline, max_tokens=3)
         except LLMError as exc:
+            # a slow or failing LLM must not slow every search down: ask again only after a rest
+            self._resting_until = time.monotonic() + self.settings.judge_rest
             return exc.reason
         match = _VERDICT.match(reply)
         if not match:

@@ -18,7 +18,7 @@ from .answer import ExtractiveGenerator, pieces, smalltalk_answer
 from .cache import LRUCache, cache_key, normalise_query
 from .confidence import Calibration, signals
 from .config import DEFAULT_SOURCE, Settings
-from .embedders import Embedder, make_embedder
+from .embedders import Embedder, encoder_threads, make_embedder
 from .encoder import QueryEncoder
 from .errors import IndexNotReady
 from .generation import LLMGenerator, Reset
@@ -77,7 +77,9 @@ class RagService:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = make_embedder(self.settings.index)
+            self._embedder = make_embedder(
+                self.settings.index, encoder_threads(self.settings.index, self.settings.http.workers)
+            )
         return self._embedder
 
     @property

@@ -328,3 +328,16 @@ def test_docs_are_served_without_any_other_host(client: TestClient) -> None:
         for asset in re.findall(r'(?:src|href)="(/docs-static/[^"]+)"', page):
             assert client.get(asset).status_code == 200
     assert "/search" in client.get("/openapi.json").json()["paths"]
+
+
+def test_a_newly_published_index_is_picked_up(client_for, tiny_settings: Settings, hash_embedder) -> None:
+    with client_for(index_poll_seconds=0.05) as client:
+        before = client.get("/ready").json()["index_version"]
+        source = tiny_settings.index.sources[0]
+        rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines()]
+        rows.append({"id": "new", "question": "Où trouver le calendrier ?", "answer": "Le calendrier est en ligne."})
+        source.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+        publisher = RagService(tiny_settings, hash_embedder)  # another process would do the same: rag index
+        published = publisher.build().version
+        wait_until(lambda: client.get("/ready").json()["index_version"] == published)
+        assert published != before and client.get("/entries/new").status_code == 200

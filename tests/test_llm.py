@@ -331,3 +331,12 @@ def test_a_verdict_raises_the_confidence_or_leaves_it(built_dir, fake, tmp_path,
         assert math.isclose(_logit(result.confidence), _logit(before) + 4.0, abs_tol=1e-2) and not result.abstained
     else:
         assert result.confidence == before
+
+
+def test_after_a_failed_verdict_the_llm_is_left_alone_for_a_while(built_dir, fake, tmp_path) -> None:
+    service = make_service(built_dir, fake, tmp_path)
+    fake.script({"status": 400})
+    assert service.retrieve("Comment intégrer le service d'annuaire santé dans notre logiciel ?").judge == "http_400"
+    asked = len(fake.requests)
+    assert service.retrieve("Combien coûte l'abonnement à une messagerie sécurisée pour un cabinet ?").judge is None
+    assert len(fake.requests) == asked  # searches are not slowed by an LLM that is failing

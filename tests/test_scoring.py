@@ -90,3 +90,15 @@ def test_gate_reports_every_metric_below_its_minimum() -> None:
     )
     assert failures == ["recall@1: 0.7 < 0.8", "latency_p95_ms: 50.0 > 40", "ndcg@10: missing from the report"]
     assert check_gate(report, {"recall@1": 0.7}) == []
+
+
+def test_selective_answering_formulas_by_hand() -> None:
+    # AUROC: positives 0.9, 0.4; negatives 0.5, 0.1 -> pairs won: (0.9>0.5, 0.9>0.1, 0.4>0.1) = 3 of 4
+    assert scoring.auroc([0.9, 0.4, 0.5, 0.1], [1, 1, 0, 0]) == 0.75
+    assert scoring.auroc([0.5, 0.5], [1, 0]) == 0.5  # a tie counts half
+    # ECE, 10 bins: {0.95, 0.95} -> rate 1/2, |0.95 - 0.5| = 0.45; {0.15} -> rate 0, 0.15; weights 2/3 and 1/3
+    assert abs(scoring.expected_calibration_error([0.95, 0.95, 0.15], [1, 0, 0]) - (0.45 * 2 / 3 + 0.15 / 3)) < 1e-12
+    # risk-coverage, most confident first: right, wrong, right -> risks 0, 1/2, 1/3
+    curve = scoring.risk_coverage([0.9, 0.8, 0.1], [True, False, True])
+    assert [(round(c, 3), round(r, 3)) for _, c, r in curve] == [(0.333, 0.0), (0.667, 0.5), (1.0, 0.333)]
+    assert abs(scoring.aurc([0.9, 0.8, 0.1], [True, False, True]) - (0 + 0.5 + 1 / 3) / 3) < 1e-12

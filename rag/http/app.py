@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -34,7 +35,10 @@ def create_app(settings: Settings | None = None, rag: RagService | None = None) 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(anyio.to_thread.run_sync(state.load))
+        stop = threading.Event()
+        threading.Thread(target=state.follow, args=(stop,), name="index-follower", daemon=True).start()
         yield
+        stop.set()
         task.cancel()
         state.store.close()
         state.service.close()
@@ -58,3 +62,8 @@ def create_app(settings: Settings | None = None, rag: RagService | None = None) 
     for module in (web, service, answers, chat, entries, feedback, admin, docs):
         app.include_router(module.router)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app as each worker process makes it, from the environment (``rag serve --workers N``)."""
+    return create_app(load_settings())

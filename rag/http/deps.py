@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import unicodedata
 import uuid
@@ -16,6 +17,7 @@ from ..errors import ApiError, StoreUnavailable
 from ..feedback import FeedbackStore
 from ..models import Answer, SearchResult
 from ..service import RagService
+from ..store import version_dir
 from .metrics import Metrics
 from .reindex import Reindexer
 from .schemas import AskResponse
@@ -66,6 +68,23 @@ class AppState:
             self.store.open()
         except StoreUnavailable as exc:
             self.store_failed(exc)
+
+    def follow(self, stop: threading.Event) -> None:
+        """Serve the version the index folder points at: another process (``rag index``, another worker or
+        replica) may publish a new one at any time; it is loaded and swapped in without a failed request."""
+        interval = self.settings.http.index_poll_seconds
+        while interval > 0 and not stop.wait(interval):
+            if not self.service.ready:
+                continue
+            published = version_dir(self.settings.index.index_dir)
+            if published.name == self.service.index.version or not (published / "manifest.json").exists():
+                continue
+            try:
+                self.service.load()
+                self.index_loaded()
+                log.info("now serving index version %s", self.service.index.version)
+            except Exception as exc:  # the top of the watching thread: keep serving the version in hand
+                log.error("the published index %s could not be loaded: %s", published.name, exc)
 
     def store_failed(self, exc: StoreUnavailable) -> None:
         self.store_error = str(exc)

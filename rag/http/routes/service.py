@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
@@ -29,6 +31,7 @@ async def ready(state: StateDep) -> JSONResponse:
         "entries": len(index.entries),
         "embedder": index.manifest["embedder"],
         "store": "degraded" if state.store_error else "ok",
+        "worker": os.getpid(),
     }
     if state.store_error:
         body["store_error"] = state.store_error
