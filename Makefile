@@ -41,6 +41,8 @@ calibrate:
 bench:
 	./scripts/bootstrap.sh dev
 	$(VENV)/bin/python -m bench.run
+	$(VENV)/bin/python -m bench.performance
+	$(VENV)/bin/python -m bench.reliability
 
 clean:
 	rm -rf index/built $(VENV) .pytest_cache .ruff_cache

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from .analyzer import FrenchAnalyzer
 from .config import AnswerSettings
-from .language import detect, message
+from .language import detect, message, quoted_in
 from .models import Answer, Citation, Hit, SearchResult
 from .text import MARKER, URL, sentence_units
 
@@ -104,4 +104,6 @@ class ExtractiveGenerator:
             citations=citations_for(text, result.results),
             passages=result.results,
             confidence=result.confidence,
+            # quoted sentences stay in the FAQ's language: a reader who asked in another one is told so
+            note=quoted_in(detect(result.query, self.settings.language), self.settings.language),
         )

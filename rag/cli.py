@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -98,13 +97,17 @@ def _load(index_dir: Path | None) -> RagService:
 def search(
     questions: Annotated[list[str], typer.Argument(help="one or more questions")],
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="results per question")] = 5,
+    filter_: Annotated[
+        list[str] | None, typer.Option("--filter", help="FIELD=VALUE, e.g. theme=Internet (repeat: any of)")
+    ] = None,
     index_dir: IndexDir = None,
     as_json: JsonOut = False,
 ) -> None:
     """Search the FAQ for each question."""
     service = _load(index_dir)
+    filters = parse_filters(filter_ or [])
     for question in questions:
-        result = service.search(question, k)
+        result = service.search(question, k, filters)
         if as_json:
             payload = result.model_dump(include={"query", "abstained", "confidence", "results"})
             for hit in payload["results"]:  # the retrieval internals stay out; the reranker's score when there is one
@@ -126,6 +129,17 @@ def search(
         console.print(table)
 
 
+def parse_filters(items: list[str]) -> dict[str, list[str]]:
+    """``["couloir=Biologie", "couloir=Officine"]`` → ``{"couloir": ["Biologie", "Officine"]}``."""
+    filters: dict[str, list[str]] = {}
+    for item in items:
+        field, sep, value = item.partition("=")
+        if not sep or not field.strip():
+            raise ConfigError(f"--filter {item!r}: write FIELD=VALUE, e.g. --filter theme=Internet")
+        filters.setdefault(field.strip(), []).append(value.strip())
+    return filters
+
+
 @app.command()
 @friendly
 def ask(
@@ -142,6 +156,8 @@ def ask(
         sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
         return
     console.print(escape(result.answer), highlight=False)
+    if result.note:
+        console.print(f"[dim]{escape(result.note)}[/]", highlight=False)
     if result.citations:
         console.print("\n[bold]Sources[/]")
         for citation in result.citations:
@@ -158,9 +174,7 @@ def serve(
     build: Annotated[bool, typer.Option("--build/--no-build", help="build the index first if it is missing")] = True,
 ) -> None:
     """Run the HTTP API and web page."""
-    import uvicorn
-
-    from .http import create_app
+    from .http.server import serve as run_server
     from .logs import configure as configure_logging
 
     settings = make_settings(index_dir, host=host, port=port, workers=workers)
@@ -170,16 +184,7 @@ def serve(
     service = RagService(settings)
     if build and service.needs_build():
         build_with_progress(service)  # once, here: the workers then load it read-only
-    options = {"host": http.host, "port": http.port, "log_config": None, "access_log": False}
-    # forwarded headers are read by the app, and only from RAG_FORWARDED_ALLOW_IPS
-    options["proxy_headers"] = False
-    if http.workers == 1:
-        uvicorn.run(create_app(settings, service), **options)
-        return
-    # each worker makes its own app from the environment: the command's options go there
-    os.environ.update({"RAG_INDEX_DIR": str(settings.index.index_dir.resolve()), "RAG_WORKERS": str(http.workers)})
-    os.environ.update({"RAG_SOURCES": ",".join(str(p.resolve()) for p in service.sources)})
-    uvicorn.run("rag.http.app:app_from_environment", factory=True, workers=http.workers, **options)
+    run_server(settings, service, service.sources)
 
 
 @app.command("eval")

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 from .config import IndexSettings
 from .errors import ConfigError
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -113,20 +115,12 @@ class SentenceTransformerEmbedder:
     def load(self) -> None:
         if self._model is not None:
             return
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
         from sentence_transformers import SentenceTransformer
 
         if self._threads:
             torch.set_num_threads(self._threads)
-        try:
-            self._model = SentenceTransformer(self.model_name, device="cpu")
-        except Exception as exc:  # the library raises many kinds for a missing model
-            raise ConfigError(
-                f"cannot load sentence-transformers model '{self.model_name}': {exc}. "
-                "Give a local model folder, or a hub name that is in the local cache (no download is made)."
-            ) from exc
+        self._model = load_offline(SentenceTransformer, self.model_name, "sentence-transformers model", "RAG_EMBEDDER")
 
     @property
     def dim(self) -> int:
@@ -162,6 +156,19 @@ class SentenceTransformerEmbedder:
 
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, self.passage_prefix)
+
+
+def load_offline(factory: Callable[..., T], name: str, what: str, setting: str) -> T:
+    """A sentence-transformers model from a local folder or the local cache, on the CPU; never downloaded."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        return factory(name, device="cpu")
+    except Exception as exc:  # the library raises many kinds for a missing or malformed model
+        raise ConfigError(
+            f"cannot load the {what} '{name}': {exc}. Give a local model folder, or a hub name that is in the "
+            f"local cache (no download is made), or change {setting}."
+        ) from None
 
 
 def packaged_minilm_path() -> str:

@@ -103,7 +103,7 @@ class LLMGenerator:
     def _messages(self, result: SearchResult) -> list[dict]:
         lang = detect(result.query, self.settings.language)
         passages = [(hit.question or "", hit.text) for hit in result.results]
-        return self.prompts.messages(result.query, passages, lang, self.settings.faq_name)
+        return self.prompts.messages(result.resolved or result.query, passages, lang, self.settings.faq_name)
 
     def _fallback(self, result: SearchResult, reason: str) -> Answer:
         answer = self.fallback.answer(result)

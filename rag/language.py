@@ -89,8 +89,12 @@ MESSAGES = {
         "smalltalk": "Hello! I answer questions about the {faq} FAQ, with a link to each entry I cite. "
         "Ask your question in a sentence.",
         "sources": "Sources",
+        "quoted_in": "The FAQ is written in {language}: the answer quotes it as it is.",
     },
 }
+MESSAGES["fr"]["quoted_in"] = "La FAQ est rédigée en {language} : la réponse la cite telle quelle."
+# a language's name, as written in another: NAMES[reader][language]
+NAMES = {"fr": {"fr": "français", "en": "anglais"}, "en": {"fr": "French", "en": "English"}}
 
 
 def detect(text: str, default: str = "fr") -> str:
@@ -99,6 +103,14 @@ def detect(text: str, default: str = "fr") -> str:
     en = sum(w in _EN for w in words)
     fr = sum(w in _FR for w in words) + 2 * bool(re.search(r"[éèêàùçôî]", text.lower()))
     return "en" if en > fr else default
+
+
+def quoted_in(reader: str, faq: str) -> str | None:
+    """A note for a reader whose language is not the FAQ's, saying the answer quotes the FAQ as it is."""
+    if reader == faq:
+        return None
+    names = NAMES.get(reader, NAMES["fr"])
+    return message("quoted_in", reader, language=names.get(faq, faq))
 
 
 def message(key: str, lang: str, **values: str) -> str:

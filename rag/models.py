@@ -58,6 +58,9 @@ class SearchResult(BaseModel):
     judge: str | None = Field(
         None, description="the LLM's verdict on the top passage (yes, no, or why none), when asked"
     )
+    resolved: str | None = Field(
+        None, description="the question answered, when a follow-up was read with the one before"
+    )
     terms: list[str] = Field(default_factory=list, exclude=True)  # the searched terms, for picking sentences
 
     def served(self) -> SearchResult:
@@ -81,6 +84,10 @@ class Answer(BaseModel):
     citations: list[Citation]
     passages: list[Hit]
     confidence: float = Field(0.0, description="calibrated probability that the top entry answers the question")
+    note: str | None = Field(None, description="a word to the reader, e.g. that the quoted sources are in French")
+    resolved: str | None = Field(
+        None, description="the question answered, when a follow-up was read with the one before"
+    )
     fallback: bool = Field(False, description="the LLM draft was replaced by the extractive answer")
     fallback_reason: str | None = Field(None, description="why: timeout, http_500, stream_cut, malformed, …")
     citations_removed: int = Field(0, description="LLM citation markers dropped: they pointed outside the passages")

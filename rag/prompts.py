@@ -47,17 +47,20 @@ class PromptTemplate:
 
 @dataclass(frozen=True)
 class PromptSet:
-    """The system prompt, the user prompt, the layout of one numbered passage, and the judge's question."""
+    """The system prompt, the user prompt, the layout of one numbered passage, the judge's question and the
+    rewriting of follow-up questions."""
 
     system: PromptTemplate
     user: PromptTemplate
     passage: PromptTemplate
     judge: PromptTemplate
+    rewrite: PromptTemplate
 
     @classmethod
     def load(cls, folder: Path) -> PromptSet:
         folder = Path(folder)
-        return cls(*(PromptTemplate.read(folder / f"{name}.txt") for name in ("system", "user", "passage", "judge")))
+        names = ("system", "user", "passage", "judge", "rewrite")
+        return cls(*(PromptTemplate.read(folder / f"{name}.txt") for name in names))
 
     def messages(self, question: str, passages: list[tuple[str, str]], lang: str, faq_name: str) -> list[dict]:
         """Chat messages for a question and its numbered passages ``[(title, text), …]``."""

@@ -4,13 +4,13 @@ ships inside a registry package, so it is for users who can install a model."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
 
+from .embedders import load_offline
 from .errors import ConfigError
 from .retriever import HybridRetriever, Ranking
 
@@ -31,18 +31,10 @@ class CrossEncoderReranker:
         self._lock = threading.Lock()
 
     def load(self) -> None:
-        if self._model is not None:
-            return
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import CrossEncoder
+        if self._model is None:
+            from sentence_transformers import CrossEncoder
 
-        try:
-            self._model = CrossEncoder(self.model_name, device="cpu")
-        except Exception as exc:  # the library raises many kinds for a missing or malformed model
-            raise ConfigError(
-                f"cannot load the reranker '{self.model_name}': {exc}. Give a local cross-encoder folder, or a "
-                "hub name that is in the local cache (no download is made), or unset RAG_RERANKER."
-            ) from None
+            self._model = load_offline(CrossEncoder, self.model_name, "reranker", "RAG_RERANKER")
 
     def scores(self, query: str, passages: Sequence[str]) -> np.ndarray:
         self.load()

@@ -18,6 +18,7 @@ from .answer import ExtractiveGenerator, pieces, smalltalk_answer
 from .cache import LRUCache, cache_key, normalise_query
 from .confidence import Calibration, signals
 from .config import DEFAULT_SOURCE, Settings
+from .conversation import Rewriter, elliptical, joined
 from .embedders import Embedder, encoder_threads, make_embedder
 from .encoder import QueryEncoder
 from .errors import IndexNotReady
@@ -53,6 +54,7 @@ class _Loaded:
     extractive: ExtractiveGenerator
     llm: LLMGenerator | None
     judge: Judge | None
+    rewriter: Rewriter | None
 
 
 def entry_url(entry_id: str, base_url: str = "") -> str:
@@ -137,18 +139,20 @@ class RagService:
         retriever = HybridRetriever(index, self.encoder, self.settings.retrieval)
         extractive = ExtractiveGenerator(self.settings.answer)
         parts = self._llm()
-        llm = judge = None
+        llm = judge = rewriter = None
         if parts is not None:
-            llm = LLMGenerator(parts[0], parts[1], extractive, self.settings.answer)
+            client, prompts, faq = parts[0], parts[1], self.settings.answer.faq_name
+            llm = LLMGenerator(client, prompts, extractive, self.settings.answer)
+            rewriter = Rewriter(client, prompts.rewrite, self.settings.llm, faq)
             if self.settings.llm.judge:
-                judge = Judge(parts[0], parts[1].judge, self.settings.llm, self.settings.answer.faq_name)
+                judge = Judge(client, prompts.judge, self.settings.llm, faq)
         if self.calibration.embedder not in {"", self.embedder.name}:
             log.warning(
                 "the confidence was calibrated for %s, not %s: questions are never declined; run `rag calibrate`",
                 self.calibration.embedder,
                 self.embedder.name,
             )
-        self._loaded = _Loaded(index, retriever, extractive, llm, judge)
+        self._loaded = _Loaded(index, retriever, extractive, llm, judge, rewriter)
         self.results.clear()  # results of the previous index must not be served from the new one
 
     def load(self) -> FaqIndex:
@@ -248,6 +252,25 @@ class RagService:
             judge=verdict,
         )
 
+    def in_context(
+        self, query: str, history: list[str], k: int | None = None, filters: Mapping[str, Any] | None = None
+    ) -> SearchResult:
+        """Retrieve for a question asked after others (``history``: the earlier user questions, oldest first).
+
+        An elliptical follow-up is also searched joined to the previous question (or, with an LLM, as the
+        LLM rewrites it), and the reading the FAQ answers with more confidence is kept; ``resolved`` then
+        says which question was answered."""
+        alone = self.retrieve(query, k, filters)
+        previous = next((h for h in reversed(history) if h.strip()), None)
+        if previous is None or not elliptical(query):
+            return alone
+        state = self._state()
+        rewritten = state.rewriter.rewrite(previous, query) if state.rewriter is not None else None
+        candidate = self.retrieve(rewritten or joined(previous, query), k, filters)
+        if candidate.confidence <= alone.confidence:
+            return alone
+        return candidate.model_copy(update={"query": query, "resolved": candidate.query})
+
     def signals(self, query: str) -> dict[str, float]:
         """The retrieval signals the confidence is computed from (for calibration and diagnosis)."""
         retriever = self._state().retriever
@@ -260,30 +283,47 @@ class RagService:
         return result.model_copy(update={"results": hits})
 
     def search(
-        self, query: str, k: int | None = None, filters: Mapping[str, Any] | None = None, base_url: str | None = None
+        self,
+        query: str,
+        k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        base_url: str | None = None,
+        history: list[str] | None = None,
     ) -> SearchResult:
         """What a user is shown: the top entries with links, or none when the service declines."""
-        return self.link(self.retrieve(query, k, filters).served(), base_url)
+        result = self.in_context(query, history, k, filters) if history else self.retrieve(query, k, filters)
+        return self.link(result.served(), base_url)
 
     def answer(self, result: SearchResult) -> Answer:
         """The cited answer for a (linked, served) search result: the LLM's when one is configured."""
         state = self._state()
         if smalltalk(result.query):
             return smalltalk_answer(result, self.settings.answer)
-        return (state.llm or state.extractive).answer(result)
+        return _in_context((state.llm or state.extractive).answer(result), result)
 
     def ask(
-        self, query: str, k: int | None = None, filters: Mapping[str, Any] | None = None, base_url: str | None = None
+        self,
+        query: str,
+        k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        base_url: str | None = None,
+        history: list[str] | None = None,
     ) -> Answer:
-        return self.answer(self.search(query, k, filters, base_url))
+        return self.answer(self.search(query, k, filters, base_url, history))
 
     def ask_stream(self, result: SearchResult) -> Iterator[str | Reset | Answer]:
         """Pieces of the answer text as they are ready, then the complete :class:`Answer`.
         A :class:`Reset` means: forget the pieces so far, a replacement follows."""
         state = self._state()
         if state.llm is not None and not smalltalk(result.query):
-            yield from state.llm.stream(result)
+            for item in state.llm.stream(result):
+                yield _in_context(item, result) if isinstance(item, Answer) else item
             return
         answer = self.answer(result)
         yield from pieces(answer.answer)
         yield answer
+
+
+def _in_context(answer: Answer, result: SearchResult) -> Answer:
+    """The answer says which question it answered when a follow-up was read with the one before."""
+    return answer.model_copy(update={"resolved": result.resolved}) if result.resolved else answer

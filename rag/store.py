@@ -143,6 +143,18 @@ class FaqIndex:
         i = self.by_id.get(entry_id)
         return None if i is None else self.entries[i]
 
+    def facets(self, max_values: int = 100) -> dict[str, dict[str, int]]:
+        """Each metadata field with few enough distinct values to filter on, and how many entries have each."""
+        counts: dict[str, dict[str, int]] = {}
+        for entry in self.entries:
+            fields = {**entry.metadata, "source": entry.source}
+            for name, value in fields.items():
+                for item in value if isinstance(value, list) else [value]:
+                    if isinstance(item, str | int | bool):
+                        values = counts.setdefault(name, {})
+                        values[str(item)] = values.get(str(item), 0) + 1
+        return {f: dict(sorted(v.items())) for f, v in sorted(counts.items()) if len(v) <= max_values}
+
     def key_rows(self) -> dict[bytes, int]:
         return {bytes(key): row for row, key in enumerate(self.keys)}
 

@@ -126,3 +126,15 @@ def test_a_plain_install_works_from_any_folder(tmp_path: Path) -> None:
     answer = json.loads(ask.stdout)
     assert not answer["abstained"] and answer["citations"], ask.stderr
     assert (elsewhere / "index" / "built" / "current" / "manifest.json").exists()
+
+
+def test_search_filters_on_metadata(tmp_path: Path, tiny_jsonl: Path) -> None:
+    index_dir = tmp_path / "idx"
+    assert rag("index", "--source", str(tiny_jsonl), "--index-dir", str(index_dir)).returncode == 0
+    question = "Quelle messagerie sécurisée utiliser ?"
+    done = rag("search", "--json", "--index-dir", str(index_dir), "--filter", "theme=messagerie", question)
+    assert [r["id"] for r in json.loads(done.stdout)["results"]] == ["mss"], done.stderr
+    other = rag("search", "--json", "--index-dir", str(index_dir), "--filter", "theme=financement", question)
+    assert {r["id"] for r in json.loads(other.stdout)["results"]} <= {"solde"}
+    wrong = rag("search", "--index-dir", str(index_dir), "--filter", "theme", "solde")
+    assert wrong.returncode == 1 and "FIELD=VALUE" in wrong.stderr

@@ -115,3 +115,13 @@ def test_cnil_benchmark_loads_and_scores(cnil_faq: Path, tmp_path: Path) -> None
     ids = {e.id for e in load_corpus([cnil_faq]).entries}
     queries = load_queries(cnil_faq.parent / "queries.jsonl")
     assert len(queries) == 167 and all(set(q.relevant) <= ids for q in queries)
+
+
+def test_follow_ups_are_answered_from_the_right_entries(service: RagService) -> None:
+    queries = load_queries(ROOT / "eval" / "followups.jsonl")
+    assert len(queries) >= 30 and all(q.history for q in queries)
+    with_history = score(queries, run_eval(queries, InProcessBackend(service), k=10))
+    for q in queries:
+        q.history = []
+    alone = score(queries, run_eval(queries, InProcessBackend(service), k=10))
+    assert with_history["recall@3"] >= 0.9 and with_history["recall@3"] > alone["recall@3"] + 0.1

@@ -341,3 +341,27 @@ def test_a_newly_published_index_is_picked_up(client_for, tiny_settings: Setting
         published = publisher.build().version
         wait_until(lambda: client.get("/ready").json()["index_version"] == published)
         assert published != before and client.get("/entries/new").status_code == 200
+
+
+def test_facets_list_the_fields_to_filter_on(client: TestClient) -> None:
+    facets = client.get("/facets").json()
+    assert facets["theme"] == {"financement": 1, "identité": 1, "messagerie": 1}
+    assert facets["source"] == {"tiny.jsonl": 3}
+
+
+def test_conversations_over_ask_and_chat(client: TestClient) -> None:
+    body = client.post("/ask", json={"query": "Et ensuite ?", "history": ["Comment demander le paiement du solde ?"]})
+    assert body.json()["resolved"] == "Comment demander le paiement du solde ? Et ensuite ?"
+    messages = [
+        {"role": "system", "content": "Tu es l'assistant du support. Réponds poliment."},
+        {"role": "user", "content": "Comment demander le paiement du solde ?"},
+        {"role": "assistant", "content": "La demande de solde se dépose auprès de l'ASP [1]."},
+        {"role": "user", "content": "Et ensuite ?"},
+    ]
+    chat = client.post("/v1/chat/completions", json={"messages": messages}).json()
+    assert chat["resolved"] == "Comment demander le paiement du solde ? Et ensuite ?"
+    usage = chat["usage"]
+    assert usage["prompt_tokens"] > 10 and usage["completion_tokens"] > 0
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    refused = client.post("/v1/chat/completions", json={"messages": messages, "n": 2})
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "unsupported_n"

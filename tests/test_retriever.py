@@ -104,3 +104,38 @@ def test_small_talk_gets_a_polite_reply_without_sources(make_service, text: str)
 def test_a_question_that_greets_is_still_a_question(make_service) -> None:
     answer = make_service().ask("Bonjour, comment demander le paiement du solde ?")
     assert not answer.abstained and answer.citations
+
+
+def test_a_reader_of_another_language_is_told_the_sources_are_quoted_as_they_are(make_service) -> None:
+    service = make_service()
+    english = service.ask("How do I request the payment of the solde?", 2)
+    assert english.note == "The FAQ is written in French: the answer quotes it as it is."
+    assert english.citations and "[1]" in english.answer and english.note not in english.answer
+    assert service.ask("Comment demander le paiement du solde ?", 2).note is None
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("Et pour la radiologie ?", True),
+        ("And for pharmacies?", True),
+        ("Et ensuite ?", True),
+        ("Pour la biologie ?", True),
+        ("Quelle messagerie sécurisée faut-il utiliser pour les comptes rendus ?", False),
+        ("Comment déposer une demande de solde pour le couloir Hôpital ?", False),
+    ],
+)
+def test_what_counts_as_an_elliptical_follow_up(question: str, expected: bool) -> None:
+    from rag.conversation import elliptical
+
+    assert elliptical(question) is expected
+
+
+def test_a_follow_up_is_read_with_the_question_before(make_service) -> None:
+    service = make_service(min_confidence=0.0)
+    history = ["Comment demander le paiement du solde ?"]
+    follow = service.ask("Et ensuite ?", 2, history=history)
+    assert follow.resolved == "Comment demander le paiement du solde ? Et ensuite ?"
+    assert follow.passages[0].id == "solde"
+    switch = service.ask("Quelle messagerie sécurisée utiliser ?", 2, history=history)
+    assert switch.resolved is None and switch.passages[0].id == "mss"

@@ -31,6 +31,7 @@ class EvalQuery:
     relevant: list[str]
     answer: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    history: list[str] = field(default_factory=list)  # earlier questions of the conversation, oldest first
 
     @property
     def in_scope(self) -> bool:
@@ -62,28 +63,28 @@ def load_queries(path: Path) -> list[EvalQuery]:
         relevant = row.get("relevant", [])
         if not isinstance(relevant, list) or not all(isinstance(r, (str, int)) for r in relevant):
             raise SourceError(path, "'relevant' must be a list of entry ids", where=f"line {number}")
-        tags = {k: str(v) for k, v in row.items() if k not in {"query", "relevant", "answer", "id"}}
-        out.append(
-            EvalQuery(
-                str(row.get("id", f"q{number}")), row["query"], [str(r) for r in relevant], row.get("answer"), tags
-            )
-        )
+        history = row.get("history", [])
+        if not isinstance(history, list) or not all(isinstance(h, str) for h in history):
+            raise SourceError(path, "'history' must be a list of earlier questions", where=f"line {number}")
+        tags = {k: str(v) for k, v in row.items() if k not in {"query", "relevant", "answer", "id", "history"}}
+        qid = str(row.get("id", f"q{number}"))
+        out.append(EvalQuery(qid, row["query"], [str(r) for r in relevant], row.get("answer"), tags, history))
     if not out:
         raise SourceError(path, "the queries file holds no query")
     return out
 
 
 class Backend(Protocol):
-    def run(self, query: str, k: int) -> Outcome: ...
+    def run(self, query: str, k: int, history: list[str]) -> Outcome: ...
 
 
 class InProcessBackend:
     def __init__(self, service: RagService) -> None:
         self.service = service
 
-    def run(self, query: str, k: int) -> Outcome:
+    def run(self, query: str, k: int, history: list[str]) -> Outcome:
         started = time.perf_counter()
-        full = self.service.retrieve(query, k)
+        full = self.service.in_context(query, history, k) if history else self.service.retrieve(query, k)
         served = self.service.link(full.served())
         answer = self.service.answer(served)
         latency = (time.perf_counter() - started) * 1000
@@ -107,10 +108,10 @@ class HttpBackend:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
 
-    def run(self, query: str, k: int) -> Outcome:
+    def run(self, query: str, k: int, history: list[str]) -> Outcome:
         started = time.perf_counter()
         try:
-            response = self.client.post("/ask", json={"query": query, "k": k})
+            response = self.client.post("/ask", json={"query": query, "k": k, "history": history})
         except httpx.HTTPError as exc:
             raise ConfigError(f"cannot reach the service at {self.client.base_url}: {exc}") from None
         latency = (time.perf_counter() - started) * 1000
@@ -247,7 +248,7 @@ def run_eval(
 ) -> list[Outcome]:
     outcomes = []
     for i, q in enumerate(queries, start=1):
-        outcomes.append(backend.run(q.query, k))
+        outcomes.append(backend.run(q.query, k, q.history))
         if progress:
             progress(i, len(queries))
     return outcomes

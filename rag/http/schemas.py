@@ -49,6 +49,11 @@ class AskRequest(SearchRequest):
     )
 
     stream: StrictBool = Field(False, description="answer as Server-Sent Events: passages, pieces, then citations")
+    history: list[Text] = Field(
+        default_factory=list,
+        max_length=50,
+        description="the user's earlier questions in this conversation, oldest first: a follow-up is read with them",
+    )
 
 
 class SearchResponse(SearchResult):

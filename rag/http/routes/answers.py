@@ -45,7 +45,8 @@ async def ask(body: AskRequest, request: Request, state: StateDep) -> Any:
     query = request.state.query = state.clean_query(body.query)
     k = state.check_k(body.k)
     # retrieve before the response starts, so bad filters still get a proper error status
-    result = await anyio.to_thread.run_sync(state.service.search, query, k, body.filters, base_url(request))
+    search = state.service.search
+    result = await anyio.to_thread.run_sync(search, query, k, body.filters, base_url(request), body.history)
     state.searched(result, "/ask", request)
     if not body.stream:
         answer = await anyio.to_thread.run_sync(state.service.answer, result)

@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ...errors import ApiError
@@ -52,6 +52,7 @@ class ChatRequest(BaseModel):
     model: Text = MODEL_ID
     messages: list[ChatMessage] = Field(min_length=1)
     stream: StrictBool = False
+    n: StrictInt = Field(1, description="one answer per request: only 1 is accepted")
 
 
 def _text(content: str | list[ContentPart] | None) -> str:
@@ -64,10 +65,11 @@ def _text(content: str | list[ContentPart] | None) -> str:
 
 def with_sources(answer: Answer) -> str:
     """The answer followed by the numbered list of its sources."""
+    text = f"{answer.answer}\n\n{answer.note}" if answer.note else answer.answer
     if not answer.citations:
-        return answer.answer
+        return text
     lines = [f"[{c.n}] {c.question + ' — ' if c.question else ''}{c.url}" for c in answer.citations]
-    return f"{answer.answer}\n\n{message('sources', detect(answer.query))} :\n" + "\n".join(lines)
+    return f"{text}\n\n{message('sources', detect(answer.query))} :\n" + "\n".join(lines)
 
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"], dependencies=[Depends(guard)])
@@ -85,15 +87,20 @@ async def models() -> dict[str, Any]:
 async def chat(body: ChatRequest, request: Request, state: StateDep) -> Any:
     """Answers the last user message with the cited answer (sources listed after it and in
     ``citations``), streaming or not."""
-    users = [m for m in body.messages if m.role == "user"]
+    if body.n != 1:
+        raise ApiError(422, "unsupported_n", "this endpoint gives one answer per request: send n = 1")
+    # the system message is the client's instructions, not a question: only user messages are searched
+    users = [_text(m.content) for m in body.messages if m.role == "user"]
     if not users:
         raise ApiError(422, "no_user_message", "the conversation has no user message to answer")
-    query = request.state.query = state.clean_query(_text(users[-1].content))
+    query = request.state.query = state.clean_query(users[-1])
+    history = [u for u in users[:-1] if u.strip()]
     ids = (f"chatcmpl-{uuid.uuid4().hex}", int(time.time()))
-    result = await anyio.to_thread.run_sync(state.service.search, query, None, None, base_url(request))
+    search = state.service.search
+    result = await anyio.to_thread.run_sync(search, query, None, None, base_url(request), history)
     state.searched(result, "/v1/chat/completions", request)
     if body.stream:
-        return EventSourceResponse(_stream(state, result, ids))
+        return EventSourceResponse(_stream(state, result, ids, body))
     answer = await anyio.to_thread.run_sync(state.service.answer, result)
     extra = await anyio.to_thread.run_sync(_finish, state, answer)
     return {
@@ -104,12 +111,21 @@ async def chat(body: ChatRequest, request: Request, state: StateDep) -> Any:
         "choices": [
             {"index": 0, "message": {"role": "assistant", "content": with_sources(answer)}, "finish_reason": "stop"}
         ],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "usage": _usage(state, body, with_sources(answer)),
+        "resolved": answer.resolved,
         "citations": [c.model_dump() for c in answer.citations],
         "abstained": answer.abstained,
         "confidence": answer.confidence,
         **extra,
     }
+
+
+def _usage(state: AppState, body: ChatRequest, completion: str) -> dict[str, int]:
+    """Token counts of the conversation and of the reply, by the service's encoder tokenizer."""
+    count = state.service.embedder.count_tokens
+    prompt = sum(count(_text(m.content)) for m in body.messages)
+    done = count(completion)
+    return {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done}
 
 
 def _finish(state: AppState, answer: Answer) -> dict[str, Any]:
@@ -131,7 +147,9 @@ def _chunk(
     return ServerSentEvent(json.dumps(payload, ensure_ascii=False))
 
 
-def _stream(state: AppState, result: SearchResult, ids: tuple[str, int]) -> Iterator[ServerSentEvent]:
+def _stream(
+    state: AppState, result: SearchResult, ids: tuple[str, int], body: ChatRequest
+) -> Iterator[ServerSentEvent]:
     yield _chunk(ids, {"role": "assistant", "content": ""})
     final: Answer | None = None
     for item in state.service.ask_stream(result):
@@ -147,5 +165,7 @@ def _stream(state: AppState, result: SearchResult, ids: tuple[str, int]) -> Iter
     extra = _finish(state, final)
     yield _chunk(ids, {"content": with_sources(final)[len(final.answer) :]})
     citations = [c.model_dump() for c in final.citations]
-    yield _chunk(ids, {}, "stop", citations=citations, abstained=final.abstained, confidence=final.confidence, **extra)
+    usage = _usage(state, body, with_sources(final))
+    more = {"abstained": final.abstained, "confidence": final.confidence, "resolved": final.resolved, **extra}
+    yield _chunk(ids, {}, "stop", citations=citations, usage=usage, **more)
     yield ServerSentEvent("[DONE]")

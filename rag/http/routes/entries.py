@@ -16,6 +16,13 @@ from ..schemas import EntryResponse
 router = APIRouter(tags=["entries"], dependencies=[Depends(guard)])
 
 
+@router.get("/facets")
+async def facets(service: ServiceDep) -> dict[str, dict[str, int]]:
+    """The FAQ's metadata fields usable as ``filters`` in /search and /ask, with their values and how many
+    entries have each."""
+    return service.index.facets()
+
+
 @router.get("/entries/{entry_id}", response_model=EntryResponse)
 async def entry(entry_id: str, request: Request, service: ServiceDep) -> Any:
     """The whole FAQ entry; ``url`` is its own link, or its page in this service."""

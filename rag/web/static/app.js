@@ -134,7 +134,7 @@
           renderAnswer(data.answer);
           showSources(data.citations);
           answerId = data.answer_id;
-          setStatus(data.abstained ? "La FAQ ne répond pas à cette question." : "");
+          setStatus(data.abstained ? "La FAQ ne répond pas à cette question." : data.note || "");
           feedbackForm.hidden = false;
         }
       }
