@@ -187,6 +187,20 @@ def serve(
     run_server(settings, service, service.sources)
 
 
+@app.command()
+@friendly
+def mcp(index_dir: IndexDir = None) -> None:
+    """Serve the FAQ to AI assistants over the Model Context Protocol, on stdin/stdout."""
+    from .logs import configure as configure_logging
+    from .mcp_server import make_server
+
+    settings = make_settings(index_dir)
+    configure_logging([*settings.http.api_keys, settings.llm.api_key or ""])  # stderr: stdout is the protocol
+    service = RagService(settings)
+    service.load_or_build()
+    make_server(service).run("stdio")
+
+
 @app.command("eval")
 @friendly
 def eval_cmd(

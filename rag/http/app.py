@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..config import Settings, load_settings
+from ..mcp_server import make_server
 from ..service import RagService
 from ..web import STATIC_DIR
 from .deps import AppState
@@ -21,6 +22,7 @@ from .errors import install_error_handlers
 from .middleware import install_middleware
 from .routes import admin, answers, chat, docs, entries, feedback, service, web
 from .schemas import ErrorResponse
+from .security import Guarded
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 415, 422, 429, 503)
@@ -32,12 +34,15 @@ def create_app(settings: Settings | None = None, rag: RagService | None = None) 
     settings = settings or load_settings()
     state = AppState(settings, rag or RagService(settings))
 
+    assistants = make_server(state.service)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(anyio.to_thread.run_sync(state.load))
         stop = threading.Event()
         threading.Thread(target=state.follow, args=(stop,), name="index-follower", daemon=True).start()
-        yield
+        async with assistants.session_manager.run():
+            yield
         stop.set()
         task.cancel()
         state.store.close()
@@ -59,6 +64,8 @@ def create_app(settings: Settings | None = None, rag: RagService | None = None) 
     install_middleware(app, state)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount(docs.ASSETS_URL, StaticFiles(directory=docs.ASSETS), name="docs-static")
+    mcp_app = assistants.streamable_http_app(streamable_http_path="/", host=settings.http.host, stateless_http=True)
+    app.mount("/mcp", Guarded(mcp_app, state), name="mcp")
     for module in (web, service, answers, chat, entries, feedback, admin, docs):
         app.include_router(module.router)
     return app

@@ -8,6 +8,7 @@ import hmac
 import ipaddress
 import math
 import time
+from typing import Any
 
 from limits import RateLimitItemPerMinute
 from limits.storage import storage_from_string
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import ApiError
+from .errors import error_response
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -149,3 +151,19 @@ class Access:
             raise self._refuse(
                 request, "invalid_admin_token", "send the admin token as 'Authorization: Bearer <token>'"
             )
+
+
+class Guarded:
+    """An ASGI app mounted beside the API (the MCP endpoint) behind the same keys and rate limits."""
+
+    def __init__(self, app: ASGIApp, state: Any) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            try:
+                self.state.access.check(Request(scope))
+            except ApiError as exc:
+                await error_response(exc.status, exc.code, str(exc), exc.headers)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

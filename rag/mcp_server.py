@@ -1,0 +1,82 @@
+"""The FAQ as a Model Context Protocol server, for AI assistants and agent frameworks: tools to search it,
+read an entry and get a cited answer. Over stdio (``rag mcp``) or streamable HTTP (``/mcp`` in the API,
+behind the same API keys)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+
+from .errors import RagError
+from .service import RagService, entry_url
+
+
+def _hit(hit: Any) -> dict[str, Any]:
+    return {
+        "id": hit.id,
+        "question": hit.question,
+        "text": hit.text,
+        "url": hit.url,
+        "score": hit.score,
+        "metadata": hit.metadata,
+    }
+
+
+def make_server(service: RagService) -> MCPServer:
+    """An MCP server whose tools call the service's own methods. Links are absolute: ``RAG_PUBLIC_URL``, else
+    the address the service listens on."""
+    faq = service.settings.answer.faq_name
+    server = MCPServer(
+        name="faq-rag",
+        instructions=f"Answers questions from the FAQ « {faq} » with links to its entries. Search it, read an "
+        "entry, or ask for a short cited answer; when the FAQ does not cover a question, say so.",
+    )
+
+    http = service.settings.http
+    base = service.settings.answer.public_url or f"http://{http.host}:{http.port}"
+
+    async def call(fn, *args):
+        try:
+            return await anyio.to_thread.run_sync(fn, *args)
+        except RagError as exc:
+            raise ValueError(str(exc)) from None
+
+    @server.tool()
+    async def search_faq(question: str, k: int = 5, filters: dict[str, str] | None = None) -> dict[str, Any]:
+        """The FAQ entries that answer a question (none when the FAQ does not cover it), with links and facets."""
+        result = await call(service.search, question, k, filters or None, base)
+        hits = [_hit(h) for h in result.results]
+        return {"question": question, "declined": result.abstained, "confidence": result.confidence, "results": hits}
+
+    @server.tool()
+    async def read_entry(entry_id: str) -> dict[str, Any]:
+        """One whole FAQ entry by its id (as found by search_faq)."""
+        entry = service.index.entry(entry_id)
+        if entry is None:
+            raise ValueError(f"no FAQ entry has the id '{entry_id}'")
+        link = entry.url or entry_url(entry.id, base)
+        return {
+            "id": entry.id,
+            "question": entry.question,
+            "answer": entry.answer,
+            "url": link,
+            "metadata": entry.metadata,
+        }
+
+    @server.tool()
+    async def ask_faq(question: str, history: list[str] | None = None) -> dict[str, Any]:
+        """A short answer from the FAQ with numbered citations [n] to the entries it comes from; earlier questions
+        of the conversation (oldest first) help read a follow-up."""
+        answer = await call(service.ask, question, None, None, base, history or None)
+        return {
+            "answer": answer.answer,
+            "declined": answer.abstained,
+            "confidence": answer.confidence,
+            "resolved": answer.resolved,
+            "note": answer.note,
+            "citations": [c.model_dump() for c in answer.citations],
+        }
+
+    return server
