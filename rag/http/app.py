@@ -14,9 +14,9 @@ from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..config import Settings, load_settings
-from ..mcp_server import make_server
 from ..service import RagService
 from ..web import STATIC_DIR
+from .assistants import McpEndpoint
 from .deps import AppState
 from .errors import install_error_handlers
 from .middleware import install_middleware
@@ -34,14 +34,14 @@ def create_app(settings: Settings | None = None, rag: RagService | None = None) 
     settings = settings or load_settings()
     state = AppState(settings, rag or RagService(settings))
 
-    assistants = make_server(state.service)
+    assistants = McpEndpoint(state.service, settings.http.host)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(anyio.to_thread.run_sync(state.load))
         stop = threading.Event()
         threading.Thread(target=state.follow, args=(stop,), name="index-follower", daemon=True).start()
-        async with assistants.session_manager.run():
+        async with assistants.running():
             yield
         stop.set()
         task.cancel()
@@ -64,8 +64,7 @@ def create_app(settings: Settings | None = None, rag: RagService | None = None) 
     install_middleware(app, state)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount(docs.ASSETS_URL, StaticFiles(directory=docs.ASSETS), name="docs-static")
-    mcp_app = assistants.streamable_http_app(streamable_http_path="/", host=settings.http.host, stateless_http=True)
-    app.mount("/mcp", Guarded(mcp_app, state), name="mcp")
+    app.mount("/mcp", Guarded(assistants, state), name="mcp")
     for module in (web, service, answers, chat, entries, feedback, admin, docs):
         app.include_router(module.router)
     return app
