@@ -85,8 +85,19 @@ class AnswerSettings(_Group):
     answer_sentences: int = Field(3, ge=1)
     language: str = "fr"
     faq_name: str = "Ségur du numérique en santé"
-    public_url: str = Field("", description="base URL of this service for entry links; empty = relative")
+    public_url: str = Field("", description="base URL of this service for entry links; empty = the request's")
+    support_url: str = Field("", description="where the page sends people whose question the FAQ does not answer")
+    examples: list[str] = Field(
+        default_factory=list, description="example questions on the page, separated by |; default: the FAQ's own"
+    )
     prompts_dir: Path = DEFAULT_PROMPTS
+
+    @field_validator("examples", mode="before")
+    @classmethod
+    def _pipes(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split("|") if part.strip()]
+        return value
 
 
 class LLMSettings(_Group):

@@ -271,6 +271,13 @@ class RagService:
             return alone
         return candidate.model_copy(update={"query": query, "resolved": candidate.query})
 
+    def examples(self, count: int = 3) -> list[str]:
+        """Example questions for the page: the setting, else the shortest of the FAQ's own questions."""
+        if self.settings.answer.examples or not self.ready:
+            return list(self.settings.answer.examples)
+        questions = [e.question for e in self.index.entries if e.question and len(e.question) <= 90]
+        return sorted(questions, key=len)[:count]
+
     def signals(self, query: str) -> dict[str, float]:
         """The retrieval signals the confidence is computed from (for calibration and diagnosis)."""
         retriever = self._state().retriever

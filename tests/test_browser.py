@@ -40,7 +40,9 @@ if CHROMIUM is None:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, segur_index: Path):
     folder = tmp_path_factory.mktemp("web")
-    settings = Settings(index_dir=segur_index, feedback_db=folder / "fb.sqlite3")
+    settings = Settings(
+        index_dir=segur_index, feedback_db=folder / "fb.sqlite3", support_url="https://support.example.org/faq"
+    )
     with running(create_app(settings), ready_path="/ready") as base:
         yield base, settings.feedback_path
 
@@ -79,7 +81,7 @@ def test_ask_stream_cite_and_rate(site, browser) -> None:
     assert "Poser une question" in entry.content()
     entry.close()
 
-    page.get_by_role("button", name="Non").click()
+    page.get_by_role("button", name="Non", exact=True).click()
     page.get_by_text("Merci pour votre retour.").wait_for(timeout=10_000)
     page.get_by_label("Commentaire (facultatif)").fill("Il manque le lien pour mon couloir")
     page.get_by_role("button", name="Envoyer le commentaire").click()
@@ -102,6 +104,86 @@ def test_unknown_question_says_so_and_phone_layout(site, browser) -> None:
     page.get_by_text("La FAQ ne répond pas à cette question.").wait_for(timeout=30_000)
     assert "pas trouvé" in page.locator("#answer").inner_text()
     assert page.locator("#sources li").count() == 0
+    assert (
+        page.get_by_role("link", name="Contacter le support").get_attribute("href") == "https://support.example.org/faq"
+    )
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 380  # no horizontal scrolling on a phone
+    page.close()
+
+
+def test_facets_narrow_the_answer_and_entries_can_be_browsed(site, browser) -> None:
+    base, _ = site
+    page = browser.new_page(viewport={"width": 900, "height": 1100})
+    page.goto(base + "/")
+    assert page.locator("button.example").count() == 3  # example questions on the empty page
+    page.get_by_text("Préciser le sujet (facultatif)").click()
+    page.get_by_label("Couloir Ségur").select_option("Biologie")
+    page.get_by_label("Votre question").fill("Quand le solde est-il versé ?")
+    page.get_by_role("button", name="Poser la question").click()
+    page.get_by_text("Cette réponse vous a-t-elle été utile ?").wait_for(timeout=30_000)
+    biology = {"a7521298c9d2", "716c265fe4a3"}  # the entries whose answer names the biology corridor
+    links = page.locator("#passages a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+    assert links and {link.rsplit("/", 1)[-1] for link in links} <= biology
+    page.get_by_role("link", name="Parcourir toutes les entrées").click()
+    page.wait_for_url("**/entries")
+    assert page.locator("main ol li").count() == 20
+    page.close()
+
+
+def test_feedback_that_cannot_be_sent_says_so(site, browser) -> None:
+    base, _ = site
+    page = browser.new_page()
+    page.goto(base + "/")
+    page.get_by_label("Votre question").fill("Comment déposer une demande de solde ?")
+    page.get_by_role("button", name="Poser la question").click()
+    page.get_by_text("Cette réponse vous a-t-elle été utile ?").wait_for(timeout=30_000)
+    page.route("**/feedback", lambda route: route.abort())  # the service is down
+    page.get_by_role("button", name="Oui", exact=True).click()
+    page.get_by_text("Votre retour n'a pas pu être enregistré").wait_for(timeout=10_000)
+    assert page.get_by_role("button", name="Oui", exact=True).get_attribute("aria-pressed") == "false"
+    page.close()
+
+
+def test_api_docs_render_with_no_other_host(site, browser) -> None:
+    base, _ = site
+    page = browser.new_page()
+    elsewhere: list[str] = []
+
+    def only_this_service(route) -> None:
+        if route.request.url.startswith(base):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_this_service)
+    page.goto(base + "/docs")
+    page.locator(".swagger-ui .info .title").wait_for(timeout=30_000)
+    assert "FAQ cited answers" in page.locator(".swagger-ui .info .title").inner_text()
+    assert page.locator(".opblock").count() >= 5 and elsewhere == []
+    page.close()
+
+
+def test_no_serious_accessibility_violation(site, browser) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+
+    base, _ = site
+    axe = Axe()
+    page = browser.new_page()
+
+    def serious() -> list[str]:
+        violations = axe.run(page).response["violations"]
+        return [f"{v['id']}: {v['help']}" for v in violations if v["impact"] in {"serious", "critical"}]
+
+    page.goto(base + "/")
+    assert serious() == []
+    for question, done in (
+        ("Comment déposer une demande de solde ?", "Cette réponse vous a-t-elle été utile ?"),
+        ("Quelle est la recette de la tarte tatin ?", "La FAQ ne répond pas à cette question."),
+    ):
+        page.get_by_label("Votre question").fill(question)
+        page.get_by_role("button", name="Poser la question").click()
+        page.get_by_text(done).wait_for(timeout=30_000)
+        assert serious() == [], question
     page.close()

@@ -8,7 +8,10 @@ from importlib.resources import files
 from pathlib import Path
 
 from ..models import Entry
+from ..sources import safe_url
 from ..text import URL
+
+PER_PAGE = 50
 
 STATIC_DIR = Path(__file__).parent / "static"
 # the page runs only its own script and talks only to this service; nothing may frame it
@@ -25,8 +28,78 @@ def _linkify(text: str) -> str:
 
 
 @cache
-def index_page() -> str:
+def _template() -> str:
     return files(__package__).joinpath("static", "index.html").read_text(encoding="utf-8")
+
+
+FACET_LABELS = {
+    "type_offre": "Type d'offre",
+    "couloir": "Couloir Ségur",
+    "dispositif": "Dispositif Ségur",
+    "produit": "Produit ou service",
+    "thematique": "Thématique",
+    "theme": "Thème",
+    "sous_theme": "Sous-thème",
+}
+
+
+def _facets(facets: dict[str, dict[str, int]]) -> str:
+    """An optional select per facet, as the FAQ's own site offers them ("Votre question concerne…")."""
+    selects = []
+    for name, values in facets.items():
+        if name == "source" or len(values) < 2:
+            continue
+        label = FACET_LABELS.get(name, name.replace("_", " ").capitalize())
+        options = "".join(f'<option value="{escape(v)}">{escape(v)} ({n})</option>' for v, n in values.items())
+        selects.append(
+            f'<div class="facet"><label for="facet-{escape(name)}">{escape(label)}</label>'
+            f'<select id="facet-{escape(name)}" data-facet="{escape(name)}"><option value="">Tous</option>{options}'
+            "</select></div>"
+        )
+    if not selects:
+        return ""
+    return f'<details class="facets"><summary>Préciser le sujet (facultatif)</summary>{"".join(selects)}</details>'
+
+
+def _examples(examples: list[str]) -> str:
+    if not examples:
+        return ""
+    items = "".join(f'<li><button type="button" class="example">{escape(q)}</button></li>' for q in examples)
+    title = '<h2 id="examples-title">Exemples de questions</h2>'
+    return f'<section id="examples" aria-labelledby="examples-title">{title}<ul>{items}</ul></section>'
+
+
+def index_page(faq_name: str, support_url: str, examples: list[str], facets: dict[str, dict[str, int]]) -> str:
+    """The page, with the FAQ's name, example questions and its facets."""
+    values = {
+        "faq_name": escape(faq_name),
+        "placeholder": escape(f"Ex. : {examples[0]}" if examples else "Votre question"),
+        "support_url": escape(support_url if safe_url(support_url) else ""),
+        "facets": _facets(facets),
+        "examples": _examples(examples),
+    }
+    page = _template()
+    for key, value in values.items():
+        page = page.replace("{" + key + "}", value)
+    return page
+
+
+def entries_page(faq_name: str, entries: list[Entry], page: int, pages: int) -> str:
+    """A browsable list of the FAQ's entries, one page at a time."""
+    items = "".join(
+        f'<li><a href="/entries/{escape(e.id)}">{escape(e.question or e.answer[:120])}</a></li>' for e in entries
+    )
+    nav = []
+    if page > 1:
+        nav.append(f'<a href="/entries?page={page - 1}" rel="prev">← Page précédente</a>')
+    if page < pages:
+        nav.append(f'<a href="/entries?page={page + 1}" rel="next">Page suivante →</a>')
+    return f"""<!doctype html>
+<html lang="fr"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>FAQ {escape(faq_name)} — toutes les entrées</title><link rel="stylesheet" href="/static/style.css"></head>
+<body><main class="entry"><p><a href="/">← Poser une question</a></p>
+<h1>FAQ {escape(faq_name)} : toutes les entrées</h1><p class="muted">Page {page} sur {pages}</p>
+<ol start="{(page - 1) * PER_PAGE + 1}">{items}</ol><nav class="pages">{" · ".join(nav)}</nav></main></body></html>"""
 
 
 def entry_page(entry: Entry) -> str:

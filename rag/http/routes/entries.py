@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from ...errors import ApiError
 from ...service import entry_url
-from ...web import SECURITY_HEADERS, entry_page
+from ...web import PER_PAGE, SECURITY_HEADERS, entries_page, entry_page
 from ..deps import ServiceDep, base_url, guard
 from ..schemas import EntryResponse
 
@@ -21,6 +21,22 @@ async def facets(service: ServiceDep) -> dict[str, dict[str, int]]:
     """The FAQ's metadata fields usable as ``filters`` in /search and /ask, with their values and how many
     entries have each."""
     return service.index.facets()
+
+
+@router.get("/entries")
+async def entries(request: Request, service: ServiceDep, page: int = Query(1, ge=1)) -> Any:
+    """Every FAQ entry, a page at a time: question and link (JSON, or an HTML page for browsers)."""
+    all_entries = service.index.entries
+    pages = max(1, -(-len(all_entries) // PER_PAGE))
+    if page > pages:
+        raise ApiError(404, "no_such_page", f"there are {pages} pages of entries")
+    shown = all_entries[(page - 1) * PER_PAGE : page * PER_PAGE]
+    if _wants_html(request):
+        html = entries_page(service.settings.answer.faq_name, shown, page, pages)
+        return HTMLResponse(html, headers=SECURITY_HEADERS)
+    base = service.settings.answer.public_url or base_url(request)
+    rows = [{"id": e.id, "question": e.question, "url": e.url or entry_url(e.id, base)} for e in shown]
+    return {"page": page, "pages": pages, "total": len(all_entries), "entries": rows}
 
 
 @router.get("/entries/{entry_id}", response_model=EntryResponse)

@@ -75,6 +75,15 @@
     sourcesTitle.hidden = citations.length === 0;
   }
 
+  // A declined question: say so, and point to the support when the service names one.
+  function showDeclined() {
+    setStatus("La FAQ ne répond pas à cette question.");
+    const support = result.dataset.support;
+    if (support) {
+      status.append(" ", el("a", { href: safeHref(support) }, "Contacter le support"));
+    }
+  }
+
   function setStatus(text, isError = false) {
     status.textContent = text;
     status.classList.toggle("error", isError);
@@ -113,7 +122,12 @@
     setStatus("Recherche dans la FAQ…");
     let streamed = "";
     try {
-      const response = await fetch("/ask", { method: "POST", headers: headers(), body: JSON.stringify({ query: text, stream: true }) });
+      const filters = {};
+      for (const select of document.querySelectorAll("select[data-facet]")) {
+        if (select.value) filters[select.dataset.facet] = select.value;
+      }
+      const body = { query: text, stream: true, filters };
+      const response = await fetch("/ask", { method: "POST", headers: headers(), body: JSON.stringify(body) });
       if (!response.ok) {
         const body = await response.json().catch(() => ({}));
         if (response.status === 401) $("key-row").hidden = false;
@@ -134,7 +148,8 @@
           renderAnswer(data.answer);
           showSources(data.citations);
           answerId = data.answer_id;
-          setStatus(data.abstained ? "La FAQ ne répond pas à cette question." : data.note || "");
+          if (data.abstained) showDeclined();
+          else setStatus([data.resolved ? "Question comprise : « " + data.resolved + " »." : "", data.note || ""].join(" ").trim());
           feedbackForm.hidden = false;
         }
       }
@@ -153,8 +168,19 @@
     }
     const comment = $("comment").value.trim();
     const body = { answer_id: answerId, helpful, ...(comment ? { comment } : {}) };
-    const response = await fetch("/feedback", { method: "POST", headers: headers(), body: JSON.stringify(body) });
-    feedbackStatus.textContent = response.ok ? "Merci pour votre retour." : "Votre retour n'a pas pu être enregistré.";
+    let ok = false;
+    try {
+      const response = await fetch("/feedback", { method: "POST", headers: headers(), body: JSON.stringify(body) });
+      ok = response.ok;
+    } catch (err) {
+      ok = false;  // the service is unreachable
+    }
+    feedbackStatus.textContent = ok ? "Merci pour votre retour." : "Votre retour n'a pas pu être enregistré. Réessayez dans un instant.";
+    feedbackStatus.classList.toggle("error", !ok);
+    if (!ok) {
+      helpful = null;
+      for (const b of feedbackForm.querySelectorAll("[data-helpful]")) b.setAttribute("aria-pressed", "false");
+    }
   }
 
   form.addEventListener("submit", (event) => {
@@ -175,4 +201,7 @@
     });
   }
   feedbackForm.addEventListener("submit", (event) => { event.preventDefault(); sendFeedback(); });
+  for (const example of document.querySelectorAll("button.example")) {
+    example.addEventListener("click", () => { question.value = example.textContent; form.requestSubmit(); });
+  }
 })();
