@@ -22,9 +22,12 @@ def pieces(text: str, words: int = 4) -> Iterator[str]:
 
 def abstained_answer(result: SearchResult, settings: AnswerSettings) -> Answer:
     lang = detect(result.query, settings.language)
+    text = message("abstain", lang, faq=settings.faq_name)
+    if settings.support_url:
+        text += " " + message("support", lang, url=settings.support_url)
     return Answer(
         query=result.query,
-        answer=message("abstain", lang, faq=settings.faq_name),
+        answer=text,
         abstained=True,
         citations=[],
         passages=[],
@@ -46,7 +49,7 @@ def citations_for(text: str, passages: list[Hit]) -> list[Citation]:
         n = int(match.group(1))
         if 1 <= n <= len(passages) and n not in seen:
             hit = passages[n - 1]
-            seen[n] = Citation(n=n, id=hit.id, url=hit.url, question=hit.question)
+            seen[n] = Citation(n=n, id=hit.id, url=hit.url, question=hit.question, metadata=hit.metadata)
     return list(seen.values())
 
 

@@ -93,6 +93,8 @@ MESSAGES = {
     },
 }
 MESSAGES["fr"]["quoted_in"] = "La FAQ est rédigée en {language} : la réponse la cite telle quelle."
+MESSAGES["fr"]["support"] = "Support : {url}"
+MESSAGES["en"]["support"] = "Support: {url}"
 # a language's name, as written in another: NAMES[reader][language]
 NAMES = {"fr": {"fr": "français", "en": "anglais"}, "en": {"fr": "French", "en": "English"}}
 

@@ -73,6 +73,7 @@ class Citation(BaseModel):
     id: str
     url: str | None = None
     question: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict, description="the entry's other fields (facets)")
 
 
 class Answer(BaseModel):

@@ -54,7 +54,8 @@ def test_ask_json_and_table_output(built: Path) -> None:
     done = rag("ask", "--json", "--index-dir", str(built), "Peut-on déposer plusieurs preuves dans un seul fichier ?")
     payload = json.loads(done.stdout)
     assert set(payload) >= {"query", "answer", "abstained", "citations", "passages"}
-    assert payload["citations"] and set(payload["citations"][0]) == {"n", "id", "url"}
+    assert payload["citations"] and set(payload["citations"][0]) == {"n", "id", "url", "metadata"}
+    assert payload["citations"][0]["url"].startswith("http://")  # absolute, as in every interface
     assert "séparément" in payload["answer"]
     text = rag("ask", "--index-dir", str(built), "Peut-on déposer plusieurs preuves dans un seul fichier ?")
     assert "Sources" in text.stdout and "[1]" in text.stdout

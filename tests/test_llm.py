@@ -340,3 +340,17 @@ def test_after_a_failed_verdict_the_llm_is_left_alone_for_a_while(built_dir, fak
     asked = len(fake.requests)
     assert service.retrieve("Combien coûte l'abonnement à une messagerie sécurisée pour un cabinet ?").judge is None
     assert len(fake.requests) == asked  # searches are not slowed by an LLM that is failing
+
+
+def test_with_an_llm_a_follow_up_is_rewritten_first(built_dir, fake, tmp_path) -> None:
+    service = make_service(built_dir, fake, tmp_path, llm_judge=False)
+    fake.script(
+        {"text": "Comment déposer une demande de solde pour le couloir radiologie ?"},  # the rewriting
+        {"text": "Voir le webinaire du couloir Imagerie [1]."},  # the answer
+    )
+    answer = service.ask("Et pour la radiologie ?", history=["Comment déposer une demande de solde pour l'hôpital ?"])
+    assert answer.resolved == "Comment déposer une demande de solde pour le couloir radiologie ?"
+    rewrite = fake.requests[0]["messages"][0]["content"]
+    assert "Et pour la radiologie ?" in rewrite and "pour l'hôpital" in rewrite
+    assert answer.passages[0].id == "716c265fe4a3" and answer.answer == "Voir le webinaire du couloir Imagerie [1]."
+    assert "radiologie" in fake.requests[-1]["messages"][1]["content"]  # the LLM answered the rewritten question
