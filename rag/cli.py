@@ -327,12 +327,16 @@ app.add_typer(feedback_app, name="feedback")
 
 
 def _store(db: Path | None):
-    from .feedback import FeedbackStore
+    """The SQLite file given, else the configured store (RAG_DATABASE_URL, else the file beside the index)."""
+    from .feedback import SqliteStore, make_store
 
-    path = db or make_settings().feedback_path
+    settings = make_settings()
+    if db is None and settings.http.database_url:
+        return make_store(settings).open()
+    path = db or settings.feedback_path
     if not Path(path).exists():
         raise ConfigError(f"no feedback database at {path}; it is created when the service gives its first answer")
-    return FeedbackStore(path).open()
+    return SqliteStore(path).open()
 
 
 @feedback_app.command("export")

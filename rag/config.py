@@ -142,6 +142,7 @@ class HttpSettings(_Group):
     cors_origins: list[str] = Field(default_factory=list)
     log_questions: bool = False
     feedback_db: Path | None = None
+    database_url: str = Field("", description="postgresql://… to keep answers and feedback in PostgreSQL")
     index_poll_seconds: float = Field(2.0, ge=0, description="how often to look for a newly published index; 0 = never")
 
     @field_validator("api_keys", "cors_origins", "forwarded_allow_ips", mode="before")

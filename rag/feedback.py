@@ -1,4 +1,5 @@
-"""Answers given and "was this answer useful?" feedback, kept in SQLite (WAL, synchronous writes).
+"""Answers given and "was this answer useful?" feedback: in SQLite (WAL, synchronous writes) by default,
+or in PostgreSQL shared by several replicas.
 
 Every write is committed before the caller is told it succeeded, so a killed process loses nothing
 that was acknowledged.
@@ -7,21 +8,24 @@ that was acknowledged.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreUnavailable, UnknownAnswer
+from .config import Settings
+from .errors import ConfigError, StoreUnavailable, UnknownAnswer
 from .models import Answer
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
     id TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
+    created_at {real} NOT NULL,
     query TEXT NOT NULL,
     answer TEXT NOT NULL,
     abstained INTEGER NOT NULL,
@@ -32,58 +36,36 @@ CREATE TABLE IF NOT EXISTS feedback (
     answer_id TEXT PRIMARY KEY REFERENCES answers(id),
     helpful INTEGER NOT NULL,
     comment TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    created_at {real} NOT NULL,
+    updated_at {real} NOT NULL
 );
 CREATE INDEX IF NOT EXISTS feedback_time ON feedback(updated_at);
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY);
 """
+SCHEMA_VERSION = 1
 
 
-@contextmanager
-def _unavailable(path: Path) -> Iterator[None]:
-    """A read-only folder, a full disk or a broken file: one :class:`StoreUnavailable` saying so."""
-    try:
-        yield
-    except (sqlite3.Error, OSError) as exc:
-        raise StoreUnavailable(f"the feedback store {path} cannot be written ({exc}); try again later") from None
+class FeedbackStore(ABC):
+    """What every store does, in SQL both databases read; a subclass connects and runs the statements."""
 
+    DAY = ""  # the SQL of an epoch time's day, YYYY-MM-DD
 
-class FeedbackStore:
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
+    @abstractmethod
+    def open(self) -> FeedbackStore: ...
 
-    def open(self) -> FeedbackStore:
-        if self._db is None:
-            with _unavailable(self.path):
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=FULL")
-                db.execute("PRAGMA foreign_keys=ON")
-                db.executescript(SCHEMA)
-                self._db = db
-        return self
+    @abstractmethod
+    def close(self) -> None: ...
 
-    def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
+    @abstractmethod
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        self.open()
-        assert self._db is not None
-        with self._lock, _unavailable(self.path):
-            return self._db.execute(sql, args).fetchall()
+        """Run one statement (``?`` placeholders) and return its rows."""
 
     def record_answer(self, answer_id: str, answer: Answer) -> None:
         passages = [
             {"id": p.id, "score": p.score, "dense": p.dense_score, "bm25": p.bm25_score} for p in answer.passages
         ]
         self._run(
-            "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
             (
                 answer_id,
                 time.time(),
@@ -152,10 +134,7 @@ class FeedbackStore:
         return out
 
     def stats(self) -> dict[str, Any]:
-        per_day = self._run(
-            "SELECT date(updated_at, 'unixepoch') AS day, COUNT(*), SUM(helpful) FROM feedback "
-            "GROUP BY day ORDER BY day"
-        )
+        per_day = self._run(f"SELECT {self.DAY} AS day, COUNT(*), SUM(helpful) FROM feedback GROUP BY day ORDER BY day")
         entries: dict[str, list[int]] = {}
         for item in self.feedback():
             for entry_id in item["cited_ids"]:
@@ -172,3 +151,111 @@ class FeedbackStore:
             "answers": self._run("SELECT COUNT(*) FROM answers")[0][0],
             "ratings": self._run("SELECT COUNT(*) FROM feedback")[0][0],
         }
+
+    def _migrate(self) -> None:
+        """Create the tables, or bring them to this version (each change a numbered step)."""
+        if not self._run("SELECT version FROM schema_version WHERE version = ?", (SCHEMA_VERSION,)):
+            self._run("INSERT INTO schema_version VALUES (?) ON CONFLICT DO NOTHING", (SCHEMA_VERSION,))
+
+
+@contextmanager
+def _unavailable(where: object, errors: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """A read-only folder, a full disk, a database down: one :class:`StoreUnavailable` saying so."""
+    try:
+        yield
+    except errors as exc:
+        raise StoreUnavailable(f"the feedback store {where} cannot be written ({exc}); try again later") from None
+
+
+class SqliteStore(FeedbackStore):
+    """One SQLite file (WAL, synchronous writes): the embedded default, shared by the workers of one machine."""
+
+    DAY = "date(updated_at, 'unixepoch')"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+
+    def open(self) -> SqliteStore:
+        if self._db is None:
+            with _unavailable(self.path, (sqlite3.Error, OSError)):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                db.execute("PRAGMA foreign_keys=ON")
+                db.executescript(SCHEMA.format(real="REAL"))
+                self._db = db
+            self._migrate()
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        self.open()
+        assert self._db is not None
+        with self._lock, _unavailable(self.path, (sqlite3.Error, OSError)):
+            return self._db.execute(sql, args).fetchall()
+
+
+class PostgresStore(FeedbackStore):
+    """PostgreSQL through a connection pool (``RAG_DATABASE_URL``): one store for every replica."""
+
+    DAY = "to_char(to_timestamp(updated_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+    def __init__(self, url: str, max_connections: int = 8) -> None:
+        self.url, self.max_connections = url, max_connections
+        self._pool = None
+        self._lock = threading.Lock()
+
+    @property
+    def _where(self) -> str:
+        return re.sub(r"//[^@/]*@", "//", self.url)  # never the password
+
+    def open(self) -> PostgresStore:
+        import psycopg
+        from psycopg_pool import ConnectionPool, PoolTimeout
+
+        with self._lock:
+            if self._pool is None:
+                with _unavailable(self._where, (psycopg.Error, PoolTimeout, OSError)):
+                    pool = ConnectionPool(
+                        self.url, min_size=1, max_size=self.max_connections, kwargs={"autocommit": True}, open=False
+                    )
+                    pool.open(wait=True, timeout=10)
+                    with pool.connection() as db:
+                        db.execute(SCHEMA.format(real="DOUBLE PRECISION"))
+                    self._pool = pool
+        self._migrate()
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        if self._pool is None:
+            self.open()
+        with _unavailable(self._where, (psycopg.Error, PoolTimeout, OSError)), self._pool.connection(timeout=10) as db:
+            cursor = db.execute(sql.replace("?", "%s"), args)
+            return cursor.fetchall() if cursor.description else []
+
+
+def make_store(settings: Settings) -> FeedbackStore:
+    """PostgreSQL when ``RAG_DATABASE_URL`` names one, else the SQLite file beside the index."""
+    url = settings.http.database_url
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(url)
+    if url:
+        raise ConfigError("RAG_DATABASE_URL must be a postgresql:// URL (leave it empty for the SQLite file)")
+    return SqliteStore(settings.feedback_path)

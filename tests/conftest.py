@@ -129,3 +129,21 @@ def cnil_faq() -> Path:
     if not path.exists():
         pytest.fail(f"the CNIL benchmark is expected at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL cluster for the session (Debian's binaries; `.ci/run` installs them)."""
+    from .services import postgres
+
+    with postgres() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A throwaway Redis server for the session."""
+    from .services import redis
+
+    with redis() as url:
+        yield url

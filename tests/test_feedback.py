@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from rag.config import Settings
-from rag.feedback import FeedbackStore, UnknownAnswer
+from rag.feedback import PostgresStore, SqliteStore, UnknownAnswer
 from rag.http import create_app
 from rag.models import Answer, Citation, Hit
 
@@ -31,8 +31,19 @@ def _answer(query: str, cited: list[str], abstained: bool = False) -> Answer:
     return Answer(query=query, answer="a", abstained=abstained, citations=citations, passages=hits)
 
 
-def test_store_records_updates_exports_and_counts(tmp_path: Path) -> None:
-    store = FeedbackStore(tmp_path / "fb.sqlite3").open()
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.slow)])
+def store(request, tmp_path: Path):
+    """The same tests run against both stores."""
+    if request.param == "sqlite":
+        made = SqliteStore(tmp_path / "fb.sqlite3").open()
+    else:
+        made = PostgresStore(request.getfixturevalue("postgres_url")).open()
+        made._run("TRUNCATE feedback, answers")
+    yield made
+    made.close()
+
+
+def test_store_records_updates_exports_and_counts(store) -> None:
     store.record_answer("a1", _answer("q1", ["e1"]))
     store.record_answer("a2", _answer("q2", ["e2", "e1"]))
     store.record_answer("a3", _answer("q3", [], abstained=True))
@@ -53,6 +64,11 @@ def test_store_records_updates_exports_and_counts(tmp_path: Path) -> None:
     assert stats["answers"] == 3 and stats["ratings"] == 2
     assert stats["per_day"][0]["helpful_rate"] == 0.5
     assert stats["least_helpful_entries"][0] == {"id": "e2", "ratings": 1, "helpful_rate": 0.0}
+    assert store._run("SELECT version FROM schema_version") == [(1,)]
+
+
+def test_sqlite_store_writes_ahead(tmp_path: Path) -> None:
+    SqliteStore(tmp_path / "fb.sqlite3").open().close()
     mode = sqlite3.connect(tmp_path / "fb.sqlite3").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
 
@@ -89,7 +105,7 @@ def test_feedback_api_and_concurrent_clients(built_dir: Path, tmp_path: Path) ->
         admin = httpx.get(f"{base}/admin/feedback", headers={"Authorization": "Bearer adm"}).json()
         assert admin["stats"]["ratings"] == 61
         assert httpx.get(f"{base}/admin/feedback").status_code == 401
-    rows = {r["answer_id"]: r for r in FeedbackStore(db).open().feedback()}
+    rows = {r["answer_id"]: r for r in SqliteStore(db).open().feedback()}
     assert set(ids) | {first} == set(rows)
     for i, answer_id in enumerate(ids):
         assert rows[answer_id]["helpful"] is (i % 2 == 0) and rows[answer_id]["comment"] == f"client {i}"

@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 
 from ..config import Settings
 from ..errors import ApiError, StoreUnavailable
-from ..feedback import FeedbackStore
+from ..feedback import FeedbackStore, make_store
 from ..models import Answer, SearchResult
 from ..service import RagService
 from ..store import version_dir
@@ -47,7 +47,7 @@ class AppState:
             http.auth_failures_per_minute,
             http.redis_url or "memory://",
         )
-        self.store = self.store or FeedbackStore(self.settings.feedback_path)
+        self.store = self.store or make_store(self.settings)
         self.reindexer = self.reindexer or Reindexer(self.service, self.index_loaded)
 
     def index_loaded(self) -> None:
