@@ -69,8 +69,7 @@ def signals(retriever: HybridRetriever, ranking: Ranking, language: str = "fr") 
         # the share of the question's weight found in the preferred entries' passages, the entries weighted
         # by how close they are to the best one (a near tie between two entries cannot flip it)
         for entry, share in _preferred(ranking):
-            chunk = index.chunks[retriever.best_chunk(entry, ranking)]
-            known = set(retriever.analyzer(index.glossary.expand(chunk.embed_text)))
+            known = index.chunk_terms(retriever.best_chunk(entry, ranking), retriever.analyzer)
             out["lex_cover"] += share * sum(w for t, w in weights.items() if t in known) / total
     present = np.isfinite(ranking.dense)
     if not foreign and present.any() and (ranking.lexical > 0).any():

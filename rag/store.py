@@ -22,7 +22,7 @@ import math
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,6 +134,7 @@ class FaqIndex:
         vocabulary = self.bm25.vocab_dict.items()
         self.idf = {t: math.log((chunks + 1) / (doc_freq[i] + 0.5)) for t, i in vocabulary if i < len(doc_freq)}
         self.unknown_idf = math.log((chunks + 1) / 0.5)
+        self._chunk_terms: dict[int, frozenset[str]] = {}
 
     @property
     def version(self) -> str:
@@ -154,6 +155,14 @@ class FaqIndex:
                         values = counts.setdefault(name, {})
                         values[str(item)] = values.get(str(item), 0) + 1
         return {f: dict(sorted(v.items())) for f, v in sorted(counts.items()) if len(v) <= max_values}
+
+    def chunk_terms(self, row: int, analyzer: Callable[[str], list[str]]) -> frozenset[str]:
+        """The BM25 terms of a chunk (its text with the glossary's expansions), computed once per chunk."""
+        terms = self._chunk_terms.get(row)
+        if terms is None:
+            terms = frozenset(analyzer(self.glossary.expand(self.chunks[row].embed_text)))
+            self._chunk_terms[row] = terms
+        return terms
 
     def key_rows(self) -> dict[bytes, int]:
         return {bytes(key): row for row, key in enumerate(self.keys)}
