@@ -275,8 +275,7 @@ class RagService:
         """Example questions for the page: the setting, else the shortest of the FAQ's own questions."""
         if self.settings.answer.examples or not self.ready:
             return list(self.settings.answer.examples)
-        questions = [e.question for e in self.index.entries if e.question and len(e.question) <= 90]
-        return sorted(questions, key=len)[:count]
+        return self.index.short_questions[:count]
 
     def signals(self, query: str) -> dict[str, float]:
         """The retrieval signals the confidence is computed from (for calibration and diagnosis)."""

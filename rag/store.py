@@ -24,6 +24,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ FORMAT_VERSION = 5
 MANIFEST = "manifest.json"
 CURRENT = "current"
 VERSIONS = "versions"
+MAX_FACET_VALUES = 100
 KEEP_VERSIONS = 2  # the one in service and the one before it (a replica may still be reading it)
 REBUILD_HINT = "Run `rag index` to build it again."
 # the settings that shape an index: all recorded in its manifest, any change means a rebuild
@@ -144,8 +146,10 @@ class FaqIndex:
         i = self.by_id.get(entry_id)
         return None if i is None else self.entries[i]
 
-    def facets(self, max_values: int = 100) -> dict[str, dict[str, int]]:
-        """Each metadata field with few enough distinct values to filter on, and how many entries have each."""
+    @cached_property
+    def facets(self) -> dict[str, dict[str, int]]:
+        """Each metadata field with few enough distinct values to filter on (at most :data:`MAX_FACET_VALUES`),
+        and how many entries have each; computed once per index."""
         counts: dict[str, dict[str, int]] = {}
         for entry in self.entries:
             fields = {**entry.metadata, "source": entry.source}
@@ -154,7 +158,12 @@ class FaqIndex:
                     if isinstance(item, str | int | bool):
                         values = counts.setdefault(name, {})
                         values[str(item)] = values.get(str(item), 0) + 1
-        return {f: dict(sorted(v.items())) for f, v in sorted(counts.items()) if len(v) <= max_values}
+        return {f: dict(sorted(v.items())) for f, v in sorted(counts.items()) if len(v) <= MAX_FACET_VALUES}
+
+    @cached_property
+    def short_questions(self) -> list[str]:
+        """The entries' questions, shortest first (those over 90 characters left out): example questions."""
+        return sorted((e.question for e in self.entries if e.question and len(e.question) <= 90), key=len)
 
     def chunk_terms(self, row: int, analyzer: Callable[[str], list[str]]) -> frozenset[str]:
         """The BM25 terms of a chunk (its text with the glossary's expansions), computed once per chunk."""

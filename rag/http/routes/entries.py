@@ -20,7 +20,7 @@ router = APIRouter(tags=["entries"], dependencies=[Depends(guard)])
 async def facets(service: ServiceDep) -> dict[str, dict[str, int]]:
     """The FAQ's metadata fields usable as ``filters`` in /search and /ask, with their values and how many
     entries have each."""
-    return service.index.facets()
+    return service.index.facets
 
 
 @router.get("/entries")

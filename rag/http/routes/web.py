@@ -15,6 +15,6 @@ router = APIRouter(include_in_schema=False)
 async def page(service: ServiceDep) -> HTMLResponse:
     """The page, with the FAQ's name, example questions and facets (once the index is loaded)."""
     answer = service.settings.answer
-    facets = service.index.facets() if service.ready else {}
+    facets = service.index.facets if service.ready else {}
     html = index_page(answer.faq_name, answer.support_url, service.examples(), facets)
     return HTMLResponse(html, headers=SECURITY_HEADERS)
