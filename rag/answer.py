@@ -59,6 +59,9 @@ def _cite(sentence: str, number: int) -> str:
     return f"{sentence} [{number}]\n" if "\n" in sentence else f"{sentence} [{number}]"
 
 
+EXPANSION_WEIGHT = 0.5
+
+
 class ExtractiveGenerator:
     """Picks sentences by query-term overlap (with a lead-sentence prior) from the top entries."""
 
@@ -70,16 +73,18 @@ class ExtractiveGenerator:
         self.max_sentences = settings.answer_sentences
         self.analyzer = FrenchAnalyzer()
 
-    def _score(self, sentence: str, position: int, terms: set[str]) -> float:
+    def _score(self, sentence: str, position: int, weights: dict[str, float]) -> float:
         words = self.analyzer(URL.sub(" ", sentence))
         if not words:
             return 0.0
-        overlap = len(terms & set(words))
+        overlap = sum(weights.get(w, 0.0) for w in set(words))
         return overlap / math.sqrt(len(words)) + (0.35 if position == 0 else 0.0)
 
     def _scored(self, result: SearchResult) -> list[tuple[float, int, int, str]]:
         """(score, passage number, position, sentence) for the sentences of the top entries."""
-        terms = set(result.terms or self.analyzer(result.query))
+        # the question's own words count fully, the glossary's expansions of them half
+        own = set(result.own_terms or self.analyzer(result.query))
+        weights = {t: 1.0 if t in own else EXPANSION_WEIGHT for t in set(result.terms) | own}
         scored = []
         top_score = result.results[0].score
         for number, hit in enumerate(result.results[: self.max_entries], start=1):
@@ -87,7 +92,7 @@ class ExtractiveGenerator:
                 break
             for position, sentence in enumerate(sentence_units(hit.text)):
                 # the retriever's order counts
-                scored.append((self._score(sentence, position, terms) / number, number, position, sentence))
+                scored.append((self._score(sentence, position, weights) / number, number, position, sentence))
         return scored
 
     def answer(self, result: SearchResult) -> Answer:

@@ -62,6 +62,7 @@ class SearchResult(BaseModel):
         None, description="the question answered, when a follow-up was read with the one before"
     )
     terms: list[str] = Field(default_factory=list, exclude=True)  # the searched terms, for picking sentences
+    own_terms: list[str] = Field(default_factory=list, exclude=True)  # those of the question itself
 
     def served(self) -> SearchResult:
         """What a user is shown: no entries when the service declines."""

@@ -249,6 +249,7 @@ class RagService:
             results=retriever.hits(ranking, k),
             confidence=round(confidence, 4),
             terms=ranking.prepared.lexical_terms,
+            own_terms=ranking.prepared.terms,
             judge=verdict,
         )
 

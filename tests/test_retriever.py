@@ -139,3 +139,22 @@ def test_a_follow_up_is_read_with_the_question_before(make_service) -> None:
     assert follow.passages[0].id == "solde"
     switch = service.ask("Quelle messagerie sécurisée utiliser ?", 2, history=history)
     assert switch.resolved is None and switch.passages[0].id == "mss"
+
+
+def test_the_answer_prefers_sentences_with_the_question_s_own_words() -> None:
+    from rag.answer import ExtractiveGenerator
+    from rag.config import AnswerSettings
+    from rag.models import Hit, SearchResult
+
+    text = "Organisme payeur. Organisme payeur agréé par l'État pour les paiements. Le dossier non signé est refusé."
+    hit = Hit(id="e", question=None, text=text, score=1.0, url="/entries/e")
+    # "signé" is the question's own word; "organisme payeur" came from the glossary (the question said "ASP")
+    result = SearchResult(
+        query="dossier ASP signé ?",
+        abstained=False,
+        results=[hit],
+        terms=["sign", "organ", "payeur"],
+        own_terms=["sign"],
+    )
+    answer = ExtractiveGenerator(AnswerSettings(answer_sentences=2)).answer(result)
+    assert "non signé" in answer.answer and "agréé" not in answer.answer
