@@ -165,6 +165,12 @@ FLAT: dict[str, tuple[str, str]] = {
 }
 
 
+# settings that were renamed with another meaning: naming them is an error that says what replaced them
+RETIRED = {
+    "min_score": "set RAG_MIN_CONFIDENCE instead, a probability in [0, 1] (unset: the calibration's threshold)",
+}
+
+
 def nest(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """``{"fusion": "bm25"}`` → ``{"retrieval": {"fusion": "bm25"}}``; unknown names are a :class:`ConfigError`."""
     out: dict[str, dict[str, Any]] = {}
@@ -188,6 +194,9 @@ class _FlatEnv(PydanticBaseSettingsSource):
         if env_file.is_file():
             found.update({k.lower(): v for k, v in dotenv_values(env_file).items() if v is not None})
         found.update({k.lower(): v for k, v in os.environ.items()})
+        for name, advice in RETIRED.items():
+            if f"rag_{name}" in found:
+                raise ConfigError(f"RAG_{name.upper()} is no longer read: {advice}")
         return nest({k[4:]: v for k, v in found.items() if k.startswith("rag_") and k[4:] in FLAT})
 
 

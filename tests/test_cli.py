@@ -139,3 +139,8 @@ def test_search_filters_on_metadata(tmp_path: Path, tiny_jsonl: Path) -> None:
     assert {r["id"] for r in json.loads(other.stdout)["results"]} <= {"solde"}
     wrong = rag("search", "--index-dir", str(index_dir), "--filter", "theme", "solde")
     assert wrong.returncode == 1 and "FIELD=VALUE" in wrong.stderr
+
+
+def test_a_retired_setting_is_one_clear_error() -> None:
+    done = rag("search", "solde", env={"RAG_MIN_SCORE": "2.0"})
+    assert done.returncode == 1 and "RAG_MIN_CONFIDENCE" in done.stderr and "Traceback" not in done.stderr

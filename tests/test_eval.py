@@ -92,7 +92,7 @@ def test_cli_gate_exit_codes(service: RagService, tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=300,
-        env={**env, "RAG_FUSION": "bm25", "RAG_MIN_SCORE": "0", "RAG_INDEX_DIR": str(tmp_path / "i2")},
+        env={**env, "RAG_FUSION": "bm25", "RAG_MIN_CONFIDENCE": "0", "RAG_INDEX_DIR": str(tmp_path / "i2")},
     )
     assert bad.returncode == 2 and "gate failed" in bad.stderr
 
