@@ -86,12 +86,6 @@ def index(
     build_with_progress(RagService(make_settings(index_dir, sources=source or None)))
 
 
-def served_at(service: RagService) -> str:
-    """Links printed by the CLI point at the service as `rag serve` runs it (RAG_PUBLIC_URL overrides)."""
-    http = service.settings.http
-    return f"http://{http.host}:{http.port}"
-
-
 def _load(index_dir: Path | None) -> RagService:
     service = RagService(make_settings(index_dir))
     service.load()
@@ -113,7 +107,7 @@ def search(
     service = _load(index_dir)
     filters = parse_filters(filter_ or [])
     for question in questions:
-        result = service.search(question, k, filters, served_at(service))
+        result = service.search(question, k, filters, service.address)
         if as_json:
             payload = result.model_dump(include={"query", "abstained", "confidence", "results"})
             for hit in payload["results"]:  # the retrieval internals stay out; the reranker's score when there is one
@@ -156,7 +150,7 @@ def ask(
 ) -> None:
     """Answer a question with numbered citations to FAQ entries."""
     service = _load(index_dir)
-    result = service.ask(question, k, None, served_at(service))
+    result = service.ask(question, k, None, service.address)
     if as_json:
         payload = result.model_dump(exclude={"citations": {"__all__": {"question"}}})
         sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")

@@ -10,7 +10,7 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 
 from .errors import RagError
-from .service import RagService, entry_url
+from .service import RagService
 
 
 def _hit(hit: Any) -> dict[str, Any]:
@@ -25,8 +25,8 @@ def _hit(hit: Any) -> dict[str, Any]:
 
 
 def make_server(service: RagService) -> MCPServer:
-    """An MCP server whose tools call the service's own methods. Links are absolute: ``RAG_PUBLIC_URL``, else
-    the address the service listens on."""
+    """An MCP server whose tools call the service's own methods. Links are absolute: under ``RAG_PUBLIC_URL``,
+    else the address the service listens on."""
     faq = service.settings.answer.faq_name
     server = MCPServer(
         name="faq-rag",
@@ -34,8 +34,7 @@ def make_server(service: RagService) -> MCPServer:
         "entry, or ask for a short cited answer; when the FAQ does not cover a question, say so.",
     )
 
-    http = service.settings.http
-    base = service.settings.answer.public_url or f"http://{http.host}:{http.port}"
+    base = service.address  # RAG_PUBLIC_URL, when set, comes first (service.entry_link)
 
     async def call(fn, *args):
         try:
@@ -56,7 +55,7 @@ def make_server(service: RagService) -> MCPServer:
         entry = service.index.entry(entry_id)
         if entry is None:
             raise ValueError(f"no FAQ entry has the id '{entry_id}'")
-        link = entry.url or entry_url(entry.id, base)
+        link = service.entry_link(entry.id, entry.url, base)
         return {
             "id": entry.id,
             "question": entry.question,

@@ -61,6 +61,7 @@ class SearchResult(BaseModel):
     resolved: str | None = Field(
         None, description="the question answered, when a follow-up was read with the one before"
     )
+    smalltalk: bool = Field(False, exclude=True)  # a greeting or thanks, not a question
     terms: list[str] = Field(default_factory=list, exclude=True)  # the searched terms, for picking sentences
     own_terms: list[str] = Field(default_factory=list, exclude=True)  # those of the question itself
 

@@ -57,11 +57,6 @@ class _Loaded:
     rewriter: Rewriter | None
 
 
-def entry_url(entry_id: str, base_url: str = "") -> str:
-    """The page of an entry in this service."""
-    return f"{base_url.rstrip('/')}/entries/{entry_id}"
-
-
 class RagService:
     """Search and answer over the configured index."""
 
@@ -113,9 +108,13 @@ class RagService:
         setting = self.settings.retrieval.min_confidence
         if setting is not None:
             return setting
-        if self.calibration.embedder not in {"", self.embedder.name}:
-            return 0.0  # a calibration made for another encoder says nothing here: answer, never decline
-        return self.calibration.threshold
+        # a calibration made for another encoder says nothing here: answer, never decline
+        return self.calibration.threshold if self.calibrated else 0.0
+
+    @property
+    def calibrated(self) -> bool:
+        """The confidence was fitted for this encoder (or the file does not say for which)."""
+        return self.calibration.embedder in {"", self.embedder.name}
 
     def _state(self) -> _Loaded:
         loaded = self._loaded
@@ -146,7 +145,7 @@ class RagService:
             rewriter = Rewriter(client, prompts.rewrite, self.settings.llm, faq)
             if self.settings.llm.judge:
                 judge = Judge(client, prompts.judge, self.settings.llm, faq)
-        if self.calibration.embedder not in {"", self.embedder.name}:
+        if not self.calibrated:
             log.warning(
                 "the confidence was calibrated for %s, not %s: questions are never declined; run `rag calibrate`",
                 self.calibration.embedder,
@@ -231,7 +230,7 @@ class RagService:
     def _decide(self, state: _Loaded, query: str, k: int, filters: Mapping[str, Any] | None) -> SearchResult:
         """Rank, compute the confidence (with the LLM's verdict when it can change the decision), rerank."""
         if smalltalk(query):
-            return SearchResult(query=query, abstained=True, results=[], confidence=0.0)
+            return SearchResult(query=query, abstained=True, results=[], confidence=0.0, smalltalk=True)
         retriever = state.retriever
         ranking = retriever.rank(retriever.prepare(query), filters)
         if not ranking.order:
@@ -283,10 +282,20 @@ class RagService:
         retriever = self._state().retriever
         return signals(retriever, retriever.rank(retriever.prepare(query)), self.settings.answer.language)
 
+    def entry_link(self, entry_id: str, own_url: str | None, base_url: str | None = None) -> str:
+        """An entry's own URL, else its page in this service: under ``RAG_PUBLIC_URL``, else ``base_url``
+        (the address the client used)."""
+        base = self.settings.answer.public_url or base_url or ""
+        return own_url or f"{base.rstrip('/')}/entries/{entry_id}"
+
+    @property
+    def address(self) -> str:
+        """Where `rag serve` listens: the base of links given outside a request (CLI, MCP over stdio)."""
+        return f"http://{self.settings.http.host}:{self.settings.http.port}"
+
     def link(self, result: SearchResult, base_url: str | None = None) -> SearchResult:
         """Give every hit without a URL of its own its page in this service."""
-        base = self.settings.answer.public_url or base_url or ""
-        hits = [h if h.url else h.model_copy(update={"url": entry_url(h.id, base)}) for h in result.results]
+        hits = [h.model_copy(update={"url": self.entry_link(h.id, h.url, base_url)}) for h in result.results]
         return result.model_copy(update={"results": hits})
 
     def search(
@@ -304,7 +313,7 @@ class RagService:
     def answer(self, result: SearchResult) -> Answer:
         """The cited answer for a (linked, served) search result: the LLM's when one is configured."""
         state = self._state()
-        if smalltalk(result.query):
+        if result.smalltalk:
             return smalltalk_answer(result, self.settings.answer)
         return _in_context((state.llm or state.extractive).answer(result), result)
 
@@ -322,7 +331,7 @@ class RagService:
         """Pieces of the answer text as they are ready, then the complete :class:`Answer`.
         A :class:`Reset` means: forget the pieces so far, a replacement follows."""
         state = self._state()
-        if state.llm is not None and not smalltalk(result.query):
+        if state.llm is not None and not result.smalltalk:
             for item in state.llm.stream(result):
                 yield _in_context(item, result) if isinstance(item, Answer) else item
             return

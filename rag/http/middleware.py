@@ -11,11 +11,10 @@ from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 
 from .deps import AppState
-from .errors import BodyLimitMiddleware, error_response
+from .errors import BodyLimitMiddleware, unexpected
 from .security import ForwardedHeaders, networks
 
 access_log = logging.getLogger("rag.access")
-log = logging.getLogger("rag.api")
 
 
 def install_middleware(app: FastAPI, state: AppState) -> None:
@@ -28,8 +27,7 @@ def install_middleware(app: FastAPI, state: AppState) -> None:
         try:
             response = await call_next(request)
         except Exception:  # answered here, so that the server keeps the client's connection open
-            log.exception("unexpected error on %s %s", request.method, request.url.path)
-            response = error_response(500, "internal_error", "something went wrong on our side; it has been logged")
+            response = unexpected(request)
         try:
             status = response.status_code
             return response

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from ...errors import ApiError
-from ...service import entry_url
 from ...web import PER_PAGE, SECURITY_HEADERS, entries_page, entry_page
 from ..deps import ServiceDep, base_url, guard
 from ..schemas import EntryResponse
@@ -34,8 +33,8 @@ async def entries(request: Request, service: ServiceDep, page: int = Query(1, ge
     if _wants_html(request):
         html = entries_page(service.settings.answer.faq_name, shown, page, pages)
         return HTMLResponse(html, headers=SECURITY_HEADERS)
-    base = service.settings.answer.public_url or base_url(request)
-    rows = [{"id": e.id, "question": e.question, "url": e.url or entry_url(e.id, base)} for e in shown]
+    base = base_url(request)
+    rows = [{"id": e.id, "question": e.question, "url": service.entry_link(e.id, e.url, base)} for e in shown]
     return {"page": page, "pages": pages, "total": len(all_entries), "entries": rows}
 
 
@@ -45,7 +44,7 @@ async def entry(entry_id: str, request: Request, service: ServiceDep) -> Any:
     found = service.index.entry(entry_id)
     if found is None:
         raise ApiError(404, "unknown_entry", f"no FAQ entry has the id '{entry_id}'")
-    link = found.url or entry_url(found.id, service.settings.answer.public_url or base_url(request))
+    link = service.entry_link(found.id, found.url, base_url(request))
     body = EntryResponse(**found.model_dump(exclude={"url"}), url=link)
     if _wants_html(request):
         return HTMLResponse(entry_page(body), headers=SECURITY_HEADERS)
