@@ -43,6 +43,7 @@ bench:
 	$(VENV)/bin/python -m bench.run
 	$(VENV)/bin/python -m bench.performance
 	$(VENV)/bin/python -m bench.reliability
+	$(VENV)/bin/python -m bench.embeddings
 
 clean:
 	rm -rf index/built $(VENV) .pytest_cache .ruff_cache

@@ -32,6 +32,8 @@ FEATURES = (
     "foreign",
     "unknown_names",
 )
+# the signals that need the question's vector
+DENSE_FEATURES = ("dense_top", "dense_margin", "dense_z", "agree")
 # an acronym or a name written with capitals inside it (DMP, HDS, SESAM-Vitale, eCPS): a precise topic
 NAME = re.compile(r"\b(?:[A-Z]{2,}[\w-]*|\w+[A-Z]\w*)\b")
 TOP = 20  # the standout is measured against this many best entries, whatever the corpus size
@@ -56,6 +58,9 @@ def signals(retriever: HybridRetriever, ranking: Ranking, language: str = "fr") 
     # precise topics (acronyms, names) the FAQ never mentions, even through its glossary
     names = [retriever.analyzer(name) for name in NAME.findall(ranking.prepared.query)]
     out["unknown_names"] = float(min(sum(1 for n in names if n and not all(t in index.idf for t in n)), 2))
+    if ranking.degraded:
+        for name in DENSE_FEATURES:  # unknown, not zero: the calibration takes its mean
+            del out[name]
     if not ranking.order:
         return out
     dense = np.sort(ranking.dense[np.isfinite(ranking.dense)])[::-1][:TOP]
@@ -103,8 +108,9 @@ class Calibration:
     fitted_on: str = ""
 
     def probability(self, values: dict[str, float]) -> float:
+        """A signal missing from ``values`` counts as its mean over the calibration questions."""
         z = self.intercept + sum(
-            w * (values.get(f, 0.0) - m) / s for f, m, s, w in zip(self.features, self.mean, self.scale, self.coef)
+            w * (values.get(f, m) - m) / s for f, m, s, w in zip(self.features, self.mean, self.scale, self.coef)
         )
         return 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))
 

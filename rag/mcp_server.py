@@ -47,7 +47,8 @@ def make_server(service: RagService) -> MCPServer:
         """The FAQ entries that answer a question (none when the FAQ does not cover it), with links and facets."""
         result = await call(service.search, question, k, filters or None, base)
         hits = [_hit(h) for h in result.results]
-        return {"question": question, "declined": result.abstained, "confidence": result.confidence, "results": hits}
+        found = {"question": question, "declined": result.abstained, "confidence": result.confidence, "results": hits}
+        return found | {"degraded": result.degraded}
 
     @server.tool()
     async def read_entry(entry_id: str) -> dict[str, Any]:
@@ -74,6 +75,7 @@ def make_server(service: RagService) -> MCPServer:
             "declined": answer.abstained,
             "confidence": answer.confidence,
             "resolved": answer.resolved,
+            "degraded": answer.degraded,
             "note": answer.note,
             "citations": [c.model_dump() for c in answer.citations],
         }

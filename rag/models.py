@@ -61,6 +61,9 @@ class SearchResult(BaseModel):
     resolved: str | None = Field(
         None, description="the question answered, when a follow-up was read with the one before"
     )
+    degraded: str | None = Field(
+        None, description="a stage that failed and was done without: embeddings (BM25 ranked alone)"
+    )
     smalltalk: bool = Field(False, exclude=True)  # a greeting or thanks, not a question
     terms: list[str] = Field(default_factory=list, exclude=True)  # the searched terms, for picking sentences
     own_terms: list[str] = Field(default_factory=list, exclude=True)  # those of the question itself
@@ -90,6 +93,9 @@ class Answer(BaseModel):
     note: str | None = Field(None, description="a word to the reader, e.g. that the quoted sources are in French")
     resolved: str | None = Field(
         None, description="the question answered, when a follow-up was read with the one before"
+    )
+    degraded: str | None = Field(
+        None, description="a stage that failed and was done without: embeddings (BM25 ranked alone)"
     )
     fallback: bool = Field(False, description="the LLM draft was replaced by the extractive answer")
     fallback_reason: str | None = Field(None, description="why: timeout, http_500, stream_cut, malformed, …")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,10 +13,11 @@ import numpy as np
 
 from .analyzer import FrenchAnalyzer
 from .config import RetrievalSettings
-from .errors import UnknownFilter
+from .errors import EmbeddingsUnavailable, UnknownFilter
 from .models import Entry, Hit
 from .store import FaqIndex
 
+log = logging.getLogger("rag.retriever")
 QueryEncoder = Callable[[str], np.ndarray]
 
 
@@ -41,6 +43,7 @@ class Ranking:
     lexical_chunk: np.ndarray
     prepared: Prepared
     reranked: dict[int, float] = field(default_factory=dict)  # entry -> the reranker's score
+    degraded: str | None = None  # "embeddings": the question's vector could not be had, BM25 ranked alone
 
 
 def _matches(entry: Entry, filters: Mapping[str, Any]) -> bool:
@@ -76,15 +79,20 @@ class HybridRetriever:
         dense_chunk = np.full(n_entries, -1, dtype=np.int64)
         lexical = np.zeros(n_entries, dtype=np.float32)
         lexical_chunk = np.full(n_entries, -1, dtype=np.int64)
+        degraded = None
         if params.fusion != "bm25" and self.encode is not None:
-            self._dense(self.encode(prepared.dense), allowed, dense, dense_chunk)
+            try:
+                self._dense(self.encode(prepared.dense), allowed, dense, dense_chunk)
+            except EmbeddingsUnavailable as exc:
+                log.warning("%s: ranking with BM25 alone", exc)
+                degraded = "embeddings"
         if params.fusion != "dense":
             self._lexical(prepared.lexical_terms, allowed, lexical, lexical_chunk)
         fused = self._fuse(dense, lexical)
         if allowed is not None:
             fused[~allowed] = -np.inf
         order = [int(i) for i in np.argsort(-fused, kind="stable") if np.isfinite(fused[i])]
-        return Ranking(order, fused, dense, dense_chunk, lexical, lexical_chunk, prepared)
+        return Ranking(order, fused, dense, dense_chunk, lexical, lexical_chunk, prepared, degraded=degraded)
 
     def hits(self, ranking: Ranking, k: int) -> list[Hit]:
         return [self._hit(i, ranking) for i in ranking.order[:k]]

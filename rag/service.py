@@ -19,9 +19,9 @@ from .cache import LRUCache, cache_key, normalise_query
 from .confidence import Calibration, signals
 from .config import DEFAULT_SOURCE, Settings
 from .conversation import Rewriter, elliptical, joined
-from .embedders import Embedder, encoder_threads, make_embedder
+from .embedders import Embedder, encoder_threads, make_embedder, model_of
 from .encoder import QueryEncoder
-from .errors import IndexNotReady
+from .errors import EmbeddingsUnavailable, IndexNotReady
 from .generation import LLMGenerator, Reset
 from .glossary import Glossary
 from .indexing import Progress, build_index, source_records
@@ -74,9 +74,9 @@ class RagService:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = make_embedder(
-                self.settings.index, encoder_threads(self.settings.index, self.settings.http.workers)
-            )
+            settings = self.settings
+            threads = encoder_threads(settings.index, settings.http.workers)
+            self._embedder = make_embedder(settings.index, threads, settings.embeddings)
         return self._embedder
 
     @property
@@ -113,8 +113,9 @@ class RagService:
 
     @property
     def calibrated(self) -> bool:
-        """The confidence was fitted for this encoder (or the file does not say for which)."""
-        return self.calibration.embedder in {"", self.embedder.name}
+        """The confidence was fitted for this encoder's model (or the file does not say for which)."""
+        fitted = self.calibration.embedder
+        return not fitted or model_of(fitted) == model_of(self.embedder.name)
 
     def _state(self) -> _Loaded:
         loaded = self._loaded
@@ -159,9 +160,17 @@ class RagService:
         self.embedder.load()
         if self.reranker is not None:
             self.reranker.load()
-        index = load_index(self.settings.index.index_dir, self.embedder.name, self.embedder.dim)
+        index = load_index(self.settings.index.index_dir, self.embedder.name, self._dim())
         self._install(index)
         return index
+
+    def _dim(self) -> int | None:
+        """The embedder's vector size; None while an embeddings server cannot say (questions get BM25)."""
+        try:
+            return self.embedder.dim
+        except EmbeddingsUnavailable as exc:
+            log.warning("%s; serving with BM25 alone until it answers", exc)
+            return None
 
     @property
     def sources(self) -> list[Path]:
@@ -224,7 +233,8 @@ class RagService:
         if cached is not None:
             return cached.model_copy(update={"query": query})
         result = self._decide(state, query, k, filters)
-        self.results.put(key, result)
+        if not result.degraded:  # once the encoder is back, the question gets its full ranking
+            self.results.put(key, result)
         return result
 
     def _decide(self, state: _Loaded, query: str, k: int, filters: Mapping[str, Any] | None) -> SearchResult:
@@ -250,6 +260,7 @@ class RagService:
             terms=ranking.prepared.lexical_terms,
             own_terms=ranking.prepared.terms,
             judge=verdict,
+            degraded=ranking.degraded,
         )
 
     def in_context(
@@ -341,5 +352,7 @@ class RagService:
 
 
 def _in_context(answer: Answer, result: SearchResult) -> Answer:
-    """The answer says which question it answered when a follow-up was read with the one before."""
-    return answer.model_copy(update={"resolved": result.resolved}) if result.resolved else answer
+    """The answer says which question it answered when a follow-up was read with the one before, and
+    whether the search was degraded."""
+    update = {"resolved": result.resolved, "degraded": result.degraded}
+    return answer.model_copy(update={k: v for k, v in update.items() if v})

@@ -109,12 +109,14 @@ class AppState:
         return k
 
     def searched(self, result: SearchResult, endpoint: str, request: Request) -> None:
-        """Count a retrieval (declined, the LLM's verdict) and note it for the access log."""
+        """Count a retrieval (declined, the LLM's verdict, a stage done without) and note it for the access log."""
         request.state.abstained = result.abstained
         if result.abstained:
             self.metrics.abstentions.labels(endpoint).inc()
         if result.judge:
             self.metrics.llm_judge.labels(result.judge).inc()
+        if result.degraded:
+            self.metrics.degraded.labels(result.degraded).inc()
 
     def finish(self, answer: Answer, started: float) -> AskResponse:
         """Record the answer (for feedback) and count it; the response body of /ask."""

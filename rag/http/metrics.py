@@ -45,6 +45,12 @@ class Metrics:
             ["verdict"],
             registry=self.registry,
         )
+        self.degraded = Counter(
+            "rag_degraded_total",
+            "Questions answered without a failed stage (embeddings: ranked with BM25 alone)",
+            ["stage"],
+            registry=self.registry,
+        )
         self.store_errors = Counter(
             "rag_store_errors_total", "Answers or feedback the store could not record", registry=self.registry
         )

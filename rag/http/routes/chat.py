@@ -116,6 +116,7 @@ async def chat(body: ChatRequest, request: Request, state: StateDep) -> Any:
         "citations": [c.model_dump() for c in answer.citations],
         "abstained": answer.abstained,
         "confidence": answer.confidence,
+        "degraded": answer.degraded,
         **extra,
     }
 
@@ -166,6 +167,7 @@ def _stream(
     yield _chunk(ids, {"content": with_sources(final)[len(final.answer) :]})
     citations = [c.model_dump() for c in final.citations]
     usage = _usage(state, body, with_sources(final))
-    more = {"abstained": final.abstained, "confidence": final.confidence, "resolved": final.resolved, **extra}
+    more = {"abstained": final.abstained, "confidence": final.confidence, "resolved": final.resolved}
+    more |= {"degraded": final.degraded, **extra}
     yield _chunk(ids, {}, "stop", citations=citations, usage=usage, **more)
     yield ServerSentEvent("[DONE]")
