@@ -1,8 +1,9 @@
 """Micro-batching: concurrent requests for query vectors share one encoder call.
 
-A worker thread takes every request waiting when the encoder becomes free (and, optionally, waits up
-to ``max_wait`` for more), encodes them together and hands each caller its row. An idle service adds
-no delay; under load, requests that arrive while the encoder is busy ride in the next batch.
+A worker thread (one per lane of the encoder) takes every request waiting when it becomes free (and,
+optionally, waits up to ``max_wait`` for more), encodes them together and hands each caller its row.
+An idle service adds no delay; under load, requests that arrive while the lanes are busy ride in the
+next batch of the first lane to be free.
 """
 
 from __future__ import annotations
@@ -19,18 +20,21 @@ Encode = Callable[[Sequence[str]], np.ndarray]
 
 
 class MicroBatcher:
-    def __init__(self, encode: Encode, max_batch: int = 32, max_wait: float = 0.0) -> None:
-        self.encode, self.max_batch, self.max_wait = encode, max_batch, max_wait
+    def __init__(self, encode: Encode, max_batch: int = 32, max_wait: float = 0.0, lanes: int = 1) -> None:
+        self.encode, self.max_wait, self.lanes = encode, max_wait, lanes
+        self.max_batch = -(-max_batch // lanes)  # a lane leaves the rest of a long queue to the next free lane
         self._queue: queue.SimpleQueue[tuple[str, Future[np.ndarray]]] = queue.SimpleQueue()
-        self._worker: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
         self._start_lock = threading.Lock()
 
     def __call__(self, text: str, timeout: float | None = 60.0) -> np.ndarray:
-        if self._worker is None:
+        if not self._workers:
             with self._start_lock:
-                if self._worker is None:
-                    self._worker = threading.Thread(target=self._run, name="encoder-batcher", daemon=True)
-                    self._worker.start()
+                if not self._workers:
+                    for lane in range(self.lanes):
+                        worker = threading.Thread(target=self._run, name=f"encoder-lane-{lane}", daemon=True)
+                        worker.start()
+                        self._workers.append(worker)
         future: Future[np.ndarray] = Future()
         self._queue.put((text, future))
         return future.result(timeout)

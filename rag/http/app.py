@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..config import Settings, load_settings
+from ..logs import configure as configure_logging
 from ..service import RagService
 from ..web import STATIC_DIR
 from .assistants import McpEndpoint
@@ -72,4 +73,6 @@ def create_app(settings: Settings | None = None, rag: RagService | None = None) 
 
 def app_from_environment() -> FastAPI:
     """The app as each worker process makes it, from the environment (``rag serve --workers N``)."""
-    return create_app(load_settings())
+    settings = load_settings()
+    configure_logging(settings)  # a worker starts with no logging set up: the same lines as `rag serve`
+    return create_app(settings)
