@@ -232,6 +232,12 @@ def eval_cmd(
         task = progress.add_task("eval", total=len(items))
         outcomes = run_eval(items, backend, k, lambda done, _: progress.update(task, completed=done))
     report = score(items, outcomes)
+    if report["degraded"]:
+        err.print(
+            f"[yellow]warning:[/] {report['degraded']} questions were ranked with BM25 alone (the embeddings "
+            "server failed): these metrics are not those of the full service",
+            highlight=False,
+        )
     if out:
         write_outputs(out, items, outcomes, report)
     if as_json:

