@@ -165,19 +165,23 @@ class OpenAIEmbedder:
                     log.warning("the embeddings server refuses %s: asking without it from now on", field)
                     self._fields[field] = False
                     raise _Refused(field)
+            advice = {
+                401: "check RAG_EMBEDDINGS_API_KEY",
+                403: "check RAG_EMBEDDINGS_API_KEY",
+                404: "check RAG_EMBEDDINGS_BASE_URL (it usually ends in /v1) and the model's name",
+            }.get(status, "check RAG_EMBEDDER's model name and RAG_EMBEDDINGS_MAX_TOKENS")
             raise EmbeddingsUnavailable(
-                f"the embeddings server at {self.url} refused the request ({status}: {message.strip()}); "
-                "check RAG_EMBEDDER's model name and RAG_EMBEDDINGS_API_KEY"
+                f"the embeddings server at {self.url} refused the request ({status}: {message.strip()}); {advice}"
             )
         try:
             rows = sorted(_json(content)["data"], key=lambda d: d["index"])
+            if len(rows) != count:
+                raise ValueError(f"{len(rows)} vectors for {count} texts")
             vectors = np.vstack([_vector(row["embedding"]) for row in rows])
+            if not np.isfinite(vectors).all():
+                raise ValueError("numbers that are not finite")
         except (ValueError, KeyError, TypeError) as exc:
             raise EmbeddingsUnavailable(f"the embeddings server at {self.url} gave malformed vectors ({exc})") from None
-        if len(rows) != count or not np.isfinite(vectors).all():
-            raise EmbeddingsUnavailable(
-                f"the embeddings server at {self.url} gave {len(rows)} vectors for {count} texts, or non-finite ones"
-            )
         return vectors
 
 

@@ -123,13 +123,27 @@ def test_a_field_the_server_refuses_is_dropped_for_good(tiny_settings, field):
     assert len(refused) == 1 and fake.requests[0] is refused[0]
 
 
-@pytest.mark.parametrize("step", [{"garbage": True}, {"drop": True}, {"status": 401}])
-def test_nonsense_or_a_refusal_is_an_error_that_says_what(fake, tiny_settings, step):
+@pytest.mark.parametrize(
+    ("step", "said"),
+    [
+        ({"garbage": True}, "malformed"),
+        ({"drop": True}, r"malformed vectors \(\d vectors for \d texts"),
+        ({"status": 401}, "RAG_EMBEDDINGS_API_KEY"),
+        ({"status": 400}, "RAG_EMBEDDINGS_MAX_TOKENS"),
+    ],
+)
+def test_nonsense_or_a_refusal_is_an_error_that_says_what(fake, tiny_settings, step, said):
     fake.script(step)
-    service = remote(fake.base, tiny_settings, embeddings_retries=0)
-    with pytest.raises(EmbeddingsUnavailable) as failure:
+    service = remote(fake.base, tiny_settings, embeddings_retries=0, embeddings_batch_size=2)
+    with pytest.raises(EmbeddingsUnavailable, match=said):
         service.build()
-    assert ("RAG_EMBEDDINGS_API_KEY" in str(failure.value)) == ("status" in step)
+
+
+def test_a_wrong_base_url_is_named(fake, tiny_settings):
+    settings = tiny_settings.replace(embedder="openai:hash", embeddings_base_url=fake.base, embeddings_retries=0)
+    service = RagService(settings)  # the base URL without /v1: 404
+    with pytest.raises(EmbeddingsUnavailable, match="usually ends in /v1"):
+        service.build()
 
 
 def test_a_failing_server_leaves_questions_to_bm25_said_in_the_response_and_counted(fake, tiny_settings):
