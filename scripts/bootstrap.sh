@@ -20,12 +20,14 @@ fi
 if [ "$mode" = "dev" ]; then
   "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
   # Tests use Debian's packages, never downloads: Chromium for the browser tests, and real PostgreSQL,
-  # Redis and nginx servers (each test starts its own on free loopback ports).
+  # Redis and nginx servers (each test starts its own on free loopback ports); the benchmarks' load
+  # generator, wrk.
   missing=""
   command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
   command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
   { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } || missing="$missing nginx"
   ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$missing postgresql"
+  command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
   if [ -n "$missing" ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null) \
       || echo "warning: could not install:$missing" >&2
