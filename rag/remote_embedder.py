@@ -109,16 +109,18 @@ class OpenAIEmbedder:
             return np.zeros((0, self._dim or 0), dtype=np.float32)
         self.load()
         deadline = time.monotonic() + timeout
-        for attempt in range(retries + 1):
+        attempt = 0
+        while True:
             try:
                 vectors = self._request(list(texts), kind, deadline)
             except _Refused:
-                continue  # the refused field is dropped: ask again at once, this is not a failure
+                continue  # the refused field is dropped for good: ask again at once, this is not a failure
             except _Retry as exc:
                 wait = exc.after if exc.after is not None else self.opts.backoff * 2**attempt
-                if attempt == retries or time.monotonic() + wait >= deadline:
+                if attempt >= retries or time.monotonic() + wait >= deadline:
                     raise EmbeddingsUnavailable(f"the embeddings server at {self.url} {exc}. {_ADVICE}") from None
                 time.sleep(wait)
+                attempt += 1
                 continue
             if self._dim is not None and vectors.shape[1] != self._dim:
                 raise EmbeddingsUnavailable(
@@ -127,7 +129,6 @@ class OpenAIEmbedder:
                 )
             self._dim = vectors.shape[1]
             return normalise(vectors)
-        raise EmbeddingsUnavailable(f"the embeddings server at {self.url} refused every form of request. {_ADVICE}")
 
     def _request(self, texts: list[str], kind: str, deadline: float) -> np.ndarray:
         model = self.query_model if kind == "query" else self.passage_model

@@ -113,14 +113,15 @@ def test_a_server_that_is_down_is_named_by_rag_index(tmp_path, tiny_jsonl):
 
 
 @pytest.mark.parametrize("field", ["input_type", "encoding_format"])
-def test_a_field_the_server_refuses_is_dropped_for_good(tiny_settings, field):
+def test_a_field_the_server_refuses_is_dropped_for_good(field):
     fake = FakeEmbeddings(refuse=(field,))
     with running(fake.app) as base:
-        service = remote(base, tiny_settings)
-        service.build()
-        assert service.retrieve("solde").results[0].id == "solde"
-    refused = [r for r in fake.requests if field in r]
-    assert len(refused) == 1 and fake.requests[0] is refused[0]
+        settings = Settings(embedder="openai:hash", embeddings_base_url=f"{base}/v1")
+        embedder = make_embedder(settings.index, remote=settings.embeddings)
+        query = embedder.encode_queries(["paiement du solde"])  # a question has one try: the refusal is not one
+        passages = embedder.encode_passages(["paiement du solde", "carte CPS"])
+    assert [field in r for r in fake.requests] == [True, False, False]
+    np.testing.assert_allclose(query[0], passages[0], atol=1e-6)  # the fake gives the same vector to both
 
 
 @pytest.mark.parametrize(
