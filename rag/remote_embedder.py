@@ -42,6 +42,8 @@ class OpenAIEmbedder:
             raise ConfigError(
                 f"RAG_EMBEDDER=openai:{model} needs RAG_EMBEDDINGS_BASE_URL (e.g. http://127.0.0.1:8080/v1)"
             )
+        if not opts.base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"RAG_EMBEDDINGS_BASE_URL must be an http(s) URL, not {opts.base_url!r}")
         if not (model or (opts.query_model and opts.passage_model)):
             raise ConfigError("RAG_EMBEDDER=openai:<model> needs the model's name, e.g. openai:bge-m3")
         self.opts = opts

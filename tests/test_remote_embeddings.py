@@ -200,6 +200,9 @@ def test_a_server_that_is_down_at_start_serves_bm25_until_it_answers(fake, tiny_
 def test_settings_that_cannot_work_are_named():
     with pytest.raises(ConfigError, match="RAG_EMBEDDINGS_BASE_URL"):
         make_embedder(Settings(embedder="openai:bge-m3").index)
+    with pytest.raises(ConfigError, match="http"):
+        settings = Settings(embedder="openai:m", embeddings_base_url="127.0.0.1:8080/v1")
+        make_embedder(settings.index, remote=settings.embeddings)
     with pytest.raises(ConfigError, match="model's name"):
         settings = Settings(embedder="openai:", embeddings_base_url="http://127.0.0.1:1/v1")
         make_embedder(settings.index, remote=settings.embeddings)
