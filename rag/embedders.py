@@ -22,7 +22,8 @@ class Embedder(Protocol):
     """Encodes queries and passages into L2-normalised float32 vectors."""
 
     name: str
-    # optional ``lanes``: how many calls may run at once to good effect (one when absent)
+    # optional: ``lanes``, how many calls may run at once to good effect (one when absent); ``close()``, to
+    # release connections (an embeddings server's client)
 
     def load(self) -> None:
         """Load the model (idempotent). Everything heavy happens here."""

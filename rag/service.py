@@ -132,8 +132,12 @@ class RagService:
         return self._llm_parts
 
     def close(self) -> None:
+        """Release the connections of the LLM client and of an embeddings server's client."""
         if self._llm_parts is not None:
             self._llm_parts[0].close()
+        close_embedder = getattr(self._embedder, "close", None)  # only embedders with connections have one
+        if close_embedder is not None:
+            close_embedder()
 
     def _install(self, index: FaqIndex) -> None:
         retriever = HybridRetriever(index, self.encoder, self.settings.retrieval)

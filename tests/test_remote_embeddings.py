@@ -56,6 +56,8 @@ def test_an_index_built_through_the_server_ranks_as_the_embedder_in_process(fake
     queries = [r for r in fake.requests if r.get("input_type") == "query"]
     assert queries and all(r["encoding_format"] == "base64" and r["model"] == "hash" for r in fake.requests)
     assert {h.get("authorization") for h in fake.headers} == {"Bearer sk-test"}
+    service.close()
+    assert service.embedder._client is not None and service.embedder._client.is_closed
 
 
 @pytest.mark.parametrize("keepalive", [None, True])
