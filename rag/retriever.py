@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,11 +15,13 @@ import numpy as np
 from .analyzer import FrenchAnalyzer
 from .config import RetrievalSettings
 from .errors import EmbeddingsUnavailable, UnknownFilter
+from .latents import Latents
 from .models import Entry, Hit
 from .store import FaqIndex
 
 log = logging.getLogger("rag.retriever")
 QueryEncoder = Callable[[str], np.ndarray]
+LatentSource = Callable[[str], "Future[Latents]"]  # a question's latent terms, computed beside its vector
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,18 @@ class Ranking:
     prepared: Prepared
     reranked: dict[int, float] = field(default_factory=dict)  # entry -> the reranker's score
     degraded: str | None = None  # "embeddings": the question's vector could not be had, BM25 ranked alone
+    latents: Latents | None = None  # the question's latent terms, when the index and the encoder have them
+
+
+def _wait(pending: Future[Latents] | None) -> Latents | None:
+    """The question's latent terms; a failure leaves the confidence without them, never the question unanswered."""
+    if pending is None:
+        return None
+    try:
+        return pending.result(timeout=60)
+    except Exception as exc:
+        log.warning("latent terms unavailable (%s): the confidence does without them", exc)
+        return None
 
 
 def _matches(entry: Entry, filters: Mapping[str, Any]) -> bool:
@@ -59,10 +74,17 @@ def _matches(entry: Entry, filters: Mapping[str, Any]) -> bool:
 class HybridRetriever:
     """Dense + BM25 over chunks, best chunk per entry, fused per entry."""
 
-    def __init__(self, index: FaqIndex, encode: QueryEncoder | None, params: RetrievalSettings) -> None:
+    def __init__(
+        self,
+        index: FaqIndex,
+        encode: QueryEncoder | None,
+        params: RetrievalSettings,
+        latents: LatentSource | None = None,
+    ) -> None:
         self.index = index
         self.encode = encode
         self.params = params
+        self.latents = latents if index.latents is not None else None
         self.analyzer = FrenchAnalyzer()
 
     def prepare(self, query: str) -> Prepared:
@@ -80,6 +102,8 @@ class HybridRetriever:
         lexical = np.zeros(n_entries, dtype=np.float32)
         lexical_chunk = np.full(n_entries, -1, dtype=np.int64)
         degraded = None
+        # started first: the question's latent terms are computed while its vector is
+        pending = self.latents(prepared.query) if self.latents is not None and params.fusion != "bm25" else None
         if params.fusion != "bm25" and self.encode is not None:
             try:
                 self._dense(self.encode(prepared.dense), allowed, dense, dense_chunk)
@@ -92,7 +116,10 @@ class HybridRetriever:
         if allowed is not None:
             fused[~allowed] = -np.inf
         order = [int(i) for i in np.argsort(-fused, kind="stable") if np.isfinite(fused[i])]
-        return Ranking(order, fused, dense, dense_chunk, lexical, lexical_chunk, prepared, degraded=degraded)
+        latents = _wait(pending) if degraded is None else None
+        return Ranking(
+            order, fused, dense, dense_chunk, lexical, lexical_chunk, prepared, degraded=degraded, latents=latents
+        )
 
     def hits(self, ranking: Ranking, k: int) -> list[Hit]:
         return [self._hit(i, ranking) for i in ranking.order[:k]]

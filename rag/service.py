@@ -104,12 +104,17 @@ class RagService:
 
     @property
     def min_confidence(self) -> float:
-        """Below it the service declines: the setting, else the calibration's own threshold."""
+        """Below it the service declines a question that has every signal: the setting, else the
+        calibration's own threshold."""
+        return self.threshold(self.calibration)
+
+    def threshold(self, model: Calibration) -> float:
+        """The threshold for a question judged by ``model`` (the calibration or one of its variants)."""
         setting = self.settings.retrieval.min_confidence
         if setting is not None:
             return setting
         # a calibration made for another encoder says nothing here: answer, never decline
-        return self.calibration.threshold if self.calibrated else 0.0
+        return model.threshold if self.calibrated else 0.0
 
     @property
     def calibrated(self) -> bool:
@@ -140,7 +145,8 @@ class RagService:
             close_embedder()
 
     def _install(self, index: FaqIndex) -> None:
-        retriever = HybridRetriever(index, self.encoder, self.settings.retrieval)
+        latents = self.encoder.latents if self.encoder.has_latents else None
+        retriever = HybridRetriever(index, self.encoder, self.settings.retrieval, latents)
         extractive = ExtractiveGenerator(self.settings.answer)
         parts = self._llm()
         llm = judge = rewriter = None
@@ -249,16 +255,18 @@ class RagService:
         ranking = retriever.rank(retriever.prepare(query), filters)
         if not ranking.order:
             return SearchResult(query=query, abstained=True, results=[], confidence=0.0)
-        confidence = self.calibration.probability(signals(retriever, ranking, self.settings.answer.language))
+        values = signals(retriever, ranking, self.settings.answer.language)
+        model = self.calibration.model(values)  # fitted on the signals this question has
+        confidence, threshold = model.probability(values), self.threshold(model)
         verdict = None
-        if state.judge is not None and state.judge.useful(confidence, self.min_confidence):
+        if state.judge is not None and state.judge.useful(confidence, threshold):
             verdict = state.judge.verdict(query, retriever.hits(ranking, 1)[0])
             confidence = state.judge.adjust(confidence, verdict)
         if self.reranker is not None:
             rerank(retriever, ranking, self.reranker, self.settings.retrieval.rerank_depth)
         return SearchResult(
             query=query,
-            abstained=confidence < self.min_confidence,
+            abstained=confidence < threshold,
             results=retriever.hits(ranking, k),
             confidence=round(confidence, 4),
             terms=ranking.prepared.lexical_terms,

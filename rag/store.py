@@ -4,7 +4,7 @@
 
     <index dir>/current            -> versions/<version>   (a symbolic link, replaced atomically)
     <index dir>/versions/<version>/manifest.json, entries.jsonl, chunks.jsonl, views.npy, keys.npy,
-                                   vectors.faiss, bm25/, glossary.json
+                                   vectors.faiss, bm25/, glossary.json, latents.npz (when the encoder has them)
     <index dir>/.tmp-<id>/          a version being written (removed if the build dies)
 
 A version is written in full in a temporary folder, renamed into ``versions/``, then the pointer is
@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .config import IndexSettings
 from .errors import ConfigError, IndexNotReady
 from .glossary import Glossary
+from .latents import Latents
 from .models import Chunk, Entry
 from .sources import load_corpus
 
@@ -58,10 +59,12 @@ BUILD_OPTIONS = (
     "hnsw_ef_search",
     "question_vectors",
     "sentence_vectors",
+    "latent_terms",
 )
 VERSION_FILES = (MANIFEST, "entries.jsonl", "chunks.jsonl", "views.npy", "keys.npy", "vectors.faiss", "glossary.json")
+LATENTS = "latents.npz"  # the chunks' latent terms, when the encoder has them
 # an index folder of an earlier layout held one version's files directly: they are the service's own too
-OWN_NAMES = {CURRENT, VERSIONS, ".lock", "bm25", "keys.npy", *VERSION_FILES}
+OWN_NAMES = {CURRENT, VERSIONS, ".lock", "bm25", "keys.npy", LATENTS, *VERSION_FILES}
 
 
 class _Counts(BaseModel):
@@ -124,6 +127,7 @@ class FaqIndex:
     bm25: bm25s.BM25
     glossary: Glossary
     keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="S20"))  # vector row -> what it encodes
+    latents: Latents | None = None  # chunk row -> its latent terms, when the encoder has them
 
     def __post_init__(self) -> None:
         self.by_id = {e.id: i for i, e in enumerate(self.entries)}
@@ -176,6 +180,15 @@ class FaqIndex:
     def key_rows(self) -> dict[bytes, int]:
         return {bytes(key): row for row, key in enumerate(self.keys)}
 
+    @cached_property
+    def latent_norms(self) -> np.ndarray:
+        return self.latents.norms() if self.latents is not None else np.zeros(0)
+
+    @cached_property
+    def latent_known(self) -> np.ndarray:
+        """The largest weight each latent term takes anywhere in the FAQ."""
+        return self.latents.column_max() if self.latents is not None else np.zeros(0, dtype=np.float32)
+
 
 def version_dir(directory: Path) -> Path:
     """The folder of the version in service: ``current``'s target, or the folder itself (one version)."""
@@ -221,6 +234,8 @@ def _write_version(index: FaqIndex, folder: Path) -> None:
     faiss.write_index(index.vectors, str(folder / "vectors.faiss"))
     index.bm25.save(str(folder / "bm25"), show_progress=False)
     (folder / "glossary.json").write_text(json.dumps(index.glossary.terms, ensure_ascii=False, indent=1))
+    if index.latents is not None:
+        index.latents.save(folder / LATENTS)
     # the manifest is written last: a folder without one is never taken for an index
     (folder / MANIFEST).write_text(json.dumps(index.manifest, ensure_ascii=False, indent=2))
 
@@ -333,10 +348,10 @@ def load_index(directory: Path, embedder_name: str | None = None, dim: int | Non
         raise IndexNotReady(f"the index has {manifest['dim']}-dim vectors, the embedder {dim}. {REBUILD_HINT}")
     parts = _read_parts(folder)
     _check(folder, manifest, *parts)
-    entries, chunks, view_chunk, keys, vectors, bm25, glossary = parts
+    entries, chunks, view_chunk, keys, vectors, bm25, glossary, latents = parts
     if isinstance(vectors, faiss.IndexHNSWFlat):
         vectors.hnsw.efSearch = max(vectors.hnsw.efSearch, 16)
-    return FaqIndex(manifest, entries, chunks, view_chunk, vectors, bm25, glossary, keys)
+    return FaqIndex(manifest, entries, chunks, view_chunk, vectors, bm25, glossary, keys, latents)
 
 
 def _read_parts(folder: Path) -> tuple[Any, ...]:
@@ -356,14 +371,18 @@ def _read_parts(folder: Path) -> tuple[Any, ...]:
         bm25 = bm25s.BM25.load(str(folder / current), show_progress=False)
         current = "glossary.json"
         glossary = Glossary(json.loads((folder / current).read_text(encoding="utf-8")))
+        current = LATENTS
+        latents = Latents.load(folder / current) if (folder / current).exists() else None
     except Exception as exc:  # any unreadable part means the same thing to the user
         raise IndexNotReady(
             f"the index file {folder / current} is unreadable or corrupt ({exc}). {REBUILD_HINT}"
         ) from (None)
-    return entries, chunks, view_chunk, keys, vectors, bm25, glossary
+    return entries, chunks, view_chunk, keys, vectors, bm25, glossary, latents
 
 
-def _check(folder: Path, manifest: dict[str, Any], entries, chunks, view_chunk, keys, vectors, bm25, glossary) -> None:
+def _check(
+    folder: Path, manifest: dict[str, Any], entries, chunks, view_chunk, keys, vectors, bm25, glossary, latents
+) -> None:
     """The parts agree with the manifest and with each other."""
     counts = manifest["counts"]
     problem = None
@@ -382,5 +401,7 @@ def _check(folder: Path, manifest: dict[str, Any], entries, chunks, view_chunk, 
         problem = "keys.npy does not name every vector"
     elif int(bm25.scores["num_docs"]) != len(chunks):
         problem = "bm25/ does not index every chunk"
+    elif latents is not None and len(latents) != len(chunks):
+        problem = f"{LATENTS} does not hold the latent terms of every chunk"
     if problem:
         raise IndexNotReady(f"the index at {folder} is inconsistent: {problem}. {REBUILD_HINT}")

@@ -11,6 +11,7 @@ import pytest
 
 from rag.analyzer import FrenchAnalyzer
 from rag.config import DEFAULT_SOURCE, Settings
+from rag.latents import Latents
 from rag.service import RagService
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -52,6 +53,25 @@ class HashEmbedder:
         return self._encode(list(texts))
 
 
+class LatentHashEmbedder(HashEmbedder):
+    """The hash embedder with latent terms too: each stemmed word a latent term. Records what it encoded."""
+
+    name = "test/hash-256-latents"
+    latent_dim = 512
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latent_texts: list[str] = []
+
+    def encode_latents(self, texts, query: bool = False) -> Latents:
+        self.latent_texts += list(texts)
+        out = np.zeros((len(texts), self.latent_dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for term in self.analyzer(text):
+                out[row, int(hashlib.md5(term.encode()).hexdigest(), 16) % self.latent_dim] = 1.0
+        return Latents.from_dense(out)
+
+
 TINY_FAQ = [
     {
         "id": "psc",
@@ -80,6 +100,11 @@ TINY_FAQ = [
 @pytest.fixture
 def hash_embedder() -> HashEmbedder:
     return HashEmbedder()
+
+
+@pytest.fixture
+def latent_embedder() -> LatentHashEmbedder:
+    return LatentHashEmbedder()
 
 
 @pytest.fixture

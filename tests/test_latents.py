@@ -1,0 +1,197 @@
+"""Latent terms: the sparse rows, their place in the index, and the confidence signals read from them."""
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.batching import MicroBatcher
+from rag.confidence import LATENT_FEATURES, fit
+from rag.config import IndexSettings
+from rag.errors import IndexNotReady
+from rag.glossary import Glossary
+from rag.indexing import build_index
+from rag.latents import Latents, overlap
+from rag.sources import load_corpus
+from rag.store import LATENTS, load_index, save_index, version_dir
+
+from .conftest import LatentHashEmbedder
+
+
+def _matrix(seed: int = 0, rows: int = 6, dim: int = 40) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    dense = rng.random((rows, dim)).astype(np.float32)
+    dense[dense < 0.7] = 0.0
+    if rows > 2:
+        dense[2] = 0.0  # a row with no terms at all
+    return dense
+
+
+def test_rows_keep_their_weights_and_compute_like_dense_arrays() -> None:
+    dense = _matrix()
+    latents = Latents.from_dense(dense)
+    query = _matrix(1, rows=1)[0]
+    assert len(latents) == len(dense)
+    assert all(np.array_equal(latents.dense(i), dense[i]) for i in range(len(dense)))
+    assert np.allclose(latents.dots(query), dense @ query)
+    assert np.allclose(latents.norms(), np.linalg.norm(dense, axis=1))
+    assert np.array_equal(latents.column_max(), dense.max(axis=0))
+    assert np.array_equal(latents.column_max([0, 3]), dense[[0, 3]].max(axis=0))
+    assert np.array_equal(latents.take([4, 0, 2]).dense(0), dense[4])
+    stacked = Latents.stack([latents.take([1]), latents.take([5, 2])], latents.dim)
+    assert [np.array_equal(stacked.dense(i), dense[j]) for i, j in enumerate([1, 5, 2])] == [True] * 3
+    assert np.array_equal(latents[3].dense(), dense[3])
+
+
+def test_overlap_is_the_share_of_the_question_weight_carried() -> None:
+    question = np.array([2.0, 1.0, 1.0, 0.0])
+    assert overlap(question, np.array([2.0, 0.0, 0.5, 9.0])) == pytest.approx(2.5 / 4)
+    assert overlap(question, question) == pytest.approx(1.0)
+    assert overlap(np.zeros(4), question) == 0.0
+
+
+def test_rows_survive_a_save_and_a_malformed_file_is_refused(tmp_path: Path) -> None:
+    latents = Latents.from_dense(_matrix())
+    latents.save(tmp_path / "l.npz")
+    again = Latents.load(tmp_path / "l.npz")
+    assert again.dim == latents.dim and all(
+        np.array_equal(getattr(again, f), getattr(latents, f)) for f in ("indptr", "indices", "data")
+    )
+    np.savez(tmp_path / "bad.npz", dim=np.array(4), indptr=latents.indptr, indices=latents.indices, data=latents.data)
+    with pytest.raises(ValueError, match="malformed"):
+        Latents.load(tmp_path / "bad.npz")  # indices beyond the dimension
+
+
+def test_the_micro_batcher_hands_each_caller_its_own_row() -> None:
+    batcher: MicroBatcher[Latents] = MicroBatcher(
+        lambda texts: Latents.from_dense(np.array([[len(t), 0.0, 1.0] for t in texts], dtype=np.float32)), lanes=2
+    )
+    futures = {text: batcher.submit(text) for text in ("a", "bbb", "cc")}
+    assert {text: float(f.result(10).dense()[0]) for text, f in futures.items()} == {"a": 1, "bbb": 3, "cc": 2}
+
+
+def _build(path: Path, embedder, previous=None, **options):
+    return build_index(
+        load_corpus([path]), embedder, IndexSettings(**options), Glossary([["ASP", "payeur"]]), previous=previous
+    )
+
+
+def test_an_index_holds_the_latent_terms_of_every_chunk_and_reloads_them(tmp_path: Path, tiny_jsonl: Path) -> None:
+    embedder = LatentHashEmbedder()
+    built = _build(tiny_jsonl, embedder)
+    assert built.latents is not None and len(built.latents) == len(built.chunks)
+    assert embedder.latent_texts == [c.embed_text for c in built.chunks]
+    assert built.manifest["latent_terms"] is True
+    save_index(built, tmp_path / "idx")
+    loaded = load_index(tmp_path / "idx", embedder.name, embedder.dim)
+    assert loaded.latents is not None
+    assert all(np.array_equal(loaded.latents.dense(i), built.latents.dense(i)) for i in range(len(built.chunks)))
+
+
+def test_without_the_setting_or_an_encoder_that_has_them_there_are_none(
+    tmp_path: Path, tiny_jsonl: Path, hash_embedder
+) -> None:
+    embedder = LatentHashEmbedder()
+    off = _build(tiny_jsonl, embedder, latent_terms=False)
+    assert off.latents is None and not embedder.latent_texts and off.manifest["latent_terms"] is False
+    plain = _build(tiny_jsonl, hash_embedder)
+    assert plain.latents is None
+    save_index(plain, tmp_path / "idx")
+    assert not (version_dir(tmp_path / "idx") / LATENTS).exists()
+    assert load_index(tmp_path / "idx").latents is None
+
+
+def test_unchanged_chunks_keep_their_latent_terms(tiny_jsonl: Path) -> None:
+    embedder = LatentHashEmbedder()
+    first = _build(tiny_jsonl, embedder)
+    rows = [json.loads(line) for line in tiny_jsonl.read_text().splitlines()]
+    rows[1]["answer"] += " Le délai est de deux mois."
+    tiny_jsonl.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
+    embedder.latent_texts.clear()
+    again = _build(tiny_jsonl, embedder, previous=first)
+    assert len(embedder.latent_texts) == 1 and "deux mois" in embedder.latent_texts[0]
+    full = _build(tiny_jsonl, LatentHashEmbedder())
+    assert again.latents is not None and full.latents is not None
+    assert all(np.array_equal(again.latents.dense(i), full.latents.dense(i)) for i in range(len(full.chunks)))
+
+
+def test_progress_counts_vectors_and_latent_terms_as_one_task(tiny_jsonl: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    built = build_index(
+        load_corpus([tiny_jsonl]), LatentHashEmbedder(), IndexSettings(), progress=lambda d, t: seen.append((d, t))
+    )
+    total = built.vectors.ntotal + len(built.chunks)
+    assert seen[-1] == (total, total)
+    assert all(t == total for _, t in seen) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_a_latents_file_that_disagrees_with_the_chunks_is_refused(tmp_path: Path, tiny_jsonl: Path) -> None:
+    save_index(_build(tiny_jsonl, LatentHashEmbedder()), tmp_path / "idx")
+    path = version_dir(tmp_path / "idx") / LATENTS
+    Latents.from_dense(np.ones((1, 512), dtype=np.float32)).save(path)
+    with pytest.raises(IndexNotReady, match=r"latents\.npz does not hold"):
+        load_index(tmp_path / "idx")
+    path.write_bytes(b"not a numpy file")
+    with pytest.raises(IndexNotReady, match=r"latents\.npz is unreadable"):
+        load_index(tmp_path / "idx")
+
+
+def test_the_setting_is_a_build_option(make_service) -> None:
+    service = make_service()
+    assert service.needs_build() is None
+    other = type(service)(service.settings.replace(latent_terms=False), service.embedder)
+    assert "latent_terms" in (other.needs_build() or "")
+
+
+@pytest.fixture
+def latent_service(tiny_settings, latent_embedder):
+    from rag.service import RagService
+
+    service = RagService(tiny_settings, latent_embedder)
+    service.build()
+    return service
+
+
+def test_the_confidence_reads_the_question_concepts(latent_service, make_service) -> None:
+    on_topic = latent_service.signals("Comment demander le paiement du solde ?")
+    assert set(LATENT_FEATURES) <= set(on_topic)
+    assert 0.0 < on_topic["latent_top"] <= on_topic["latent_best"] <= 1.0 + 1e-9
+    assert 0.0 <= on_topic["latent_cover"] <= on_topic["latent_known"] <= 1.0
+    off_topic = latent_service.signals("Quelle recette de gâteau au chocolat choisir ?")
+    assert off_topic["latent_cover"] < on_topic["latent_cover"]
+    assert off_topic["latent_known"] < on_topic["latent_known"]
+    without = make_service().signals("Comment demander le paiement du solde ?")  # an encoder without them
+    assert not set(LATENT_FEATURES) & set(without)
+
+
+class _FailingQueries(LatentHashEmbedder):
+    def encode_latents(self, texts, query: bool = False) -> Latents:
+        if query:
+            raise RuntimeError("engine fault")
+        return super().encode_latents(texts, query)
+
+
+def test_a_failing_latent_pass_leaves_the_question_answered(tiny_settings, caplog) -> None:
+    from rag.service import RagService
+
+    service = RagService(tiny_settings, _FailingQueries())
+    service.build()
+    with caplog.at_level(logging.WARNING, logger="rag.retriever"):
+        result = service.retrieve("Quelle messagerie sécurisée utiliser ?")
+        signals = service.signals("Quelle messagerie sécurisée pour un cabinet ?")
+    assert result.results and result.results[0].id == "mss"
+    assert not set(LATENT_FEATURES) & set(signals)
+    assert "latent terms unavailable" in caplog.text
+
+
+def test_a_fit_keeps_only_the_signals_every_question_has() -> None:
+    rows = [{"dense_top": 0.9 - 0.1 * (i % 2), "lex_cover": 0.5 * (1 - i % 2), "latent_top": 0.3} for i in range(20)]
+    rows[3].pop("latent_top")
+    from rag.confidence import FEATURES
+
+    full = [{f: r.get(f, 0.0) for f in FEATURES if f in r or not f.startswith("latent")} for r in rows]
+    calibration = fit(full, [1 - i % 2 for i in range(20)], [True] * 20, "test/e", "test")
+    assert "latent_top" not in calibration.features and "dense_top" in calibration.features
+    assert calibration.probability(full[0]) > 0.5 > calibration.probability(full[1])
