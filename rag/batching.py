@@ -53,6 +53,9 @@ class MicroBatcher(Generic[R]):
                     batch.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
                 except queue.Empty:
                     break
+            batch = [(text, future) for text, future in batch if future.set_running_or_notify_cancel()]
+            if not batch:  # every caller gave up waiting before its turn
+                continue
             try:
                 vectors = self.encode([text for text, _ in batch])
             except BaseException as exc:  # hand the failure to every caller of this batch

@@ -147,6 +147,9 @@ class Calibration:
     embedder: str = ""
     fitted_on: str = ""
     variants: tuple[Calibration, ...] = ()
+    # the probabilities of the fit without latent terms between which they are waited for: outside, both
+    # fits decide alike on every calibration question (with a margin), so the question is judged without them
+    latent_band: tuple[float, float] = (0.0, 1.0)
 
     def model(self, values: dict[str, float]) -> Calibration:
         """The model for a question with these signals: the richest whose signals it all has."""
@@ -165,6 +168,8 @@ class Calibration:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
         fields = {k: tuple(v) if isinstance(v, list) and k != "variants" else v for k, v in data.items()}
+        if "latent_band" in fields and len(fields["latent_band"]) != 2:
+            raise ValueError("inconsistent")
         fields["variants"] = tuple(cls.from_dict(v) for v in data.get("variants", []))
         calibration = cls(**fields)
         if not (len(calibration.features) == len(calibration.mean) == len(calibration.scale) == len(calibration.coef)):
@@ -220,7 +225,29 @@ def fit(
         fewer = tuple(f for f in features if f not in missing)
         if fewer != features and all(v.features != fewer for v in variants):
             variants.append(_fit(fewer, rows, labels, in_scope, keep))
-    return replace(main, embedder=embedder, fitted_on=fitted_on, variants=tuple(variants))
+    band = _latent_band(main, variants, rows) if variants and variants[0].features != features else (0.0, 1.0)
+    return replace(main, embedder=embedder, fitted_on=fitted_on, variants=tuple(variants), latent_band=band)
+
+
+BAND_MARGIN = 1.0  # log-odds added on each side of the band where the two fits were seen to disagree
+
+
+def _latent_band(main: Calibration, variants: list[Calibration], rows: list[dict[str, float]]) -> tuple[float, float]:
+    """Where the fit without latent terms may decide otherwise than the full fit: the log-odds range of its
+    probabilities over the calibration questions on which they disagree, and its threshold, widened."""
+    without = variants[0]
+    odds = [_logit(without.threshold)]
+    for row in rows:
+        p = without.probability(row)
+        if (p >= without.threshold) != (main.probability(row) >= main.threshold):
+            odds.append(_logit(p))
+    low, high = min(odds) - BAND_MARGIN, max(odds) + BAND_MARGIN
+    return round(1 / (1 + math.exp(-low)), 6), round(1 / (1 + math.exp(-high)), 6)
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-9), 1 - 1e-9)
+    return math.log(p / (1 - p))
 
 
 def _fit(

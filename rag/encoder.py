@@ -50,7 +50,7 @@ class QueryEncoder:
         future = self._latent_batcher.submit(text)
 
         def keep(done: Future[Latents]) -> None:
-            if done.exception() is None:
+            if not done.cancelled() and done.exception() is None:
                 self._latents.put(text, done.result())
 
         future.add_done_callback(keep)

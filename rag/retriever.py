@@ -47,18 +47,8 @@ class Ranking:
     prepared: Prepared
     reranked: dict[int, float] = field(default_factory=dict)  # entry -> the reranker's score
     degraded: str | None = None  # "embeddings": the question's vector could not be had, BM25 ranked alone
-    latents: Latents | None = None  # the question's latent terms, when the index and the encoder have them
-
-
-def _wait(pending: Future[Latents] | None) -> Latents | None:
-    """The question's latent terms; a failure leaves the confidence without them, never the question unanswered."""
-    if pending is None:
-        return None
-    try:
-        return pending.result(timeout=60)
-    except Exception as exc:
-        log.warning("latent terms unavailable (%s): the confidence does without them", exc)
-        return None
+    latents: Latents | None = None  # the question's latent terms, once settled (see HybridRetriever.settle)
+    pending: Future[Latents] | None = None  # ... while they are being computed
 
 
 def _matches(entry: Entry, filters: Mapping[str, Any]) -> bool:
@@ -116,10 +106,27 @@ class HybridRetriever:
         if allowed is not None:
             fused[~allowed] = -np.inf
         order = [int(i) for i in np.argsort(-fused, kind="stable") if np.isfinite(fused[i])]
-        latents = _wait(pending) if degraded is None else None
+        if degraded is not None and pending is not None:
+            pending.cancel()
+            pending = None
         return Ranking(
-            order, fused, dense, dense_chunk, lexical, lexical_chunk, prepared, degraded=degraded, latents=latents
+            order, fused, dense, dense_chunk, lexical, lexical_chunk, prepared, degraded=degraded, pending=pending
         )
+
+    @staticmethod
+    def settle(ranking: Ranking, wanted: bool = True) -> None:
+        """Wait for the question's latent terms (``wanted``) or give them up. A failure leaves the confidence
+        without them, never the question unanswered."""
+        pending, ranking.pending = ranking.pending, None
+        if pending is None:
+            return
+        if not wanted:
+            pending.cancel()  # not started yet (a busy encoder): never computed
+            return
+        try:
+            ranking.latents = pending.result(timeout=60)
+        except Exception as exc:
+            log.warning("latent terms unavailable (%s): the confidence does without them", exc)
 
     def hits(self, ranking: Ranking, k: int) -> list[Hit]:
         return [self._hit(i, ranking) for i in ranking.order[:k]]

@@ -254,8 +254,16 @@ class RagService:
         retriever = state.retriever
         ranking = retriever.rank(retriever.prepare(query), filters)
         if not ranking.order:
+            retriever.settle(ranking, wanted=False)
             return SearchResult(query=query, abstained=True, results=[], confidence=0.0)
-        values = signals(retriever, ranking, self.settings.answer.language)
+        language = self.settings.answer.language
+        values = signals(retriever, ranking, language)
+        if ranking.pending is not None:
+            # the question's latent terms are waited for only where they can change the decision
+            low, high = self.calibration.latent_band
+            retriever.settle(ranking, low <= self.calibration.model(values).probability(values) <= high)
+            if ranking.latents is not None:
+                values = signals(retriever, ranking, language)
         model = self.calibration.model(values)  # fitted on the signals this question has
         confidence, threshold = model.probability(values), self.threshold(model)
         verdict = None
@@ -303,7 +311,9 @@ class RagService:
     def signals(self, query: str) -> dict[str, float]:
         """The retrieval signals the confidence is computed from (for calibration and diagnosis)."""
         retriever = self._state().retriever
-        return signals(retriever, retriever.rank(retriever.prepare(query)), self.settings.answer.language)
+        ranking = retriever.rank(retriever.prepare(query))
+        retriever.settle(ranking)
+        return signals(retriever, ranking, self.settings.answer.language)
 
     def entry_link(self, entry_id: str, own_url: str | None, base_url: str | None = None) -> str:
         """An entry's own URL, else its page in this service: under ``RAG_PUBLIC_URL``, else ``base_url``

@@ -87,6 +87,8 @@ def test_the_shipped_calibration_is_for_the_default_encoder() -> None:
         len(FEATURES) - len(LATENT_FEATURES),
         len(FEATURES) - len(LATENT_FEATURES) - len(DENSE_FEATURES),
     ]
+    low, high = shipped.latent_band  # latent terms are waited for only around the decision
+    assert 0.0 < low < shipped.variants[0].threshold < high < 1.0
 
 
 @pytest.mark.parametrize(

@@ -195,3 +195,72 @@ def test_a_fit_keeps_only_the_signals_every_question_has() -> None:
     calibration = fit(full, [1 - i % 2 for i in range(20)], [True] * 20, "test/e", "test")
     assert "latent_top" not in calibration.features and "dense_top" in calibration.features
     assert calibration.probability(full[0]) > 0.5 > calibration.probability(full[1])
+
+
+def test_a_cancelled_request_is_never_encoded() -> None:
+    import threading
+
+    release, seen = threading.Event(), []
+
+    def encode(texts):
+        seen.extend(texts)
+        release.wait(10)
+        return Latents.from_dense(np.ones((len(texts), 2), dtype=np.float32))
+
+    batcher: MicroBatcher[Latents] = MicroBatcher(encode, max_batch=1)
+    first = batcher.submit("first")
+    while not seen:  # the lane is busy with the first request
+        threading.Event().wait(0.001)
+    second, third = batcher.submit("second"), batcher.submit("third")
+    assert second.cancel()
+    release.set()
+    assert len(third.result(10)) == 1 and len(first.result(10)) == 1
+    assert seen == ["first", "third"]
+
+
+def _calibration_for(service, band: tuple[float, float]):
+    """A calibration fitted on this FAQ's own signals (the FAQ's questions in scope, others out)."""
+    from dataclasses import replace
+
+    questions = [e.question for e in service.index.entries] * 4
+    others = ["Quelle recette de gâteau choisir ?", "Quel temps fera-t-il demain ?", "Où partir en vacances ?"] * 4
+    rows = [service.signals(q) for q in questions + others]
+    labels = [1] * len(questions) + [0] * len(others)
+    calibration = fit(rows, labels, [bool(y) for y in labels], service.embedder.name, "test")
+    return replace(calibration, latent_band=band)
+
+
+@pytest.mark.parametrize("consulted", [True, False])
+def test_latent_terms_are_waited_for_only_where_they_can_change_the_decision(latent_service, consulted) -> None:
+    from rag.confidence import signals
+
+    latent_service._calibration = _calibration_for(latent_service, (0.0, 1.0) if consulted else (2.0, 2.0))
+    latent_service.results.clear()
+    question = "Quelle messagerie sécurisée pour le cabinet ?"
+    result = latent_service.retrieve(question)
+    retriever = latent_service._state().retriever
+    ranking = retriever.rank(retriever.prepare(question))
+    retriever.settle(ranking, consulted)
+    values = signals(retriever, ranking)
+    model = latent_service.calibration.model(values)
+    assert (model is latent_service.calibration) == consulted  # the full fit, or the one without latent terms
+    assert result.confidence == round(model.probability(values), 4)
+
+
+def test_the_band_covers_every_calibration_question_on_which_the_two_fits_disagree() -> None:
+    from rag.confidence import FEATURES
+
+    rng = np.random.default_rng(3)
+    labels = [int(rng.random() < 0.5) for _ in range(200)]
+    # the latent signals carry information the others do not: the two fits disagree on some questions
+    rows = [{f: float(rng.normal(y * (1.0 if f in LATENT_FEATURES else 0.3), 1.0)) for f in FEATURES} for y in labels]
+    calibration = fit(rows, labels, [bool(y) for y in labels], "test/e", "synthetic")
+    without = calibration.variants[0]
+    low, high = calibration.latent_band
+    disagree = [
+        without.probability(r)
+        for r in rows
+        if (without.probability(r) >= without.threshold) != (calibration.probability(r) >= calibration.threshold)
+    ]
+    assert disagree and all(low < p < high for p in disagree)
+    assert low < without.threshold < high and (low, high) != (0.0, 1.0)

