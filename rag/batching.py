@@ -26,6 +26,7 @@ class MicroBatcher(Generic[R]):
         self._queue: queue.SimpleQueue[tuple[str, Future[R]]] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._start_lock = threading.Lock()
+        self._busy = 0  # lanes encoding now (read without a lock: an estimate is enough)
 
     def __call__(self, text: str, timeout: float | None = 60.0) -> R:
         return self.submit(text).result(timeout)
@@ -43,6 +44,10 @@ class MicroBatcher(Generic[R]):
         self._queue.put((text, future))
         return future
 
+    def load(self) -> int:
+        """Encoder calls running or waiting now (an estimate)."""
+        return self._busy + self._queue.qsize()
+
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]
@@ -56,11 +61,14 @@ class MicroBatcher(Generic[R]):
             batch = [(text, future) for text, future in batch if future.set_running_or_notify_cancel()]
             if not batch:  # every caller gave up waiting before its turn
                 continue
+            self._busy += 1
             try:
                 vectors = self.encode([text for text, _ in batch])
             except BaseException as exc:  # hand the failure to every caller of this batch
                 for _, future in batch:
                     future.set_exception(exc)
                 continue
+            finally:
+                self._busy -= 1
             for row, (_, future) in enumerate(batch):
                 future.set_result(vectors[row])

@@ -38,6 +38,12 @@ class QueryEncoder:
     def has_latents(self) -> bool:
         return self._latent_batcher is not None
 
+    def spare(self) -> bool:
+        """Whether a question's latent terms can be computed beside its vector without delaying anything: a
+        lane free for each of the two (otherwise they are computed only if needed, after the vector)."""
+        latent = self._latent_batcher.load() if self._latent_batcher is not None else 0
+        return self._batcher.load() + latent + 2 <= self._batcher.lanes
+
     def latents(self, text: str) -> Future[Latents]:
         """The question's latent terms, computed beside its vector (the caller waits when it needs them)."""
         if self._latent_batcher is None:

@@ -65,6 +65,7 @@ class SearchResult(BaseModel):
         None, description="a stage that failed and was done without: embeddings (BM25 ranked alone)"
     )
     smalltalk: bool = Field(False, exclude=True)  # a greeting or thanks, not a question
+    latent: bool = Field(False, exclude=True)  # the confidence read the question's latent terms
     terms: list[str] = Field(default_factory=list, exclude=True)  # the searched terms, for picking sentences
     own_terms: list[str] = Field(default_factory=list, exclude=True)  # those of the question itself
 

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import faiss
 import numpy as np
@@ -21,7 +21,15 @@ from .store import FaqIndex
 
 log = logging.getLogger("rag.retriever")
 QueryEncoder = Callable[[str], np.ndarray]
-LatentSource = Callable[[str], "Future[Latents]"]  # a question's latent terms, computed beside its vector
+
+
+class LatentSource(Protocol):
+    """Where a question's latent terms come from (the query encoder)."""
+
+    def latents(self, text: str) -> Future[Latents]: ...
+
+    def spare(self) -> bool:
+        """Whether they can be computed now beside the question's vector without delaying other work."""
 
 
 @dataclass(frozen=True)
@@ -92,8 +100,10 @@ class HybridRetriever:
         lexical = np.zeros(n_entries, dtype=np.float32)
         lexical_chunk = np.full(n_entries, -1, dtype=np.int64)
         degraded = None
-        # started first: the question's latent terms are computed while its vector is
-        pending = self.latents(prepared.query) if self.latents is not None and params.fusion != "bm25" else None
+        # when the encoder has a lane to spare, the question's latent terms are computed beside its vector, in
+        # case the confidence needs them; otherwise only once it does (see settle)
+        speculate = self.latents is not None and params.fusion != "bm25" and self.latents.spare()
+        pending = self.latents.latents(prepared.query) if speculate else None
         if params.fusion != "bm25" and self.encode is not None:
             try:
                 self._dense(self.encode(prepared.dense), allowed, dense, dense_chunk)
@@ -113,16 +123,18 @@ class HybridRetriever:
             order, fused, dense, dense_chunk, lexical, lexical_chunk, prepared, degraded=degraded, pending=pending
         )
 
-    @staticmethod
-    def settle(ranking: Ranking, wanted: bool = True) -> None:
-        """Wait for the question's latent terms (``wanted``) or give them up. A failure leaves the confidence
-        without them, never the question unanswered."""
+    def settle(self, ranking: Ranking, wanted: bool = True) -> None:
+        """Get the question's latent terms (``wanted``: waiting for them, or asking for them now) or give them
+        up. A failure leaves the confidence without them, never the question unanswered."""
         pending, ranking.pending = ranking.pending, None
-        if pending is None:
-            return
         if not wanted:
-            pending.cancel()  # not started yet (a busy encoder): never computed
+            if pending is not None:
+                pending.cancel()  # not started yet: never computed
             return
+        if pending is None:
+            if self.latents is None or ranking.degraded is not None or self.params.fusion == "bm25":
+                return
+            pending = self.latents.latents(ranking.prepared.query)
         try:
             ranking.latents = pending.result(timeout=60)
         except Exception as exc:

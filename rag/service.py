@@ -145,7 +145,7 @@ class RagService:
             close_embedder()
 
     def _install(self, index: FaqIndex) -> None:
-        latents = self.encoder.latents if self.encoder.has_latents else None
+        latents = self.encoder if self.encoder.has_latents else None
         retriever = HybridRetriever(index, self.encoder, self.settings.retrieval, latents)
         extractive = ExtractiveGenerator(self.settings.answer)
         parts = self._llm()
@@ -258,7 +258,7 @@ class RagService:
             return SearchResult(query=query, abstained=True, results=[], confidence=0.0)
         language = self.settings.answer.language
         values = signals(retriever, ranking, language)
-        if ranking.pending is not None:
+        if retriever.latents is not None and ranking.degraded is None:
             # the question's latent terms are waited for only where they can change the decision
             low, high = self.calibration.latent_band
             retriever.settle(ranking, low <= self.calibration.model(values).probability(values) <= high)
@@ -281,6 +281,7 @@ class RagService:
             own_terms=ranking.prepared.terms,
             judge=verdict,
             degraded=ranking.degraded,
+            latent=ranking.latents is not None,
         )
 
     def in_context(

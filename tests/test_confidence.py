@@ -168,12 +168,15 @@ class _NoisyLatents:
     def __init__(self, inner, size: float, seed: int) -> None:
         self.inner, self.size, self.rng = inner, size, np.random.default_rng(seed)
 
-    def __call__(self, text: str) -> Future:
-        latents = self.inner(text).result()
+    def latents(self, text: str) -> Future:
+        latents = self.inner.latents(text).result()
         noise = 1 + self.size * self.rng.standard_normal(len(latents.data))
         done: Future = Future()
         done.set_result(replace(latents, data=(latents.data * noise).astype(np.float32)))
         return done
+
+    def spare(self) -> bool:
+        return self.inner.spare()
 
 
 @pytest.mark.slow

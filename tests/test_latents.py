@@ -264,3 +264,57 @@ def test_the_band_covers_every_calibration_question_on_which_the_two_fits_disagr
     ]
     assert disagree and all(low < p < high for p in disagree)
     assert low < without.threshold < high and (low, high) != (0.0, 1.0)
+
+
+class _Source:
+    """A latent source that counts its calls; ``free`` says whether the encoder has lanes to spare."""
+
+    def __init__(self, embedder: LatentHashEmbedder, free: bool) -> None:
+        self.embedder, self.free, self.calls = embedder, free, 0
+
+    def latents(self, text: str):
+        from concurrent.futures import Future
+
+        self.calls += 1
+        done: Future = Future()
+        done.set_result(self.embedder.encode_latents([text], True))
+        return done
+
+    def spare(self) -> bool:
+        return self.free
+
+
+@pytest.mark.parametrize("free", [True, False])
+def test_a_busy_encoder_computes_latent_terms_only_when_asked(latent_service, latent_embedder, free) -> None:
+    from rag.retriever import HybridRetriever
+
+    index = latent_service.index
+    source = _Source(latent_embedder, free)
+    retriever = HybridRetriever(index, latent_service.encoder, latent_service.settings.retrieval, source)
+    for wanted in (False, True):
+        ranking = retriever.rank(retriever.prepare("Quelle messagerie sécurisée utiliser ?"))
+        assert (ranking.pending is not None) == free  # computed beside the vector only with a lane to spare
+        retriever.settle(ranking, wanted)
+        assert (ranking.latents is not None) == wanted and ranking.pending is None
+    assert source.calls == (2 if free else 1)
+
+
+def test_the_batcher_reports_its_load() -> None:
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    def encode(texts):
+        started.set()
+        release.wait(10)
+        return np.zeros((len(texts), 2), dtype=np.float32)
+
+    batcher: MicroBatcher[np.ndarray] = MicroBatcher(encode, max_batch=1)
+    assert batcher.load() == 0
+    first = batcher.submit("a")
+    started.wait(10)
+    second = batcher.submit("b")
+    assert batcher.load() == 2  # one running, one waiting
+    release.set()
+    first.result(10), second.result(10)
+    assert batcher.load() == 0
