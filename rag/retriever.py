@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -83,6 +84,8 @@ class HybridRetriever:
         self.encode = encode
         self.params = params
         self.latents = latents if index.latents is not None else None
+        self._lock = threading.Lock()
+        self._ranking = 0  # questions being ranked now
         self.analyzer = FrenchAnalyzer()
 
     def prepare(self, query: str) -> Prepared:
@@ -92,6 +95,16 @@ class HybridRetriever:
 
     def rank(self, prepared: Prepared, filters: Mapping[str, Any] | None = None) -> Ranking:
         """Every candidate entry, best first."""
+        with self._lock:
+            self._ranking += 1
+            alone = self._ranking == 1
+        try:
+            return self._rank(prepared, filters, alone)
+        finally:
+            with self._lock:
+                self._ranking -= 1
+
+    def _rank(self, prepared: Prepared, filters: Mapping[str, Any] | None, alone: bool) -> Ranking:
         index, params = self.index, self.params
         allowed = self._allowed(filters)
         n_entries = len(index.entries)
@@ -100,9 +113,9 @@ class HybridRetriever:
         lexical = np.zeros(n_entries, dtype=np.float32)
         lexical_chunk = np.full(n_entries, -1, dtype=np.int64)
         degraded = None
-        # when the encoder has a lane to spare, the question's latent terms are computed beside its vector, in
-        # case the confidence needs them; otherwise only once it does (see settle)
-        speculate = self.latents is not None and params.fusion != "bm25" and self.latents.spare()
+        # a question ranked alone, with a lane of the encoder to spare, has its latent terms computed beside its
+        # vector in case the confidence needs them; under load they are computed only once it does (see settle)
+        speculate = alone and self.latents is not None and params.fusion != "bm25" and self.latents.spare()
         pending = self.latents.latents(prepared.query) if speculate else None
         if params.fusion != "bm25" and self.encode is not None:
             try:

@@ -318,3 +318,30 @@ def test_the_batcher_reports_its_load() -> None:
     release.set()
     first.result(10), second.result(10)
     assert batcher.load() == 0
+
+
+def test_questions_ranked_together_leave_latent_terms_to_when_they_are_needed(latent_service, latent_embedder) -> None:
+    import threading
+
+    from rag.retriever import HybridRetriever
+
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_encode(text: str) -> np.ndarray:
+        if "lente" in text:  # the first question holds its place in the ranking until released
+            inside.set()
+            release.wait(10)
+        return latent_embedder.encode_queries([text])[0]
+
+    source = _Source(latent_embedder, free=True)
+    retriever = HybridRetriever(latent_service.index, slow_encode, latent_service.settings.retrieval, source)
+    first: list = []
+    worker = threading.Thread(target=lambda: first.append(retriever.rank(retriever.prepare("question lente"))))
+    worker.start()
+    inside.wait(10)
+    second = retriever.rank(retriever.prepare("Quelle messagerie sécurisée utiliser ?"))
+    release.set()
+    worker.join(10)
+    assert first[0].pending is not None and second.pending is None and source.calls == 1
+    alone = retriever.rank(retriever.prepare("Comment demander le paiement du solde ?"))
+    assert alone.pending is not None  # alone again: computed beside the vector
