@@ -45,7 +45,8 @@ class QueryEncoder:
         return self._batcher.load() + latent + 2 <= self._batcher.lanes
 
     def latents(self, text: str) -> Future[Latents]:
-        """The question's latent terms, computed beside its vector (the caller waits when it needs them)."""
+        """The question's latent terms, queued now (the caller waits for them, or cancels, when it knows
+        whether the confidence needs them)."""
         if self._latent_batcher is None:
             raise TypeError(f"{self.embedder.name} gives no latent terms")
         cached = self._latents.get(text)

@@ -83,10 +83,15 @@ def _previous_latents(previous: FaqIndex | None) -> dict[bytes, int]:
 
 
 def _latents(
-    texts: list[str], keys: list[bytes], embedder: LatentEncoder, batch: int, previous: FaqIndex | None, progress
+    texts: list[str],
+    keys: list[bytes],
+    embedder: LatentEncoder,
+    batch: int,
+    previous: FaqIndex | None,
+    known: dict[bytes, int],
+    progress: Progress | None,
 ) -> Latents:
-    """The chunks' latent terms, reusing those of ``previous`` whose text has not changed."""
-    known = _previous_latents(previous)
+    """The chunks' latent terms, reusing those of ``previous`` (``known``: its rows by text key)."""
     todo = [i for i, key in enumerate(keys) if key not in known]
     new: dict[int, Latents] = {}
     for start in range(0, len(todo), batch):
@@ -141,7 +146,8 @@ def build_index(
     latents = None
     if with_latents:
         chunk_texts, chunk_keys = texts[: len(chunks)], keys[: len(chunks)]
-        latents = _latents(chunk_texts, chunk_keys, embedder, opts.embed_batch_size, previous, stages.second)
+        batch = opts.embed_batch_size
+        latents = _latents(chunk_texts, chunk_keys, embedder, batch, previous, reusable, stages.second)
     analyzer = FrenchAnalyzer()
     bm25 = bm25s.BM25(k1=1.2, b=0.75)
     bm25.index([analyzer(glossary.expand(c.embed_text)) for c in chunks], show_progress=False)
