@@ -91,9 +91,14 @@ class OpenAIEmbedder:
             self._count = token_counter(self.opts.tokenizer)
         return self._count(text)
 
+    @property
+    def resting(self) -> bool:
+        """A question's vector failed moments ago: questions are ranked by BM25 alone until the rest is over."""
+        return time.monotonic() < self._resting_until
+
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """One short try: a failure is handed back at once and the server rests for ``rest`` seconds."""
-        if time.monotonic() < self._resting_until:
+        if self.resting:
             raise EmbeddingsUnavailable(f"the embeddings server at {self.url} failed moments ago; resting it")
         try:
             return self._encode(texts, "query", self.opts.query_timeout, retries=0)

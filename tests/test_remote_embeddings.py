@@ -167,6 +167,18 @@ def test_a_failing_server_leaves_questions_to_bm25_said_in_the_response_and_coun
     assert 'rag_degraded_total{stage="embeddings"} 2.0' in metrics
 
 
+def test_ready_says_while_questions_are_ranked_without_the_server(fake, tiny_settings):
+    settings = tiny_settings.replace(embedder="openai:hash", embeddings_base_url=f"{fake.base}/v1", embeddings_rest=30)
+    RagService(settings).build()
+    with running(create_app(settings), ready_path="/ready") as base, httpx.Client(base_url=base) as client:
+        before = client.get("/ready").json()
+        fake.script({"status": 500})
+        assert client.post("/search", json={"query": "paiement du solde"}).json()["degraded"] == "embeddings"
+        after = client.get("/ready")
+    assert before["embeddings"] == "ok" and before["latent_terms"] is False  # a server gives no latent terms
+    assert after.status_code == 200 and after.json()["embeddings"] == "degraded"  # still serving
+
+
 def test_after_a_failure_questions_skip_the_server_for_a_while(fake, tiny_settings):
     service = remote(fake.base, tiny_settings, embeddings_rest=600)
     service.build()

@@ -31,6 +31,9 @@ async def ready(state: StateDep) -> JSONResponse:
         "entries": len(index.entries),
         "embedder": index.manifest["embedder"],
         "store": "degraded" if state.store_error else "ok",
+        # an embeddings server that failed moments ago: questions are still answered, ranked by BM25 alone
+        "embeddings": "degraded" if getattr(service.embedder, "resting", False) else "ok",
+        "latent_terms": index.latents is not None,
         "worker": os.getpid(),
     }
     if state.store_error:
