@@ -52,6 +52,15 @@ AGREE_TEMPERATURE = 0.01  # cosine differences of about this size still share th
 FUSED_TEMPERATURE = 0.02  # likewise for fused scores (0..1)
 
 
+def log_odds(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def probability(z: float) -> float:
+    return 1 / (1 + math.exp(-max(min(z, 40.0), -40.0)))
+
+
 def signals(retriever: HybridRetriever, ranking: Ranking, language: str = "fr") -> dict[str, float]:
     """The evidence about the top entry, each scaled so that it does not grow with the corpus."""
     out = dict.fromkeys(FEATURES, 0.0)
@@ -72,13 +81,11 @@ def signals(retriever: HybridRetriever, ranking: Ranking, language: str = "fr") 
     if ranking.degraded:
         for name in DENSE_FEATURES:  # unknown, not zero: the calibration takes its mean
             del out[name]
-    if ranking.latents is None:
-        for name in LATENT_FEATURES:
-            del out[name]
+    for name in LATENT_FEATURES:  # added by latent_signals once the question's latent terms are there
+        del out[name]
     if not ranking.order:
         return out
-    if ranking.latents is not None:
-        out.update(_latent_signals(index, ranking, ranking.latents.dense()))
+    out.update(latent_signals(index, ranking))
     dense = np.sort(ranking.dense[np.isfinite(ranking.dense)])[::-1][:TOP]
     if dense.size:
         out["dense_top"] = float(dense[0])
@@ -101,10 +108,12 @@ def signals(retriever: HybridRetriever, ranking: Ranking, language: str = "fr") 
     return out
 
 
-def _latent_signals(index: FaqIndex, ranking: Ranking, question: np.ndarray) -> dict[str, float]:
+def latent_signals(index: FaqIndex, ranking: Ranking) -> dict[str, float]:
     """How the question's concepts (latent terms) meet the FAQ's: the best entries' similarity to it, and how
-    much of its concept weight the best entries, and the FAQ as a whole, carry."""
-    assert index.latents is not None
+    much of its concept weight the best entries, and the FAQ as a whole, carry. None without them."""
+    if ranking.latents is None or index.latents is None or not ranking.order:
+        return {}
+    question = ranking.latents.dense()
     norm = float(np.linalg.norm(question))
     cosine = index.latents.dots(question) / np.maximum(index.latent_norms * norm, 1e-9)
     per_entry = np.full(len(index.entries), -1.0)
@@ -163,7 +172,7 @@ class Calibration:
         z = self.intercept + sum(
             w * (values.get(f, m) - m) / s for f, m, s, w in zip(self.features, self.mean, self.scale, self.coef)
         )
-        return 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))
+        return probability(z)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
@@ -236,18 +245,12 @@ def _latent_band(main: Calibration, variants: list[Calibration], rows: list[dict
     """Where the fit without latent terms may decide otherwise than the full fit: the log-odds range of its
     probabilities over the calibration questions on which they disagree, and its threshold, widened."""
     without = variants[0]
-    odds = [_logit(without.threshold)]
+    odds = [log_odds(without.threshold)]
     for row in rows:
         p = without.probability(row)
         if (p >= without.threshold) != (main.probability(row) >= main.threshold):
-            odds.append(_logit(p))
-    low, high = min(odds) - BAND_MARGIN, max(odds) + BAND_MARGIN
-    return round(1 / (1 + math.exp(-low)), 6), round(1 / (1 + math.exp(-high)), 6)
-
-
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-9), 1 - 1e-9)
-    return math.log(p / (1 - p))
+            odds.append(log_odds(p))
+    return round(probability(min(odds) - BAND_MARGIN), 6), round(probability(max(odds) + BAND_MARGIN), 6)
 
 
 def _fit(
@@ -266,7 +269,6 @@ def _fit(
         intercept=round(float(model.intercept_[0]), 6),
     )
     kept = sorted(calibration.probability(r) for r, scope in zip(rows, in_scope) if scope)
-    quantile = min(max(kept[int((1 - keep) * len(kept))], 1e-6), 1 - 1e-6)
     # rounded down to a half unit of log-odds: a round default, on the side of answering
-    log_odds = math.floor(2 * math.log(quantile / (1 - quantile))) / 2
-    return replace(calibration, threshold=round(1 / (1 + math.exp(-log_odds)), 4))
+    rounded = math.floor(2 * log_odds(kept[int((1 - keep) * len(kept))])) / 2
+    return replace(calibration, threshold=round(probability(rounded), 4))

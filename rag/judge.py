@@ -6,10 +6,10 @@ the confidence by a fixed amount of log-odds, and it is asked only when that can
 
 from __future__ import annotations
 
-import math
 import re
 import time
 
+from .confidence import log_odds, probability
 from .config import LLMSettings
 from .errors import LLMError
 from .llm import ChatClient
@@ -17,15 +17,6 @@ from .models import Hit
 from .prompts import PromptTemplate, quote
 
 _VERDICT = re.compile(r"^\W*(oui|non|yes|no)\b", re.IGNORECASE)
-
-
-def log_odds(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
-
-
-def probability(z: float) -> float:
-    return 1 / (1 + math.exp(-z))
 
 
 class Judge:

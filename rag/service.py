@@ -16,7 +16,7 @@ from typing import Any
 
 from .answer import ExtractiveGenerator, pieces, smalltalk_answer
 from .cache import LRUCache, cache_key, normalise_query
-from .confidence import Calibration, signals
+from .confidence import Calibration, latent_signals, signals
 from .config import DEFAULT_SOURCE, Settings
 from .conversation import Rewriter, elliptical, joined
 from .embedders import Embedder, encoder_threads, make_embedder, model_of
@@ -256,15 +256,14 @@ class RagService:
         if not ranking.order:
             retriever.settle(ranking, wanted=False)
             return SearchResult(query=query, abstained=True, results=[], confidence=0.0)
-        language = self.settings.answer.language
-        values = signals(retriever, ranking, language)
+        values = signals(retriever, ranking, self.settings.answer.language)
+        model = self.calibration.model(values)  # fitted on the signals this question has
         if retriever.latents is not None and ranking.degraded is None:
             # the question's latent terms are waited for only where they can change the decision
             low, high = self.calibration.latent_band
-            retriever.settle(ranking, low <= self.calibration.model(values).probability(values) <= high)
-            if ranking.latents is not None:
-                values = signals(retriever, ranking, language)
-        model = self.calibration.model(values)  # fitted on the signals this question has
+            retriever.settle(ranking, low <= model.probability(values) <= high)
+            values.update(latent_signals(retriever.index, ranking))
+            model = self.calibration.model(values)
         confidence, threshold = model.probability(values), self.threshold(model)
         verdict = None
         if state.judge is not None and state.judge.useful(confidence, threshold):
