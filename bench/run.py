@@ -28,6 +28,7 @@ import numpy as np
 from rag.config import Settings
 from rag.evaluation.run import load_queries
 from rag.latents import LatentEncoder
+from rag.models import Question
 from rag.service import RagService
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +93,7 @@ def in_process(service: RagService, cached: RagService, questions: list[str], ro
     times: dict[str, list[float]] = {name: [] for name in names}
     pool = ThreadPoolExecutor(1)
     for q in questions:
-        cached.search(q)  # warm the cache once
+        cached.search(Question(query=q))  # warm the cache once
     for _ in range(rounds):
         for q in questions:
             t = time.perf_counter()
@@ -108,13 +109,13 @@ def in_process(service: RagService, cached: RagService, questions: list[str], ro
             index.search(embedder.encode_queries([q]), 5)
             times["naive"].append((time.perf_counter() - t) * 1000)
             t = time.perf_counter()
-            service.search(q)
+            service.search(Question(query=q))
             times["search"].append((time.perf_counter() - t) * 1000)
             t = time.perf_counter()
-            service.ask(q)
+            service.ask(Question(query=q))
             times["ask"].append((time.perf_counter() - t) * 1000)
             t = time.perf_counter()
-            cached.search(q)
+            cached.search(Question(query=q))
             times["search_cached"].append((time.perf_counter() - t) * 1000)
     out = {name: pct(v) for name, v in times.items()}
     out["ratio_search_to_encoder_p50"] = round(out["search"]["p50"] / out["encoder"]["p50"], 3)
@@ -201,7 +202,7 @@ def build_speed(tmp: Path) -> dict:
             service.embedder.encode_latents([c.embed_text for c in index.chunks[start : start + 32]])
     latents_s = time.perf_counter() - t
     encode_s = vectors_s + latents_s
-    n = index.manifest["counts"]["vectors"]
+    n = index.manifest.counts.vectors
     return {
         "corpus": "CNIL FAQ",
         "entries": len(index.entries),

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from .config import Settings, load_settings
 from .errors import ConfigError, RagError
+from .models import Question
 from .service import RagService
 
 app = typer.Typer(help="Cited answers over FAQ corpora.", no_args_is_help=True, add_completion=False)
@@ -26,6 +27,7 @@ err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 IndexDir = Annotated[Path | None, typer.Option("--index-dir", help="index folder (default: RAG_INDEX_DIR)")]
+K = Annotated[int | None, typer.Option("-k", "--k", min=1, help="entries per question (default: RAG_DEFAULT_K)")]
 JsonOut = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
@@ -65,13 +67,13 @@ def build_with_progress(service: RagService) -> None:
             bar[0].update(bar[1], completed=done, total=total)
 
         index = service.build(progress=advance)
-    for warning in index.manifest.get("warnings", []):
+    for warning in index.manifest.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    counts = index.manifest["counts"]
+    counts = index.manifest.counts
     err.print(
-        f"indexed {counts['entries']} entries, {counts['chunks']} chunks, {counts['vectors']} vectors "
-        f"({counts['reused']} reused from the previous version) "
-        f"with {index.manifest['embedder']} into {service.settings.index.index_dir}",
+        f"indexed {counts.entries} entries, {counts.chunks} chunks, {counts.vectors} vectors "
+        f"({counts.reused} reused from the previous version) "
+        f"with {index.manifest.embedder} into {service.settings.index.index_dir}",
         highlight=False,
     )
 
@@ -96,7 +98,7 @@ def _load(index_dir: Path | None) -> RagService:
 @friendly
 def search(
     questions: Annotated[list[str], typer.Argument(help="one or more questions")],
-    k: Annotated[int, typer.Option("-k", "--k", min=1, help="results per question")] = 5,
+    k: K = None,
     filter_: Annotated[
         list[str] | None, typer.Option("--filter", help="FIELD=VALUE, e.g. theme=Internet (repeat: any of)")
     ] = None,
@@ -107,7 +109,7 @@ def search(
     service = _load(index_dir)
     filters = parse_filters(filter_ or [])
     for question in questions:
-        result = service.search(question, k, filters, service.address)
+        result = service.search(Question(query=question, k=k, filters=filters), service.address)
         if as_json:
             payload = result.model_dump(include={"query", "abstained", "confidence", "results"})
             for hit in payload["results"]:  # the retrieval internals stay out; the reranker's score when there is one
@@ -144,13 +146,13 @@ def parse_filters(items: list[str]) -> dict[str, list[str]]:
 @friendly
 def ask(
     question: Annotated[str, typer.Argument(help="the question")],
-    k: Annotated[int, typer.Option("-k", "--k", min=1)] = 5,
+    k: K = None,
     index_dir: IndexDir = None,
     as_json: JsonOut = False,
 ) -> None:
     """Answer a question with numbered citations to FAQ entries."""
     service = _load(index_dir)
-    result = service.ask(question, k, None, service.address)
+    result = service.ask(Question(query=question, k=k), service.address)
     if as_json:
         payload = result.model_dump(exclude={"citations": {"__all__": {"question"}}})
         sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")

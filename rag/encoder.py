@@ -20,7 +20,7 @@ class QueryEncoder:
         self.embedder = embedder
         self._vectors: LRUCache[np.ndarray] = LRUCache(cache_size)
         self._latents: LRUCache[Latents] = LRUCache(cache_size)
-        lanes = getattr(embedder, "lanes", 1)  # calls that may run at once (see the Embedder protocol)
+        lanes = embedder.lanes
         self._batcher = MicroBatcher(embedder.encode_queries, max_batch, wait_ms / 1000, lanes)
         self._latent_batcher: MicroBatcher[Latents] | None = None
         if isinstance(embedder, LatentEncoder):
@@ -44,7 +44,7 @@ class QueryEncoder:
         latent = self._latent_batcher.load() if self._latent_batcher is not None else 0
         return self._batcher.load() + latent + 2 <= self._batcher.lanes
 
-    def latents(self, text: str) -> Future[Latents]:
+    def latent_terms(self, text: str) -> Future[Latents]:
         """The question's latent terms, queued now (the caller waits for them, or cancels, when it knows
         whether the confidence needs them)."""
         if self._latent_batcher is None:

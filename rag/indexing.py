@@ -1,5 +1,5 @@
 """Building an index: chunk the corpus, embed what the previous version has not embedded already, and
-index the chunks for BM25."""
+index the chunks for BM25; and telling whether a built index still matches the settings and sources."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import bm25s
 import numpy as np
@@ -16,14 +17,47 @@ from .analyzer import FrenchAnalyzer
 from .chunking import chunk_entries
 from .config import IndexSettings
 from .embedders import Embedder
+from .faq_index import FaqIndex, make_vector_index
 from .glossary import Glossary
 from .latents import LatentEncoder, Latents
+from .manifest import FORMAT_VERSION, Counts, Manifest, SourceRecord
 from .models import Chunk, Entry
-from .sources import Corpus
-from .store import FORMAT_VERSION, FaqIndex, build_options, make_vector_index
+from .sources import Corpus, load_corpus
 from .text import split_sentences
 
 Progress = Callable[[int, int], None]
+# the settings that shape an index: all recorded in its manifest, any change means a rebuild
+BUILD_OPTIONS = (
+    "embedder",
+    "query_prefix",
+    "passage_prefix",
+    "chunk_max_tokens",
+    "chunk_overlap_sentences",
+    "ann_threshold",
+    "hnsw_m",
+    "hnsw_ef_search",
+    "question_vectors",
+    "sentence_vectors",
+    "latent_terms",
+)
+
+
+def build_options(opts: IndexSettings) -> dict[str, Any]:
+    return {name: getattr(opts, name) for name in BUILD_OPTIONS}
+
+
+def stale_reason(manifest: Manifest, opts: IndexSettings, sources: list[Path], embedder_name: str) -> str | None:
+    """Why an index no longer matches the settings and sources (None when it does)."""
+    if manifest.embedder != embedder_name:
+        return f"built with embedder {manifest.embedder}, configured: {embedder_name}"
+    changed = [name for name, value in build_options(opts).items() if manifest.options.get(name) != value]
+    if changed:
+        return f"built with other options: {', '.join(changed)}"
+    if manifest.corpus_checksum != load_corpus(sources).checksum():
+        return "the FAQ sources changed"
+    if manifest.glossary_checksum != Glossary.for_sources(sources, opts.glossary).checksum():
+        return "the glossary changed"
+    return None
 
 
 def views(entries: list[Entry], chunks: list[Chunk], opts: IndexSettings) -> tuple[list[str], list[int]]:
@@ -128,7 +162,7 @@ def build_index(
     glossary: Glossary | None = None,
     progress: Progress | None = None,
     previous: FaqIndex | None = None,
-    sources: list[dict[str, str]] | None = None,
+    sources: list[SourceRecord] | None = None,
 ) -> FaqIndex:
     """Chunk, embed and index a corpus, reusing the vectors of ``previous`` whose text has not changed."""
     glossary = glossary or Glossary.empty()
@@ -152,22 +186,21 @@ def build_index(
     bm25 = bm25s.BM25(k1=1.2, b=0.75)
     bm25.index([analyzer(glossary.expand(c.embed_text)) for c in chunks], show_progress=False)
     created = datetime.now(UTC)
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        # sorts by creation time: the cleaning of old versions relies on it
-        "version": f"{created:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:4]}",
-        "embedder": embedder.name,
-        "dim": int(vectors.shape[1]),
-        "options": build_options(opts),
-        "vector_index": "flat-ip" if len(vectors) <= opts.ann_threshold else f"hnsw{opts.hnsw_m}-ip",
-        "corpus_checksum": corpus.checksum(),
-        "glossary_checksum": glossary.checksum(),
-        "counts": {"entries": len(corpus.entries), "chunks": len(chunks), "vectors": len(vectors), "reused": reused},
-        "latent_terms": latents is not None,
-        "sources": sources or [],
-        "created_at": f"{created:%Y-%m-%dT%H:%M:%SZ}",
-        "warnings": corpus.warnings,
-    }
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        version=f"{created:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:4]}",
+        embedder=embedder.name,
+        dim=int(vectors.shape[1]),
+        options=build_options(opts),
+        vector_index="flat-ip" if len(vectors) <= opts.ann_threshold else f"hnsw{opts.hnsw_m}-ip",
+        corpus_checksum=corpus.checksum(),
+        glossary_checksum=glossary.checksum(),
+        counts=Counts(entries=len(corpus.entries), chunks=len(chunks), vectors=len(vectors), reused=reused),
+        latent_terms=latents is not None,
+        sources=sources or [],
+        created_at=f"{created:%Y-%m-%dT%H:%M:%SZ}",
+        warnings=corpus.warnings,
+    )
     return FaqIndex(
         manifest=manifest,
         entries=corpus.entries,
@@ -181,6 +214,9 @@ def build_index(
     )
 
 
-def source_records(paths: list[Path]) -> list[dict[str, str]]:
+def source_records(paths: list[Path]) -> list[SourceRecord]:
     """Each source file's absolute path and checksum, for the manifest."""
-    return [{"path": str(Path(p).resolve()), "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()} for p in paths]
+    return [
+        SourceRecord(path=str(Path(p).resolve()), sha256=hashlib.sha256(Path(p).read_bytes()).hexdigest())
+        for p in paths
+    ]

@@ -10,6 +10,7 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 
 from .errors import RagError
+from .models import Question
 from .service import RagService
 
 
@@ -43,9 +44,10 @@ def make_server(service: RagService) -> MCPServer:
             raise ValueError(str(exc)) from None
 
     @server.tool()
-    async def search_faq(question: str, k: int = 5, filters: dict[str, str] | None = None) -> dict[str, Any]:
-        """The FAQ entries that answer a question (none when the FAQ does not cover it), with links and facets."""
-        result = await call(service.search, question, k, filters or None, base)
+    async def search_faq(question: str, k: int | None = None, filters: dict[str, str] | None = None) -> dict[str, Any]:
+        """The FAQ entries that answer a question (none when the FAQ does not cover it), with links and facets;
+        ``k`` entries at most (default: the service's)."""
+        result = await call(service.search, Question(query=question, k=k, filters=filters or {}), base)
         hits = [_hit(h) for h in result.results]
         found = {"question": question, "declined": result.abstained, "confidence": result.confidence, "results": hits}
         return found | {"degraded": result.degraded}
@@ -69,7 +71,7 @@ def make_server(service: RagService) -> MCPServer:
     async def ask_faq(question: str, history: list[str] | None = None) -> dict[str, Any]:
         """A short answer from the FAQ with numbered citations [n] to the entries it comes from; earlier questions
         of the conversation (oldest first) help read a follow-up."""
-        answer = await call(service.ask, question, None, None, base, history or None)
+        answer = await call(service.ask, Question(query=question, history=history or []), base)
         return {
             "answer": answer.answer,
             "declined": answer.abstained,

@@ -1,4 +1,4 @@
-"""Data passed between stages: entries, chunks, hits, answers."""
+"""Data passed between stages: entries, chunks, questions, hits, answers."""
 
 from __future__ import annotations
 
@@ -32,6 +32,16 @@ class Chunk(BaseModel):
     def embed_text(self) -> str:
         """The text given to the encoder and to BM25: the question first, when there is one."""
         return f"{self.question}\n{self.text}" if self.question else self.text
+
+
+class Question(BaseModel):
+    """What is asked, by any interface (HTTP, chat, MCP, the CLI, the eval): the service fills in what is
+    left out (``k``: ``RAG_DEFAULT_K``)."""
+
+    query: str
+    k: int | None = Field(None, description="how many FAQ entries to return; default: RAG_DEFAULT_K")
+    filters: dict[str, Any] = Field(default_factory=dict, description="entry metadata to match (facets)")
+    history: list[str] = Field(default_factory=list, description="the user's earlier questions, oldest first")
 
 
 class Hit(BaseModel):
@@ -68,6 +78,7 @@ class SearchResult(BaseModel):
     latent: bool = Field(False, exclude=True)  # the confidence read the question's latent terms
     terms: list[str] = Field(default_factory=list, exclude=True)  # the searched terms, for picking sentences
     own_terms: list[str] = Field(default_factory=list, exclude=True)  # those of the question itself
+    signals: dict[str, float] = Field(default_factory=dict, exclude=True)  # what the confidence was computed from
 
     def served(self) -> SearchResult:
         """What a user is shown: no entries when the service declines."""

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from .embedders import load_offline
 from .errors import ConfigError
-from .retriever import HybridRetriever, Ranking
+from .retriever import Ranking
 
 
 class Reranker(Protocol):
+    def load(self) -> None: ...
+
     def scores(self, query: str, passages: Sequence[str]) -> np.ndarray:
         """One relevance score per passage, higher is better."""
 
@@ -27,7 +29,7 @@ class CrossEncoderReranker:
         self.model_name = spec.removeprefix("st:").strip()
         if not self.model_name:
             raise ConfigError("RAG_RERANKER is empty after 'st:'; give a cross-encoder name or folder")
-        self._model = None
+        self._model: Any = None
         self._lock = threading.Lock()
 
     def load(self) -> None:
@@ -46,12 +48,12 @@ def make_reranker(spec: str) -> Reranker | None:
     return CrossEncoderReranker(spec) if spec.strip() else None
 
 
-def rerank(retriever: HybridRetriever, ranking: Ranking, reranker: Reranker, depth: int) -> None:
+def rerank(ranking: Ranking, reranker: Reranker, depth: int) -> None:
     """Reorder the first ``depth`` entries of ``ranking`` by the reranker's scores, in place."""
     head = ranking.order[:depth]
     if len(head) < 2:
         return
-    passages = [retriever.index.chunks[retriever.best_chunk(i, ranking)].embed_text for i in head]
+    passages = [ranking.index.chunks[ranking.best_chunk(i)].embed_text for i in head]
     scores = reranker.scores(ranking.prepared.query, passages)
     order = np.argsort(-scores, kind="stable")
     ranking.order = [head[i] for i in order] + ranking.order[depth:]

@@ -1,14 +1,12 @@
-"""Hybrid retrieval: dense (FAISS) and French BM25 candidates, grouped by FAQ entry and fused
-(linear fusion by default), with the signals the confidence is computed from."""
+"""Hybrid retrieval: dense (FAISS) and French BM25 candidates, the best chunk of each FAQ entry, fused per
+entry (linear fusion by default). The ranking it returns is plain data that later stages read alone."""
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import faiss
 import numpy as np
@@ -16,21 +14,12 @@ import numpy as np
 from .analyzer import FrenchAnalyzer
 from .config import RetrievalSettings
 from .errors import EmbeddingsUnavailable, UnknownFilter
+from .faq_index import FaqIndex
 from .latents import Latents
 from .models import Entry, Hit
-from .store import FaqIndex
 
 log = logging.getLogger("rag.retriever")
-QueryEncoder = Callable[[str], np.ndarray]
-
-
-class LatentSource(Protocol):
-    """Where a question's latent terms come from (the query encoder)."""
-
-    def latents(self, text: str) -> Future[Latents]: ...
-
-    def spare(self) -> bool:
-        """Whether they can be computed now beside the question's vector without delaying other work."""
+EncodeQuery = Callable[[str], np.ndarray]  # a query text -> its vector
 
 
 @dataclass(frozen=True)
@@ -45,19 +34,42 @@ class Prepared:
 
 @dataclass
 class Ranking:
-    """Entries ranked for one query, with per-entry scores and the signals of the top entry."""
+    """Every candidate entry of one query, best first, with each entry's scores and best chunk, and the index
+    they come from: what the signals of the confidence and a reranker read."""
 
+    index: FaqIndex
+    prepared: Prepared
     order: list[int]
     fused: np.ndarray
     dense: np.ndarray
     dense_chunk: np.ndarray
     lexical: np.ndarray
     lexical_chunk: np.ndarray
-    prepared: Prepared
     reranked: dict[int, float] = field(default_factory=dict)  # entry -> the reranker's score
     degraded: str | None = None  # "embeddings": the question's vector could not be had, BM25 ranked alone
-    latents: Latents | None = None  # the question's latent terms, once settled (see HybridRetriever.settle)
-    pending: Future[Latents] | None = None  # ... while they are being computed
+    latents: Latents | None = None  # the question's latent terms, when the confidence waited for them
+
+    def best_chunk(self, entry: int) -> int:
+        """The chunk of ``entry`` that matched best (densely, else lexically)."""
+        return int(self.dense_chunk[entry] if self.dense_chunk[entry] >= 0 else self.lexical_chunk[entry])
+
+    def hits(self, k: int) -> list[Hit]:
+        return [self._hit(i) for i in self.order[:k]]
+
+    def _hit(self, i: int) -> Hit:
+        entry = self.index.entries[i]
+        dense, lexical = self.dense[i], self.lexical[i]
+        return Hit(
+            id=entry.id,
+            question=entry.question,
+            text=self.index.chunks[self.best_chunk(i)].text,
+            score=round(float(self.fused[i]), 4),
+            url=entry.url,
+            metadata=entry.metadata,
+            dense_score=round(float(dense), 4) if np.isfinite(dense) else None,
+            bm25_score=round(float(lexical), 4) if lexical > 0 else None,
+            rerank_score=round(self.reranked[i], 4) if i in self.reranked else None,
+        )
 
 
 def _matches(entry: Entry, filters: Mapping[str, Any]) -> bool:
@@ -70,22 +82,21 @@ def _matches(entry: Entry, filters: Mapping[str, Any]) -> bool:
     return True
 
 
+def check_filters(index: FaqIndex, filters: Mapping[str, Any] | None) -> None:
+    """A filter naming a field no entry has is an :class:`UnknownFilter`, whatever the question."""
+    unknown = set(filters or {}) - index.metadata_fields
+    if unknown:
+        known = ", ".join(sorted(index.metadata_fields))
+        raise UnknownFilter(f"unknown filter field(s): {', '.join(sorted(unknown))}; known fields: {known}")
+
+
 class HybridRetriever:
     """Dense + BM25 over chunks, best chunk per entry, fused per entry."""
 
-    def __init__(
-        self,
-        index: FaqIndex,
-        encode: QueryEncoder | None,
-        params: RetrievalSettings,
-        latents: LatentSource | None = None,
-    ) -> None:
+    def __init__(self, index: FaqIndex, encode: EncodeQuery | None, params: RetrievalSettings) -> None:
         self.index = index
         self.encode = encode
         self.params = params
-        self.latents = latents if index.latents is not None else None
-        self._lock = threading.Lock()
-        self._ranking = 0  # questions being ranked now
         self.analyzer = FrenchAnalyzer()
 
     def prepare(self, query: str) -> Prepared:
@@ -93,18 +104,14 @@ class HybridRetriever:
         dense = expanded if self.params.expand_dense else query
         return Prepared(query, dense, self.analyzer(query), self.analyzer(expanded))
 
-    def rank(self, prepared: Prepared, filters: Mapping[str, Any] | None = None) -> Ranking:
-        """Every candidate entry, best first."""
-        with self._lock:
-            self._ranking += 1
-            alone = self._ranking == 1
-        try:
-            return self._rank(prepared, filters, alone)
-        finally:
-            with self._lock:
-                self._ranking -= 1
+    @property
+    def encodes(self) -> bool:
+        """Whether questions are encoded (not with BM25 alone)."""
+        return self.params.fusion != "bm25" and self.encode is not None
 
-    def _rank(self, prepared: Prepared, filters: Mapping[str, Any] | None, alone: bool) -> Ranking:
+    def rank(self, prepared: Prepared, filters: Mapping[str, Any] | None = None) -> Ranking:
+        """Every candidate entry, best first; without the question's vector (an embeddings server that
+        failed), BM25's alone, marked ``degraded``."""
         index, params = self.index, self.params
         allowed = self._allowed(filters)
         n_entries = len(index.entries)
@@ -113,11 +120,7 @@ class HybridRetriever:
         lexical = np.zeros(n_entries, dtype=np.float32)
         lexical_chunk = np.full(n_entries, -1, dtype=np.int64)
         degraded = None
-        # a question ranked alone, with a lane of the encoder to spare, has its latent terms computed beside its
-        # vector in case the confidence needs them; under load they are computed only once it does (see settle)
-        speculate = alone and self.latents is not None and params.fusion != "bm25" and self.latents.spare()
-        pending = self.latents.latents(prepared.query) if speculate else None
-        if params.fusion != "bm25" and self.encode is not None:
+        if self.encodes:
             try:
                 self._dense(self.encode(prepared.dense), allowed, dense, dense_chunk)
             except EmbeddingsUnavailable as exc:
@@ -129,40 +132,12 @@ class HybridRetriever:
         if allowed is not None:
             fused[~allowed] = -np.inf
         order = [int(i) for i in np.argsort(-fused, kind="stable") if np.isfinite(fused[i])]
-        if degraded is not None and pending is not None:
-            pending.cancel()
-            pending = None
-        return Ranking(
-            order, fused, dense, dense_chunk, lexical, lexical_chunk, prepared, degraded=degraded, pending=pending
-        )
-
-    def settle(self, ranking: Ranking, wanted: bool = True) -> None:
-        """Get the question's latent terms (``wanted``: waiting for them, or asking for them now) or give them
-        up. A failure leaves the confidence without them, never the question unanswered."""
-        pending, ranking.pending = ranking.pending, None
-        if not wanted:
-            if pending is not None:
-                pending.cancel()  # not started yet: never computed
-            return
-        if pending is None:
-            if self.latents is None or ranking.degraded is not None or self.params.fusion == "bm25":
-                return
-            pending = self.latents.latents(ranking.prepared.query)
-        try:
-            ranking.latents = pending.result(timeout=60)
-        except Exception as exc:
-            log.warning("latent terms unavailable (%s): the confidence does without them", exc)
-
-    def hits(self, ranking: Ranking, k: int) -> list[Hit]:
-        return [self._hit(i, ranking) for i in ranking.order[:k]]
+        return Ranking(index, prepared, order, fused, dense, dense_chunk, lexical, lexical_chunk, degraded=degraded)
 
     def _allowed(self, filters: Mapping[str, Any] | None) -> np.ndarray | None:
         if not filters:
             return None
-        unknown = set(filters) - self.index.metadata_fields
-        if unknown:
-            known = ", ".join(sorted(self.index.metadata_fields))
-            raise UnknownFilter(f"unknown filter field(s): {', '.join(sorted(unknown))}; known fields: {known}")
+        check_filters(self.index, filters)
         return np.array([_matches(e, filters) for e in self.index.entries], dtype=bool)
 
     def _dense(self, vector: np.ndarray, allowed: np.ndarray | None, best: np.ndarray, best_chunk: np.ndarray) -> None:
@@ -222,21 +197,3 @@ class HybridRetriever:
             fused[ranked] += weight / (p.rrf_k + 1 + np.arange(len(ranked)))
         fused /= max((p.dense_weight + p.bm25_weight) / (p.rrf_k + 1), 1e-12)  # 1.0 = ranked first by both
         return np.where(has_dense | has_lex, fused, -np.inf)
-
-    def best_chunk(self, i: int, ranking: Ranking) -> int:
-        return int(ranking.dense_chunk[i] if ranking.dense_chunk[i] >= 0 else ranking.lexical_chunk[i])
-
-    def _hit(self, i: int, ranking: Ranking) -> Hit:
-        entry = self.index.entries[i]
-        dense, lexical = ranking.dense[i], ranking.lexical[i]
-        return Hit(
-            id=entry.id,
-            question=entry.question,
-            text=self.index.chunks[self.best_chunk(i, ranking)].text,
-            score=round(float(ranking.fused[i]), 4),
-            url=entry.url,
-            metadata=entry.metadata,
-            dense_score=round(float(dense), 4) if np.isfinite(dense) else None,
-            bm25_score=round(float(lexical), 4) if lexical > 0 else None,
-            rerank_score=round(ranking.reranked[i], 4) if i in ranking.reranked else None,
-        )

@@ -1,73 +1,68 @@
-"""The one place that wires settings, embedder, index, retriever, confidence and answer generators.
+"""The one place that wires settings, embedder, index and stages, and the methods every interface calls.
 
 Construction is light; :meth:`RagService.load` (or :meth:`build`) does the heavy work. A rebuilt index
 is swapped in as one reference assignment, so a request sees the old index or the new one, never a mix.
-The HTTP API, the CLI, ``rag eval`` and the benchmarks all call the methods below.
+The HTTP API, the CLI, MCP, ``rag eval`` and the benchmarks all call :meth:`retrieve`, :meth:`search`,
+:meth:`ask` and :meth:`answer` with a :class:`~rag.models.Question`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
 
-from .answer import ExtractiveGenerator, pieces, smalltalk_answer
 from .cache import LRUCache, cache_key, normalise_query
-from .confidence import Calibration, latent_signals, signals
+from .calibration import Calibration
 from .config import DEFAULT_SOURCE, Settings
-from .conversation import Rewriter, elliptical, joined
+from .conversation import elliptical, joined
+from .decision import Decision
 from .embedders import Embedder, encoder_threads, make_embedder, model_of
 from .encoder import QueryEncoder
-from .errors import EmbeddingsUnavailable, IndexNotReady
-from .generation import LLMGenerator, Reset
+from .errors import ApiError, EmbeddingsUnavailable, IndexNotReady
+from .extractive import ExtractiveGenerator, pieces, smalltalk_answer
+from .faq_index import FaqIndex
 from .glossary import Glossary
-from .indexing import Progress, build_index, source_records
-from .judge import Judge
-from .llm import ChatClient
-from .models import Answer, SearchResult
-from .prompts import PromptSet
-from .rerank import make_reranker, rerank
-from .retriever import HybridRetriever
+from .indexing import Progress, build_index, build_options, source_records, stale_reason
+from .llm import LLMParts, Reset
+from .models import Answer, Question, SearchResult
+from .rerank import make_reranker
+from .retriever import HybridRetriever, check_filters
 from .smalltalk import smalltalk
 from .sources import load_corpus
-from .store import (
-    FaqIndex,
-    build_options,
-    check_target,
-    load_index,
-    manifest_sources,
-    read_manifest,
-    save_index,
-    stale_reason,
-)
+from .versions import check_target, manifest_sources, read_manifest
 
 log = logging.getLogger("rag.service")
 
 
 @dataclass(frozen=True)
-class _Loaded:
+class Stages:
+    """The stages serving one index version."""
+
     index: FaqIndex
     retriever: HybridRetriever
+    decision: Decision
     extractive: ExtractiveGenerator
-    llm: LLMGenerator | None
-    judge: Judge | None
-    rewriter: Rewriter | None
+    llm: LLMParts | None
 
 
 class RagService:
     """Search and answer over the configured index."""
 
-    def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, embedder: Embedder | None = None, llm: LLMParts | None = None
+    ) -> None:
+        """``embedder`` and ``llm`` replace the ones the settings name (default: made when first needed)."""
         self.settings = settings or Settings()
         self._embedder = embedder
         self._encoder: QueryEncoder | None = None
-        self._loaded: _Loaded | None = None
-        self._calibration: Calibration | None = None
+        self._stages: Stages | None = None
         self._build_lock = threading.Lock()
-        self._llm_parts: tuple[ChatClient, PromptSet] | None = None
+        self._llm = llm
+        self._llm_made = llm is not None
         self.reranker = make_reranker(self.settings.retrieval.reranker)
         self.results: LRUCache[SearchResult] = LRUCache(self.settings.retrieval.cache_size)
 
@@ -90,79 +85,70 @@ class RagService:
 
     @property
     def ready(self) -> bool:
-        return self._loaded is not None
+        return self._stages is not None
+
+    @property
+    def stages(self) -> Stages:
+        """The stages in service; :class:`IndexNotReady` until an index is loaded."""
+        stages = self._stages
+        if stages is None:
+            raise IndexNotReady("the index is not loaded yet. Run `rag index` if it was never built.")
+        return stages
 
     @property
     def index(self) -> FaqIndex:
-        return self._state().index
+        return self.stages.index
 
     @property
-    def calibration(self) -> Calibration:
-        if self._calibration is None:
-            self._calibration = Calibration.load(self.settings.retrieval.calibration)
-        return self._calibration
+    def decision(self) -> Decision:
+        return self.stages.decision
 
-    @property
-    def min_confidence(self) -> float:
-        """Below it the service declines a question that has every signal: the setting, else the
-        calibration's own threshold."""
-        return self.threshold(self.calibration)
+    def calibration_for(self, index: FaqIndex | None = None) -> Calibration:
+        """The confidence's fit: the file named by ``RAG_CALIBRATION``, else the one fitted on the index's FAQ,
+        else the shipped one."""
+        setting = self.settings.retrieval.calibration
+        if setting is None and index is not None and index.calibration is not None:
+            return index.calibration
+        return Calibration.load(setting)
 
-    def threshold(self, model: Calibration) -> float:
-        """The threshold for a question judged by ``model`` (the calibration or one of its variants)."""
-        setting = self.settings.retrieval.min_confidence
-        if setting is not None:
-            return setting
-        # a calibration made for another encoder says nothing here: answer, never decline
-        return model.threshold if self.calibrated else 0.0
-
-    @property
-    def calibrated(self) -> bool:
-        """The confidence was fitted for this encoder's model (or the file does not say for which)."""
-        fitted = self.calibration.embedder
-        return not fitted or model_of(fitted) == model_of(self.embedder.name)
-
-    def _state(self) -> _Loaded:
-        loaded = self._loaded
-        if loaded is None:
-            raise IndexNotReady("the index is not loaded yet. Run `rag index` if it was never built.")
-        return loaded
-
-    def _llm(self) -> tuple[ChatClient, PromptSet] | None:
-        """The LLM client and prompts, made once, when an LLM server is configured."""
-        if not self.settings.llm.base_url:
-            return None
-        if self._llm_parts is None:
-            self._llm_parts = (ChatClient(self.settings.llm), PromptSet.load(self.settings.answer.prompts_dir))
-        return self._llm_parts
+    def _llm_parts(self) -> LLMParts | None:
+        """The LLM's stages, made once, when an LLM server is configured."""
+        if not self._llm_made:
+            self._llm = LLMParts.make(self.settings, ExtractiveGenerator(self.settings.answer))
+            self._llm_made = True
+        return self._llm
 
     def close(self) -> None:
         """Release the connections of the LLM client and of an embeddings server's client."""
-        if self._llm_parts is not None:
-            self._llm_parts[0].close()
-        close_embedder = getattr(self._embedder, "close", None)  # only embedders with connections have one
-        if close_embedder is not None:
-            close_embedder()
+        if self._llm is not None:
+            self._llm.close()
+        if self._embedder is not None:
+            self._embedder.close()
 
     def _install(self, index: FaqIndex) -> None:
-        latents = self.encoder if self.encoder.has_latents else None
-        retriever = HybridRetriever(index, self.encoder, self.settings.retrieval, latents)
-        extractive = ExtractiveGenerator(self.settings.answer)
-        parts = self._llm()
-        llm = judge = rewriter = None
-        if parts is not None:
-            client, prompts, faq = parts[0], parts[1], self.settings.answer.faq_name
-            llm = LLMGenerator(client, prompts, extractive, self.settings.answer)
-            rewriter = Rewriter(client, prompts.rewrite, self.settings.llm, faq)
-            if self.settings.llm.judge:
-                judge = Judge(client, prompts.judge, self.settings.llm, faq)
-        if not self.calibrated:
+        settings = self.settings
+        retriever = HybridRetriever(index, self.encoder, settings.retrieval)
+        llm = self._llm_parts()
+        calibration = self.calibration_for(index)
+        calibrated = not calibration.embedder or model_of(calibration.embedder) == model_of(self.embedder.name)
+        if not calibrated:
             log.warning(
                 "the confidence was calibrated for %s, not %s: questions are never declined; run `rag calibrate`",
-                self.calibration.embedder,
+                calibration.embedder,
                 self.embedder.name,
             )
-        self._loaded = _Loaded(index, retriever, extractive, llm, judge, rewriter)
+        has_latents = self.encoder.has_latents and index.latents is not None and retriever.encodes
+        decision = Decision(
+            calibration,
+            min_confidence=settings.retrieval.min_confidence,
+            calibrated=calibrated,
+            language=settings.answer.language,
+            latents=self.encoder if has_latents else None,
+            judge=llm.judge if llm is not None else None,
+            reranker=self.reranker,
+            rerank_depth=settings.retrieval.rerank_depth,
+        )
+        self._stages = Stages(index, retriever, decision, ExtractiveGenerator(settings.answer), llm)
         self.results.clear()  # results of the previous index must not be served from the new one
 
     def load(self) -> FaqIndex:
@@ -170,7 +156,7 @@ class RagService:
         self.embedder.load()
         if self.reranker is not None:
             self.reranker.load()
-        index = load_index(self.settings.index.index_dir, self.embedder.name, self._dim())
+        index = FaqIndex.load(self.settings.index.index_dir, self.embedder.name, self._dim())
         self._install(index)
         return index
 
@@ -189,13 +175,14 @@ class RagService:
         return list(opts.sources or manifest_sources(opts.index_dir) or [DEFAULT_SOURCE])
 
     def _previous(self) -> FaqIndex | None:
-        """The index in service or on disk, whose vectors a new build may reuse."""
-        if self._loaded is not None:
-            return self._loaded.index
-        try:
-            return load_index(self.settings.index.index_dir, self.embedder.name, self.embedder.dim)
-        except IndexNotReady:
-            return None
+        """The index in service or on disk, whose vectors a new build may reuse (None when built otherwise)."""
+        previous = self._stages.index if self._stages is not None else None
+        if previous is None:
+            try:
+                previous = FaqIndex.load(self.settings.index.index_dir, self.embedder.name, self.embedder.dim)
+            except IndexNotReady:
+                return None
+        return previous if previous.manifest.options == build_options(self.settings.index) else None
 
     def build(self, progress: Progress | None = None, install: bool = True) -> FaqIndex:
         """Build the index from the sources, save it as a new version, and (by default) swap it in.
@@ -207,10 +194,8 @@ class RagService:
             corpus = load_corpus(sources)
             glossary = Glossary.for_sources(sources, opts.glossary)
             previous = self._previous()
-            if previous is not None and previous.manifest["options"] != build_options(opts):
-                previous = None  # another chunking or embedder: nothing can be reused
             index = build_index(corpus, self.embedder, opts, glossary, progress, previous, source_records(sources))
-            save_index(index, opts.index_dir)
+            index.save(opts.index_dir)
             if install:
                 self._install(index)
             return index
@@ -234,86 +219,67 @@ class RagService:
             log.warning("%s Rebuilding it from %s.", exc, ", ".join(map(str, self.sources)))
             return self.build(progress=progress)
 
-    def retrieve(self, query: str, k: int | None = None, filters: Mapping[str, Any] | None = None) -> SearchResult:
+    def check(self, question: Question) -> Question:
+        """The question with ``k`` filled in; a ``k`` out of range or a filter naming a field no entry has is
+        refused, whatever the question."""
+        retrieval = self.settings.retrieval
+        k = retrieval.default_k if question.k is None else question.k
+        if not 1 <= k <= retrieval.max_k:
+            raise ApiError(422, "invalid_k", f"k must be between 1 and {retrieval.max_k}")
+        check_filters(self.index, question.filters)
+        return question if k == question.k else question.model_copy(update={"k": k})
+
+    def retrieve(self, question: Question) -> SearchResult:
         """The ranking and the decision (``abstained``), the ranking kept even when declining."""
-        state = self._state()
-        k = k or self.settings.retrieval.default_k
-        key = cache_key(state.index.version, normalise_query(query), k, dict(filters or {}))
+        question = self.check(question)
+        stages = self.stages
+        key = cache_key(stages.index.version, normalise_query(question.query), question.k, question.filters)
         cached = self.results.get(key)
         if cached is not None:
-            return cached.model_copy(update={"query": query})
-        result = self._decide(state, query, k, filters)
+            return cached.model_copy(update={"query": question.query})
+        result = self._decide(stages, question)
         if not result.degraded:  # once the encoder is back, the question gets its full ranking
             self.results.put(key, result)
         return result
 
-    def _decide(self, state: _Loaded, query: str, k: int, filters: Mapping[str, Any] | None) -> SearchResult:
-        """Rank, compute the confidence (with the LLM's verdict when it can change the decision), rerank."""
-        if smalltalk(query):
-            return SearchResult(query=query, abstained=True, results=[], confidence=0.0, smalltalk=True)
-        retriever = state.retriever
-        ranking = retriever.rank(retriever.prepare(query), filters)
-        if not ranking.order:
-            retriever.settle(ranking, wanted=False)
-            return SearchResult(query=query, abstained=True, results=[], confidence=0.0)
-        values = signals(retriever, ranking, self.settings.answer.language)
-        model = self.calibration.model(values)  # fitted on the signals this question has
-        if retriever.latents is not None and ranking.degraded is None:
-            # the question's latent terms are waited for only where they can change the decision
-            low, high = self.calibration.latent_band
-            retriever.settle(ranking, low <= model.probability(values) <= high)
-            values.update(latent_signals(retriever.index, ranking))
-            model = self.calibration.model(values)
-        confidence, threshold = model.probability(values), self.threshold(model)
-        verdict = None
-        if state.judge is not None and state.judge.useful(confidence, threshold):
-            verdict = state.judge.verdict(query, retriever.hits(ranking, 1)[0])
-            confidence = state.judge.adjust(confidence, verdict)
-        if self.reranker is not None:
-            rerank(retriever, ranking, self.reranker, self.settings.retrieval.rerank_depth)
-        return SearchResult(
-            query=query,
-            abstained=confidence < threshold,
-            results=retriever.hits(ranking, k),
-            confidence=round(confidence, 4),
-            terms=ranking.prepared.lexical_terms,
-            own_terms=ranking.prepared.terms,
-            judge=verdict,
-            degraded=ranking.degraded,
-            latent=ranking.latents is not None,
-        )
+    def diagnose(self, question: Question) -> SearchResult:
+        """The ranking and the confidence of any text, small talk included, with every signal the confidence
+        can read (``signals``) and without the LLM's verdict, uncached: for fitting a calibration."""
+        return self._rank_and_decide(self.stages, self.check(question), all_signals=True)
 
-    def in_context(
-        self, query: str, history: list[str], k: int | None = None, filters: Mapping[str, Any] | None = None
-    ) -> SearchResult:
+    def _decide(self, stages: Stages, question: Question) -> SearchResult:
+        if smalltalk(question.query):
+            return SearchResult(query=question.query, abstained=True, results=[], confidence=0.0, smalltalk=True)
+        return self._rank_and_decide(stages, question)
+
+    def _rank_and_decide(self, stages: Stages, question: Question, all_signals: bool = False) -> SearchResult:
+        rank = partial(stages.retriever.rank, filters=question.filters)
+        prepared = stages.retriever.prepare(question.query)
+        return stages.decision.decide(prepared, rank, question.k or self.settings.retrieval.default_k, all_signals)
+
+    def in_context(self, question: Question) -> SearchResult:
         """Retrieve for a question asked after others (``history``: the earlier user questions, oldest first).
 
         An elliptical follow-up is also searched joined to the previous question (or, with an LLM, as the
         LLM rewrites it), and the reading the FAQ answers with more confidence is kept; ``resolved`` then
         says which question was answered."""
-        alone = self.retrieve(query, k, filters)
-        previous = next((h for h in reversed(history) if h.strip()), None)
-        if previous is None or not elliptical(query):
+        alone = self.retrieve(question)
+        previous = next((h for h in reversed(question.history) if h.strip()), None)
+        if previous is None or not elliptical(question.query):
             return alone
-        state = self._state()
-        rewritten = state.rewriter.rewrite(previous, query) if state.rewriter is not None else None
-        candidate = self.retrieve(rewritten or joined(previous, query), k, filters)
+        llm = self.stages.llm
+        rewritten = llm.rewriter.rewrite(previous, question.query) if llm is not None else None
+        reading = question.model_copy(update={"query": rewritten or joined(previous, question.query)})
+        candidate = self.retrieve(reading)
         if candidate.confidence <= alone.confidence:
             return alone
-        return candidate.model_copy(update={"query": query, "resolved": candidate.query})
+        return candidate.model_copy(update={"query": question.query, "resolved": candidate.query})
 
     def examples(self, count: int = 3) -> list[str]:
         """Example questions for the page: the setting, else the shortest of the FAQ's own questions."""
         if self.settings.answer.examples or not self.ready:
             return list(self.settings.answer.examples)
         return self.index.short_questions[:count]
-
-    def signals(self, query: str) -> dict[str, float]:
-        """The retrieval signals the confidence is computed from (for calibration and diagnosis)."""
-        retriever = self._state().retriever
-        ranking = retriever.rank(retriever.prepare(query))
-        retriever.settle(ranking)
-        return signals(retriever, ranking, self.settings.answer.language)
 
     def entry_link(self, entry_id: str, own_url: str | None, base_url: str | None = None) -> str:
         """An entry's own URL, else its page in this service: under ``RAG_PUBLIC_URL``, else ``base_url``
@@ -331,41 +297,29 @@ class RagService:
         hits = [h.model_copy(update={"url": self.entry_link(h.id, h.url, base_url)}) for h in result.results]
         return result.model_copy(update={"results": hits})
 
-    def search(
-        self,
-        query: str,
-        k: int | None = None,
-        filters: Mapping[str, Any] | None = None,
-        base_url: str | None = None,
-        history: list[str] | None = None,
-    ) -> SearchResult:
-        """What a user is shown: the top entries with links, or none when the service declines."""
-        result = self.in_context(query, history, k, filters) if history else self.retrieve(query, k, filters)
+    def search(self, question: Question, base_url: str | None = None) -> SearchResult:
+        """What a user is shown: the top entries with links, or none when the service declines; a follow-up
+        is read with the questions before it."""
+        result = self.in_context(question) if question.history else self.retrieve(question)
         return self.link(result.served(), base_url)
 
     def answer(self, result: SearchResult) -> Answer:
         """The cited answer for a (linked, served) search result: the LLM's when one is configured."""
-        state = self._state()
+        stages = self.stages
         if result.smalltalk:
             return smalltalk_answer(result, self.settings.answer)
-        return _in_context((state.llm or state.extractive).answer(result), result)
+        drafter = stages.llm.drafter if stages.llm is not None else stages.extractive
+        return _in_context(drafter.answer(result), result)
 
-    def ask(
-        self,
-        query: str,
-        k: int | None = None,
-        filters: Mapping[str, Any] | None = None,
-        base_url: str | None = None,
-        history: list[str] | None = None,
-    ) -> Answer:
-        return self.answer(self.search(query, k, filters, base_url, history))
+    def ask(self, question: Question, base_url: str | None = None) -> Answer:
+        return self.answer(self.search(question, base_url))
 
     def ask_stream(self, result: SearchResult) -> Iterator[str | Reset | Answer]:
         """Pieces of the answer text as they are ready, then the complete :class:`Answer`.
         A :class:`Reset` means: forget the pieces so far, a replacement follows."""
-        state = self._state()
-        if state.llm is not None and not result.smalltalk:
-            for item in state.llm.stream(result):
+        llm = self.stages.llm
+        if llm is not None and not result.smalltalk:
+            for item in llm.drafter.stream(result):
                 yield _in_context(item, result) if isinstance(item, Answer) else item
             return
         answer = self.answer(result)

@@ -11,7 +11,9 @@ import pytest
 
 from rag.analyzer import FrenchAnalyzer
 from rag.config import DEFAULT_SOURCE, Settings
+from rag.embedders import Embedder
 from rag.latents import Latents
+from rag.models import Question
 from rag.service import RagService
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -20,7 +22,12 @@ SHARED = ROOT.parent / "shared"
 CNIL_DIR = SHARED / "benchmarks" / "cnil-faq"
 
 
-class HashEmbedder:
+def Q(query: str, k: int | None = None, filters: dict | None = None, history: list[str] | None = None) -> Question:
+    """A question as every interface hands it to the service."""
+    return Question(query=query, k=k, filters=filters or {}, history=history or [])
+
+
+class HashEmbedder(Embedder):
     """Bag of stemmed words hashed into 256 dims: fast, deterministic, lexical. For unit tests."""
 
     name = "test/hash-256"

@@ -1,4 +1,4 @@
-"""A scripted OpenAI-compatible Chat Completions server for tests (real HTTP, real SSE)."""
+"""Scripted OpenAI-compatible Chat Completions servers for tests: over real HTTP (real SSE), or in process."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from collections import deque
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -93,3 +94,54 @@ async def _drip(pause: float):
     for _ in range(10_000):
         yield b" "
         await asyncio.sleep(pause)
+
+
+class ScriptedTransport(httpx.MockTransport):
+    """The same scripts as :class:`FakeLLM`, in process through ``httpx.MockTransport`` (no socket, no waiting):
+    ``text``, ``status``, ``garbage`` and ``cut_after``. For the fast tier; timing faults need :class:`FakeLLM`."""
+
+    def __init__(self, default: str = "Réponse [1].") -> None:
+        self.scripts: deque[dict[str, Any]] = deque()
+        self.default = default
+        self.requests: list[dict[str, Any]] = []
+        super().__init__(self._handle)
+
+    def script(self, *items: dict[str, Any]) -> None:
+        self.scripts.extend(items)
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.requests.append(body)
+        step = self.scripts.popleft() if self.scripts else {"text": self.default}
+        if step.get("status"):
+            return httpx.Response(step["status"], json={"error": {"message": "scripted failure"}})
+        text = step.get("text", self.default)
+        if not body.get("stream"):
+            if step.get("garbage"):
+                return httpx.Response(200, text="<html>not json</html>")
+            message = {"role": "assistant", "content": text}
+            return httpx.Response(200, json={"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})
+        words = [w + " " for w in text.split(" ")]
+        words[-1] = words[-1].rstrip()
+        events = [{"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]} for word in words]
+        events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        lines = [f"data: {json.dumps(e, ensure_ascii=False)}\n\n" for e in events] + ["data: [DONE]\n\n"]
+        if step.get("garbage"):
+            lines = ["data: {not json\n\n"]
+        return httpx.Response(200, stream=_Pieces(lines, step.get("cut_after")), headers=SSE)
+
+
+SSE = {"content-type": "text/event-stream"}
+
+
+class _Pieces(httpx.SyncByteStream):
+    """A response body sent piece by piece, cut (a read error) after ``cut_after`` pieces when given."""
+
+    def __init__(self, lines: list[str], cut_after: int | None) -> None:
+        self.lines, self.cut_after = lines, cut_after
+
+    def __iter__(self):
+        for i, line in enumerate(self.lines):
+            if self.cut_after is not None and i == self.cut_after:
+                raise httpx.ReadError("scripted cut")
+            yield line.encode()

@@ -144,3 +144,20 @@ def test_search_filters_on_metadata(tmp_path: Path, tiny_jsonl: Path) -> None:
 def test_a_retired_setting_is_one_clear_error() -> None:
     done = rag("search", "solde", env={"RAG_MIN_SCORE": "2.0"})
     assert done.returncode == 1 and "RAG_MIN_CONFIDENCE" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_default_k_is_the_setting(built: Path) -> None:
+    done = rag(
+        "search",
+        "--json",
+        "--index-dir",
+        str(built),
+        "Comment déposer une demande de solde ?",
+        env={"RAG_DEFAULT_K": "3"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["results"]) == 3
+    answer = rag(
+        "ask", "--json", "--index-dir", str(built), "Comment déposer une demande de solde ?", env={"RAG_DEFAULT_K": "2"}
+    )
+    assert len(json.loads(answer.stdout)["passages"]) == 2

@@ -8,16 +8,18 @@ import numpy as np
 import pytest
 
 from rag.batching import MicroBatcher
-from rag.confidence import LATENT_FEATURES, fit
+from rag.calibration import FEATURES, LATENT_FEATURES, fit
 from rag.config import IndexSettings
+from rag.decision import Decision
 from rag.errors import IndexNotReady
+from rag.faq_index import FaqIndex
 from rag.glossary import Glossary
 from rag.indexing import build_index
 from rag.latents import Latents, overlap
 from rag.sources import load_corpus
-from rag.store import LATENTS, load_index, save_index, version_dir
+from rag.versions import LATENTS, version_dir
 
-from .conftest import LatentHashEmbedder
+from .conftest import LatentHashEmbedder, Q
 
 
 def _matrix(seed: int = 0, rows: int = 6, dim: int = 40) -> np.ndarray:
@@ -83,9 +85,9 @@ def test_an_index_holds_the_latent_terms_of_every_chunk_and_reloads_them(tmp_pat
     built = _build(tiny_jsonl, embedder)
     assert built.latents is not None and len(built.latents) == len(built.chunks)
     assert embedder.latent_texts == [c.embed_text for c in built.chunks]
-    assert built.manifest["latent_terms"] is True
-    save_index(built, tmp_path / "idx")
-    loaded = load_index(tmp_path / "idx", embedder.name, embedder.dim)
+    assert built.manifest.latent_terms is True
+    built.save(tmp_path / "idx")
+    loaded = FaqIndex.load(tmp_path / "idx", embedder.name, embedder.dim)
     assert loaded.latents is not None
     assert all(np.array_equal(loaded.latents.dense(i), built.latents.dense(i)) for i in range(len(built.chunks)))
 
@@ -95,12 +97,12 @@ def test_without_the_setting_or_an_encoder_that_has_them_there_are_none(
 ) -> None:
     embedder = LatentHashEmbedder()
     off = _build(tiny_jsonl, embedder, latent_terms=False)
-    assert off.latents is None and not embedder.latent_texts and off.manifest["latent_terms"] is False
+    assert off.latents is None and not embedder.latent_texts and off.manifest.latent_terms is False
     plain = _build(tiny_jsonl, hash_embedder)
     assert plain.latents is None
-    save_index(plain, tmp_path / "idx")
+    plain.save(tmp_path / "idx")
     assert not (version_dir(tmp_path / "idx") / LATENTS).exists()
-    assert load_index(tmp_path / "idx").latents is None
+    assert FaqIndex.load(tmp_path / "idx").latents is None
 
 
 def test_unchanged_chunks_keep_their_latent_terms(tiny_jsonl: Path) -> None:
@@ -128,14 +130,14 @@ def test_progress_counts_vectors_and_latent_terms_as_one_task(tiny_jsonl: Path) 
 
 
 def test_a_latents_file_that_disagrees_with_the_chunks_is_refused(tmp_path: Path, tiny_jsonl: Path) -> None:
-    save_index(_build(tiny_jsonl, LatentHashEmbedder()), tmp_path / "idx")
+    _build(tiny_jsonl, LatentHashEmbedder()).save(tmp_path / "idx")
     path = version_dir(tmp_path / "idx") / LATENTS
     Latents.from_dense(np.ones((1, 512), dtype=np.float32)).save(path)
     with pytest.raises(IndexNotReady, match=r"latents\.npz does not hold"):
-        load_index(tmp_path / "idx")
+        FaqIndex.load(tmp_path / "idx")
     path.write_bytes(b"not a numpy file")
     with pytest.raises(IndexNotReady, match=r"latents\.npz is unreadable"):
-        load_index(tmp_path / "idx")
+        FaqIndex.load(tmp_path / "idx")
 
 
 def test_the_setting_is_a_build_option(make_service) -> None:
@@ -155,14 +157,14 @@ def latent_service(tiny_settings, latent_embedder):
 
 
 def test_the_confidence_reads_the_question_concepts(latent_service, make_service) -> None:
-    on_topic = latent_service.signals("Comment demander le paiement du solde ?")
+    on_topic = latent_service.diagnose(Q("Comment demander le paiement du solde ?")).signals
     assert set(LATENT_FEATURES) <= set(on_topic)
     assert 0.0 < on_topic["latent_top"] <= on_topic["latent_best"] <= 1.0 + 1e-9
     assert 0.0 <= on_topic["latent_cover"] <= on_topic["latent_known"] <= 1.0
-    off_topic = latent_service.signals("Quelle recette de gâteau au chocolat choisir ?")
+    off_topic = latent_service.diagnose(Q("Quelle recette de gâteau au chocolat choisir ?")).signals
     assert off_topic["latent_cover"] < on_topic["latent_cover"]
     assert off_topic["latent_known"] < on_topic["latent_known"]
-    without = make_service().signals("Comment demander le paiement du solde ?")  # an encoder without them
+    without = make_service().diagnose(Q("Comment demander le paiement du solde ?")).signals  # an encoder without them
     assert not set(LATENT_FEATURES) & set(without)
 
 
@@ -178,9 +180,9 @@ def test_a_failing_latent_pass_leaves_the_question_answered(tiny_settings, caplo
 
     service = RagService(tiny_settings, _FailingQueries())
     service.build()
-    with caplog.at_level(logging.WARNING, logger="rag.retriever"):
-        result = service.retrieve("Quelle messagerie sécurisée utiliser ?")
-        signals = service.signals("Quelle messagerie sécurisée pour un cabinet ?")
+    with caplog.at_level(logging.WARNING, logger="rag.decision"):
+        result = service.retrieve(Q("Quelle messagerie sécurisée utiliser ?"))
+        signals = service.diagnose(Q("Quelle messagerie sécurisée pour un cabinet ?")).signals
     assert result.results and result.results[0].id == "mss"
     assert not set(LATENT_FEATURES) & set(signals)
     assert "latent terms unavailable" in caplog.text
@@ -189,8 +191,6 @@ def test_a_failing_latent_pass_leaves_the_question_answered(tiny_settings, caplo
 def test_a_fit_keeps_only_the_signals_every_question_has() -> None:
     rows = [{"dense_top": 0.9 - 0.1 * (i % 2), "lex_cover": 0.5 * (1 - i % 2), "latent_top": 0.3} for i in range(20)]
     rows[3].pop("latent_top")
-    from rag.confidence import FEATURES
-
     full = [{f: r.get(f, 0.0) for f in FEATURES if f in r or not f.startswith("latent")} for r in rows]
     calibration = fit(full, [1 - i % 2 for i in range(20)], [True] * 20, "test/e", "test")
     assert "latent_top" not in calibration.features and "dense_top" in calibration.features
@@ -224,7 +224,7 @@ def _calibration_for(service, band: tuple[float, float]):
 
     questions = [e.question for e in service.index.entries] * 4
     others = ["Quelle recette de gâteau choisir ?", "Quel temps fera-t-il demain ?", "Où partir en vacances ?"] * 4
-    rows = [service.signals(q) for q in questions + others]
+    rows = [service.diagnose(Q(q)).signals for q in questions + others]
     labels = [1] * len(questions) + [0] * len(others)
     calibration = fit(rows, labels, [bool(y) for y in labels], service.embedder.name, "test")
     return replace(calibration, latent_band=band)
@@ -232,24 +232,17 @@ def _calibration_for(service, band: tuple[float, float]):
 
 @pytest.mark.parametrize("consulted", [True, False])
 def test_latent_terms_are_waited_for_only_where_they_can_change_the_decision(latent_service, consulted) -> None:
-    from rag.confidence import signals
-
-    latent_service._calibration = _calibration_for(latent_service, (0.0, 1.0) if consulted else (2.0, 2.0))
-    latent_service.results.clear()
-    question = "Quelle messagerie sécurisée pour le cabinet ?"
-    result = latent_service.retrieve(question)
-    retriever = latent_service._state().retriever
-    ranking = retriever.rank(retriever.prepare(question))
-    retriever.settle(ranking, consulted)
-    values = signals(retriever, ranking)
-    model = latent_service.calibration.model(values)
-    assert (model is latent_service.calibration) == consulted  # the full fit, or the one without latent terms
-    assert result.confidence == round(model.probability(values), 4)
+    calibration = _calibration_for(latent_service, (0.0, 1.0) if consulted else (2.0, 2.0))
+    decision = Decision(calibration, latents=latent_service.encoder)
+    retriever = latent_service.stages.retriever
+    result = decision.decide(retriever.prepare("Quelle messagerie sécurisée pour le cabinet ?"), retriever.rank, 5)
+    assert result.latent == consulted
+    model = calibration.model(result.signals)
+    assert (model is calibration) == consulted  # the full fit, or the one without latent terms
+    assert result.confidence == round(model.probability(result.signals), 4)
 
 
 def test_the_band_covers_every_calibration_question_on_which_the_two_fits_disagree() -> None:
-    from rag.confidence import FEATURES
-
     rng = np.random.default_rng(3)
     labels = [int(rng.random() < 0.5) for _ in range(200)]
     # the latent signals carry information the others do not: the two fits disagree on some questions
@@ -272,7 +265,7 @@ class _Source:
     def __init__(self, embedder: LatentHashEmbedder, free: bool) -> None:
         self.embedder, self.free, self.calls = embedder, free, 0
 
-    def latents(self, text: str):
+    def latent_terms(self, text: str):
         from concurrent.futures import Future
 
         self.calls += 1
@@ -284,19 +277,24 @@ class _Source:
         return self.free
 
 
+def _deciding(source: _Source, band: tuple[float, float]) -> Decision:
+    """The shipped calibration, waiting for latent terms always (band 0..1) or never (band 2..2)."""
+    from dataclasses import replace
+
+    from rag.calibration import Calibration
+
+    return Decision(replace(Calibration.load(), latent_band=band), latents=source)
+
+
 @pytest.mark.parametrize("free", [True, False])
 def test_a_busy_encoder_computes_latent_terms_only_when_asked(latent_service, latent_embedder, free) -> None:
-    from rag.retriever import HybridRetriever
-
-    index = latent_service.index
     source = _Source(latent_embedder, free)
-    retriever = HybridRetriever(index, latent_service.encoder, latent_service.settings.retrieval, source)
+    retriever = latent_service.stages.retriever
     for wanted in (False, True):
-        ranking = retriever.rank(retriever.prepare("Quelle messagerie sécurisée utiliser ?"))
-        assert (ranking.pending is not None) == free  # computed beside the vector only with a lane to spare
-        retriever.settle(ranking, wanted)
-        assert (ranking.latents is not None) == wanted and ranking.pending is None
-    assert source.calls == (2 if free else 1)
+        decision = _deciding(source, (0.0, 1.0) if wanted else (2.0, 2.0))
+        result = decision.decide(retriever.prepare("Quelle messagerie sécurisée utiliser ?"), retriever.rank, 3)
+        assert result.latent == wanted
+    assert source.calls == (2 if free else 1)  # beside the vector each time only with a lane to spare
 
 
 def test_the_batcher_reports_its_load() -> None:
@@ -320,7 +318,7 @@ def test_the_batcher_reports_its_load() -> None:
     assert batcher.load() == 0
 
 
-def test_questions_ranked_together_leave_latent_terms_to_when_they_are_needed(latent_service, latent_embedder) -> None:
+def test_questions_decided_together_leave_latent_terms_to_when_they_are_needed(latent_service, latent_embedder) -> None:
     import threading
 
     from rag.retriever import HybridRetriever
@@ -334,14 +332,18 @@ def test_questions_ranked_together_leave_latent_terms_to_when_they_are_needed(la
         return latent_embedder.encode_queries([text])[0]
 
     source = _Source(latent_embedder, free=True)
-    retriever = HybridRetriever(latent_service.index, slow_encode, latent_service.settings.retrieval, source)
-    first: list = []
-    worker = threading.Thread(target=lambda: first.append(retriever.rank(retriever.prepare("question lente"))))
+    decision = _deciding(source, (2.0, 2.0))  # never waited for: only computed beside the vector, or not at all
+    retriever = HybridRetriever(latent_service.index, slow_encode, latent_service.settings.retrieval)
+
+    def decide(text: str):
+        return decision.decide(retriever.prepare(text), retriever.rank, 3)
+
+    worker = threading.Thread(target=decide, args=("question lente",))
     worker.start()
     inside.wait(10)
-    second = retriever.rank(retriever.prepare("Quelle messagerie sécurisée utiliser ?"))
+    decide("Quelle messagerie sécurisée utiliser ?")
+    assert source.calls == 1  # the first question's, beside its vector; the second was not alone
     release.set()
     worker.join(10)
-    assert first[0].pending is not None and second.pending is None and source.calls == 1
-    alone = retriever.rank(retriever.prepare("Comment demander le paiement du solde ?"))
-    assert alone.pending is not None  # alone again: computed beside the vector
+    decide("Comment demander le paiement du solde ?")
+    assert source.calls == 2  # alone again: computed beside the vector

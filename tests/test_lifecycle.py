@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.store import load_index, version_dir
+from rag.faq_index import FaqIndex
+from rag.versions import version_dir
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,7 @@ def test_kill_9_at_any_point_of_a_build_leaves_a_loadable_index(tmp_path: Path) 
         time.sleep(delay)  # the point of the build at which it is killed
         build.send_signal(signal.SIGKILL)
         build.wait(timeout=30)
-        assert load_index(index_dir).entries, f"no loadable index after a kill at {delay} s"
+        assert FaqIndex.load(index_dir).entries, f"no loadable index after a kill at {delay} s"
     assert _index(index_dir, 380).wait(timeout=300) == 0
-    assert version_dir(index_dir).name != first and load_index(index_dir).manifest["options"]["chunk_max_tokens"] == 380
+    assert version_dir(index_dir).name != first and FaqIndex.load(index_dir).manifest.options["chunk_max_tokens"] == 380
     assert not list(index_dir.glob(".tmp-*")) and len(list((index_dir / "versions").iterdir())) == 2

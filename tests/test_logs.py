@@ -1,3 +1,5 @@
+"""Secrets never reach the log."""
+
 import logging
 
 from rag.logs import Redact

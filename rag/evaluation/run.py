@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import httpx
 
 from ..errors import ConfigError, SourceError
+from ..models import Question
 from ..service import RagService
 from ..sources import read_jsonl
 from . import scoring
@@ -85,7 +86,8 @@ class InProcessBackend:
 
     def run(self, query: str, k: int, history: list[str]) -> Outcome:
         started = time.perf_counter()
-        full = self.service.in_context(query, history, k) if history else self.service.retrieve(query, k)
+        question = Question(query=query, k=k, history=history)
+        full = self.service.in_context(question) if history else self.service.retrieve(question)
         served = self.service.link(full.served())
         answer = self.service.answer(served)
         latency = (time.perf_counter() - started) * 1000

@@ -17,7 +17,7 @@ from ..errors import ApiError, StoreUnavailable
 from ..feedback import FeedbackStore, make_store
 from ..models import Answer, SearchResult
 from ..service import RagService
-from ..store import version_dir
+from ..versions import version_dir
 from .metrics import Metrics
 from .reindex import Reindexer
 from .schemas import AskResponse
@@ -52,7 +52,7 @@ class AppState:
 
     def index_loaded(self) -> None:
         index = self.service.index
-        self.metrics.set_index(index.version, index.manifest["embedder"], len(index.entries), index.vectors.ntotal)
+        self.metrics.set_index(index.version, index.manifest.embedder, len(index.entries), index.vectors.ntotal)
 
     def load(self) -> None:
         """Load (or build) the index and open the feedback store; a failure is reported by /ready."""
@@ -101,12 +101,6 @@ class AppState:
         if any(unicodedata.category(c) in {"Cc", "Cs"} and c not in "\t\n\r" for c in text):
             raise ApiError(422, "control_characters", "the query contains control characters; send plain text")
         return text
-
-    def check_k(self, k: int | None) -> int:
-        k = self.settings.retrieval.default_k if k is None else k
-        if not 1 <= k <= self.settings.retrieval.max_k:
-            raise ApiError(422, "invalid_k", f"k must be between 1 and {self.settings.retrieval.max_k}")
-        return k
 
     def searched(self, result: SearchResult, endpoint: str, request: Request) -> None:
         """Count a retrieval (declined, the LLM's verdict, a stage done without) and note it for the access log."""

@@ -32,7 +32,7 @@ class Reindexer:
     def _run(self) -> None:
         try:
             index = self.service.build()
-            self.last.update(status="done", version=index.version, counts=index.manifest["counts"])
+            self.last.update(status="done", version=index.version, counts=index.manifest.counts.model_dump())
             self.on_done()
         except Exception as exc:  # the top of the rebuild thread: reported on GET /admin/reindex, the old index serves
             log.error("reindex failed: %s", exc)

@@ -6,7 +6,7 @@ from typing import Annotated, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from ..models import Answer, Entry, SearchResult
+from ..models import Answer, Entry, Question, SearchResult
 
 
 def _encodable(text: str) -> str:
@@ -34,10 +34,14 @@ class SearchRequest(BaseModel):
     )
 
     query: Text = Field(description="the question, in French or English")
-    k: StrictInt = Field(5, description="how many FAQ entries to return")
+    k: StrictInt | None = Field(None, description="how many FAQ entries to return; default: RAG_DEFAULT_K")
     filters: dict[Text, FilterValue] = Field(
         default_factory=dict, description='entry metadata to match, e.g. {"theme": "Internet"}'
     )
+
+    def question(self, query: str) -> Question:
+        """The question as the service takes it (``query``: the text once checked)."""
+        return Question(query=query, k=self.k, filters=self.filters, history=getattr(self, "history", []))
 
 
 class AskRequest(SearchRequest):

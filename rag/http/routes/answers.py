@@ -12,7 +12,7 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from ...generation import Reset
+from ...llm import Reset
 from ...models import SearchResult
 from ..deps import StateDep, base_url, guard, json_body
 from ..schemas import AskRequest, AskResponse, SearchRequest, SearchResponse
@@ -25,9 +25,9 @@ router = APIRouter(tags=["answers"], dependencies=[Depends(guard), Depends(json_
 async def search(body: SearchRequest, request: Request, state: StateDep) -> SearchResponse:
     """The top FAQ entries for a question, or none (``abstained``) when nothing relevant is there."""
     started = time.perf_counter()
-    query = request.state.query = state.clean_query(body.query)
-    k = state.check_k(body.k)
-    result = await anyio.to_thread.run_sync(state.service.search, query, k, body.filters, base_url(request))
+    question = body.question(state.clean_query(body.query))
+    request.state.query = question.query
+    result = await anyio.to_thread.run_sync(state.service.search, question, base_url(request))
     state.searched(result, "/search", request)
     return SearchResponse(**result.model_dump(), took_ms=round((time.perf_counter() - started) * 1000, 2))
 
@@ -42,11 +42,10 @@ async def ask(body: AskRequest, request: Request, state: StateDep) -> Any:
     ``delta`` (pieces of the answer), then ``done`` (the full answer, citations and the answer id).
     A ``reset`` event means the pieces so far are replaced by the ones that follow (LLM fallback)."""
     started = time.perf_counter()
-    query = request.state.query = state.clean_query(body.query)
-    k = state.check_k(body.k)
+    question = body.question(state.clean_query(body.query))
+    request.state.query = question.query
     # retrieve before the response starts, so bad filters still get a proper error status
-    search = state.service.search
-    result = await anyio.to_thread.run_sync(search, query, k, body.filters, base_url(request), body.history)
+    result = await anyio.to_thread.run_sync(state.service.search, question, base_url(request))
     state.searched(result, "/ask", request)
     if not body.stream:
         answer = await anyio.to_thread.run_sync(state.service.answer, result)

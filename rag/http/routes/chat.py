@@ -15,9 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ...errors import ApiError
-from ...generation import Reset
 from ...language import detect, message
-from ...models import Answer, SearchResult
+from ...llm import Reset
+from ...models import Answer, Question, SearchResult
 from ..deps import AppState, StateDep, base_url, guard
 from ..schemas import Text
 
@@ -96,8 +96,9 @@ async def chat(body: ChatRequest, request: Request, state: StateDep) -> Any:
     query = request.state.query = state.clean_query(users[-1])
     history = [u for u in users[:-1] if u.strip()]
     ids = (f"chatcmpl-{uuid.uuid4().hex}", int(time.time()))
-    search = state.service.search
-    result = await anyio.to_thread.run_sync(search, query, None, None, base_url(request), history)
+    result = await anyio.to_thread.run_sync(
+        state.service.search, Question(query=query, history=history), base_url(request)
+    )
     state.searched(result, "/v1/chat/completions", request)
     if body.stream:
         return EventSourceResponse(_stream(state, result, ids, body))

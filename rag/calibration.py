@@ -1,15 +1,14 @@
-"""A calibrated confidence: the probability that the top entry answers the question.
+"""The calibrated confidence: the probability that the top entry answers the question.
 
-Several retrieval signals, none decisive alone, are combined by a logistic regression fitted on
-calibration questions (``rag calibrate``): an FAQ's own questions and rewordings of them are in scope,
-questions of other FAQs and of unrelated topics are not. The fitted coefficients ship as data.
+Several retrieval signals (:mod:`rag.signals`), none decisive alone, are combined by a logistic regression
+fitted on calibration questions: questions the FAQ answers, and questions it does not. The fitted
+coefficients are data: shipped with the package, or fitted on the FAQ served and kept with its index.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import asdict, dataclass, replace
 from importlib.resources import files
 from pathlib import Path
@@ -18,10 +17,6 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
-from .language import detect
-from .latents import overlap
-from .retriever import HybridRetriever, Ranking
-from .store import FaqIndex
 
 DEFAULT_CALIBRATION = Path(str(files("rag.assets").joinpath("calibration.json")))
 FEATURES = (
@@ -44,12 +39,6 @@ FEATURES = (
 DENSE_FEATURES = ("dense_top", "dense_margin", "dense_z", "agree")
 # the signals that need latent terms (see rag.latents): unknown, not zero, for an encoder without them
 LATENT_FEATURES = ("latent_top", "latent_best", "latent_margin", "latent_cover", "latent_known")
-# an acronym or a name written with capitals inside it (DMP, HDS, SESAM-Vitale, eCPS): a precise topic
-NAME = re.compile(r"\b(?:[A-Z]{2,}[\w-]*|\w+[A-Z]\w*)\b")
-TOP = 20  # the standout is measured against this many best entries, whatever the corpus size
-TOP_ENTRIES = 5  # the entries whose concepts, together, should carry the question's
-AGREE_TEMPERATURE = 0.01  # cosine differences of about this size still share the dense preference
-FUSED_TEMPERATURE = 0.02  # likewise for fused scores (0..1)
 
 
 def log_odds(p: float) -> float:
@@ -59,84 +48,6 @@ def log_odds(p: float) -> float:
 
 def probability(z: float) -> float:
     return 1 / (1 + math.exp(-max(min(z, 40.0), -40.0)))
-
-
-def signals(retriever: HybridRetriever, ranking: Ranking, language: str = "fr") -> dict[str, float]:
-    """The evidence about the top entry, each scaled so that it does not grow with the corpus."""
-    out = dict.fromkeys(FEATURES, 0.0)
-    terms = ranking.prepared.terms
-    out["terms"] = math.log1p(len(terms))
-    # a question in another language than the FAQ's has no words in common with it: only dense signals count
-    foreign = detect(ranking.prepared.query, language) != language
-    out["foreign"] = float(foreign)
-    index = retriever.index
-    weights = {t: index.idf.get(t, index.unknown_idf) for t in terms}
-    total = sum(weights.values()) or 1.0
-    if terms and not foreign:
-        # the share of the question's weight (rare words weigh most) made of words the FAQ uses at all
-        out["vocab_cover"] = sum(w for t, w in weights.items() if t in index.idf) / total
-    # precise topics (acronyms, names) the FAQ never mentions, even through its glossary
-    names = [retriever.analyzer(name) for name in NAME.findall(ranking.prepared.query)]
-    out["unknown_names"] = float(min(sum(1 for n in names if n and not all(t in index.idf for t in n)), 2))
-    if ranking.degraded:
-        for name in DENSE_FEATURES:  # unknown, not zero: the calibration takes its mean
-            del out[name]
-    for name in LATENT_FEATURES:  # added by latent_signals once the question's latent terms are there
-        del out[name]
-    if not ranking.order:
-        return out
-    out.update(latent_signals(index, ranking))
-    dense = np.sort(ranking.dense[np.isfinite(ranking.dense)])[::-1][:TOP]
-    if dense.size:
-        out["dense_top"] = float(dense[0])
-        out["dense_margin"] = float(dense[0] - dense[1]) if dense.size > 1 else 0.0
-        rest = dense[1:]
-        if rest.size >= 2:
-            out["dense_z"] = float(min((dense[0] - rest.mean()) / max(float(rest.std()), 1e-3), 10.0))
-    if terms and not foreign:
-        # the share of the question's weight found in the preferred entries' passages, the entries weighted
-        # by how close they are to the best one (a near tie between two entries cannot flip it)
-        for entry, share in _preferred(ranking):
-            known = index.chunk_terms(retriever.best_chunk(entry, ranking), retriever.analyzer)
-            out["lex_cover"] += share * sum(w for t, w in weights.items() if t in known) / total
-    present = np.isfinite(ranking.dense)
-    if not foreign and present.any() and (ranking.lexical > 0).any():
-        # how much BM25 backs the entries dense retrieval prefers: a soft "both agree on the top entry",
-        # continuous so that a near tie between two entries cannot flip it
-        weights = np.exp((np.where(present, ranking.dense, -np.inf) - dense[0]) / AGREE_TEMPERATURE)
-        out["agree"] = float(weights @ (ranking.lexical / ranking.lexical.max()) / weights.sum())
-    return out
-
-
-def latent_signals(index: FaqIndex, ranking: Ranking) -> dict[str, float]:
-    """How the question's concepts (latent terms) meet the FAQ's: the best entries' similarity to it, and how
-    much of its concept weight the best entries, and the FAQ as a whole, carry. None without them."""
-    if ranking.latents is None or index.latents is None or not ranking.order:
-        return {}
-    question = ranking.latents.dense()
-    norm = float(np.linalg.norm(question))
-    cosine = index.latents.dots(question) / np.maximum(index.latent_norms * norm, 1e-9)
-    per_entry = np.full(len(index.entries), -1.0)
-    np.maximum.at(per_entry, index.chunk_entry, cosine)
-    candidates = np.sort(per_entry[np.isfinite(ranking.fused)])[::-1]
-    top = ranking.order[:TOP_ENTRIES]
-    carried = index.latents.column_max(np.nonzero(np.isin(index.chunk_entry, top))[0])
-    return {
-        "latent_top": float(max(per_entry[ranking.order[0]], 0.0)),
-        "latent_best": float(max(candidates[0], 0.0)),
-        "latent_margin": float(candidates[0] - candidates[1]) if len(candidates) > 1 else 0.0,
-        "latent_cover": overlap(question, carried),
-        "latent_known": overlap(question, index.latent_known),
-    }
-
-
-def _preferred(ranking: Ranking, count: int = 5) -> list[tuple[int, float]]:
-    """The best entries with weights that fall fast with their fused score's distance to the best one."""
-    top = ranking.order[:count]
-    scores = np.array([ranking.fused[i] for i in top], dtype=np.float64)
-    weights = np.exp((scores - scores[0]) / FUSED_TEMPERATURE)
-    weights /= weights.sum()
-    return [(entry, float(w)) for entry, w in zip(top, weights) if w > 1e-4]
 
 
 @dataclass(frozen=True)
@@ -186,20 +97,27 @@ class Calibration:
         return calibration
 
     @classmethod
+    def read(cls, path: Path) -> Calibration:
+        """The file's calibration; ``ValueError`` (or ``OSError``) when it is unreadable or inconsistent."""
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        try:
+            return cls.from_dict(data)
+        except (TypeError, AttributeError, KeyError) as exc:
+            raise ValueError(f"inconsistent ({exc})") from None
+
+    @classmethod
     def load(cls, path: Path | None = None) -> Calibration:
+        """A calibration file (the shipped one by default); a bad one is a :class:`ConfigError`."""
         path = Path(path or DEFAULT_CALIBRATION)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            return cls.read(path)
+        except OSError as exc:
             raise ConfigError(
                 f"calibration file {path} is unreadable ({exc}); run `rag calibrate` or fix RAG_CALIBRATION"
             ) from None
-        try:
-            return cls.from_dict(data)
-        except (ValueError, TypeError, AttributeError):
-            raise ConfigError(
-                f"calibration file {path} is inconsistent; run `rag calibrate` to write it again"
-            ) from None
+        except ValueError as exc:
+            what = "inconsistent" if str(exc).startswith("inconsistent") else f"unreadable ({exc})"
+            raise ConfigError(f"calibration file {path} is {what}; run `rag calibrate` to write it again") from None
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

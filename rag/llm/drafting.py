@@ -12,14 +12,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .answer import ExtractiveGenerator, abstained_answer, citations_for, pieces
-from .config import AnswerSettings
-from .errors import LLMError
-from .language import detect
-from .llm import ChatClient
-from .models import Answer, SearchResult
+from ..config import AnswerSettings
+from ..errors import LLMError
+from ..extractive import ExtractiveGenerator, abstained_answer, citations_for, pieces
+from ..language import detect
+from ..models import Answer, SearchResult
+from ..text import MARKER_GROUP, is_dont_know
+from .client import ChatClient
 from .prompts import PromptSet
-from .text import MARKER_GROUP, is_dont_know
 
 
 class Reset:

