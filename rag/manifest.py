@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,13 +23,36 @@ class SourceRecord(BaseModel):
     sha256: str
 
 
+class Expected(BaseModel):
+    """Rates measured on the FAQ's own questions with a fit made without them (two halves of the entries)."""
+
+    answered: float = Field(description="questions the FAQ answers that are answered")
+    held_out_declined: float = Field(description="questions about an entry the FAQ lacks that are declined")
+    unrelated_declined: float = Field(description="unrelated questions and chit-chat that are declined")
+
+
 class CalibrationRecord(BaseModel):
     """Which confidence fit the version carries, and how it was made."""
 
-    model_config = ConfigDict(extra="allow")
+    kind: Literal["fitted", "reused", "shipped"] = Field(
+        description="fitted on this FAQ (calibration.json beside the manifest), reused from the version before, "
+        "or the package's own (shipped)"
+    )
+    reason: str = Field("", description="why, in a sentence")
+    entries: int = Field(0, description="entries whose questions it was fitted on")
+    questions: int = Field(0, description="questions asked: each with its entry present and with it left out")
+    out_of_scope: int = Field(0, description="unrelated questions and chit-chat asked too")
+    source: str = Field("", description="who wrote the questions: offline (from the entries' text) or the LLM")
+    expected: Expected | None = None
+    seconds: float = 0.0
+    from_version: str | None = Field(None, description="the version it was fitted on, when reused")
 
-    kind: str = Field(description="fitted: on this FAQ (calibration.json beside it); shipped: the package's own")
-    reason: str = ""
+
+def stamp() -> tuple[str, str]:
+    """A new version's name, which sorts by creation time (the cleaning of old versions relies on it), and
+    its creation time."""
+    now = datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:4]}", f"{now:%Y-%m-%dT%H:%M:%SZ}"
 
 
 class Manifest(BaseModel):

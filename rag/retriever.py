@@ -4,7 +4,7 @@ entry (linear fusion by default). The ranking it returns is plain data that late
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,7 @@ class Ranking:
     reranked: dict[int, float] = field(default_factory=dict)  # entry -> the reranker's score
     degraded: str | None = None  # "embeddings": the question's vector could not be had, BM25 ranked alone
     latents: Latents | None = None  # the question's latent terms, when the confidence waited for them
+    excluded: frozenset[int] = frozenset()  # entries ranked as if the FAQ did not hold them (self-calibration)
 
     def best_chunk(self, entry: int) -> int:
         """The chunk of ``entry`` that matched best (densely, else lexically)."""
@@ -109,11 +110,16 @@ class HybridRetriever:
         """Whether questions are encoded (not with BM25 alone)."""
         return self.params.fusion != "bm25" and self.encode is not None
 
-    def rank(self, prepared: Prepared, filters: Mapping[str, Any] | None = None) -> Ranking:
+    def rank(
+        self, prepared: Prepared, filters: Mapping[str, Any] | None = None, exclude: Collection[int] = ()
+    ) -> Ranking:
         """Every candidate entry, best first; without the question's vector (an embeddings server that
-        failed), BM25's alone, marked ``degraded``."""
+        failed), BM25's alone, marked ``degraded``. ``exclude``: entries ranked as if absent."""
         index, params = self.index, self.params
         allowed = self._allowed(filters)
+        if exclude:
+            allowed = np.ones(len(index.entries), dtype=bool) if allowed is None else allowed
+            allowed[list(exclude)] = False
         n_entries = len(index.entries)
         dense = np.full(n_entries, -np.inf, dtype=np.float32)
         dense_chunk = np.full(n_entries, -1, dtype=np.int64)
@@ -132,7 +138,8 @@ class HybridRetriever:
         if allowed is not None:
             fused[~allowed] = -np.inf
         order = [int(i) for i in np.argsort(-fused, kind="stable") if np.isfinite(fused[i])]
-        return Ranking(index, prepared, order, fused, dense, dense_chunk, lexical, lexical_chunk, degraded=degraded)
+        scores = (fused, dense, dense_chunk, lexical, lexical_chunk)
+        return Ranking(index, prepared, order, *scores, degraded=degraded, excluded=frozenset(exclude))
 
     def _allowed(self, filters: Mapping[str, Any] | None) -> np.ndarray | None:
         if not filters:

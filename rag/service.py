@@ -8,6 +8,7 @@ The HTTP API, the CLI, MCP, ``rag eval`` and the benchmarks all call :meth:`retr
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Iterator
@@ -28,14 +29,18 @@ from .faq_index import FaqIndex
 from .glossary import Glossary
 from .indexing import Progress, build_index, build_options, source_records, stale_reason
 from .llm import LLMParts, Reset
+from .manifest import CalibrationRecord, stamp
 from .models import Answer, Question, SearchResult
 from .rerank import make_reranker
 from .retriever import HybridRetriever, check_filters
+from .selfcalibration import REUSE_CHANGED, SelfCalibration, changed_share
 from .smalltalk import smalltalk
 from .sources import load_corpus
 from .versions import check_target, manifest_sources, read_manifest
 
 log = logging.getLogger("rag.service")
+NEVER = "RAG_SELF_CALIBRATION is never"
+SHIPPED_FAQ = "the shipped FAQ keeps the fit made on its questions"
 
 
 @dataclass(frozen=True)
@@ -104,12 +109,11 @@ class RagService:
         return self.stages.decision
 
     def calibration_for(self, index: FaqIndex | None = None) -> Calibration:
-        """The confidence's fit: the file named by ``RAG_CALIBRATION``, else the one fitted on the index's FAQ,
-        else the shipped one."""
+        """The confidence's fit: the file named by ``RAG_CALIBRATION``, else the one fitted on the index's FAQ
+        (unless ``RAG_SELF_CALIBRATION=never``), else the shipped one."""
         setting = self.settings.retrieval.calibration
-        if setting is None and index is not None and index.calibration is not None:
-            return index.calibration
-        return Calibration.load(setting)
+        fitted = index.calibration if index is not None and self.settings.index.self_calibration != "never" else None
+        return fitted if setting is None and fitted is not None else Calibration.load(setting)
 
     def _llm_parts(self) -> LLMParts | None:
         """The LLM's stages, made once, when an LLM server is configured."""
@@ -184,21 +188,78 @@ class RagService:
                 return None
         return previous if previous.manifest.options == build_options(self.settings.index) else None
 
-    def build(self, progress: Progress | None = None, install: bool = True) -> FaqIndex:
-        """Build the index from the sources, save it as a new version, and (by default) swap it in.
-        Vectors of passages whose text did not change are taken from the previous version."""
+    def build(
+        self,
+        progress: Progress | None = None,
+        install: bool = True,
+        calibrating: Progress | None = None,
+        seed: FaqIndex | None = None,
+    ) -> FaqIndex:
+        """Build the index from the sources, fit its confidence (:meth:`_calibrate`), save it as a new version,
+        and (by default) swap it in. Vectors of passages whose text did not change are taken from the previous
+        version, or from ``seed`` (an index of another folder, whose confidence fit is never reused).
+        ``progress`` counts the passages embedded, ``calibrating`` the questions of the fit."""
         with self._build_lock:
             opts, sources = self.settings.index, self.sources
             check_target(opts.index_dir)  # before any work: a user's folder, or one that cannot be made, fails at once
             opts.index_dir.mkdir(parents=True, exist_ok=True)
             corpus = load_corpus(sources)
             glossary = Glossary.for_sources(sources, opts.glossary)
-            previous = self._previous()
+            previous = seed if seed is not None and seed.manifest.options == build_options(opts) else self._previous()
             index = build_index(corpus, self.embedder, opts, glossary, progress, previous, source_records(sources))
+            own = previous if seed is None else None
+            index.calibration, index.manifest.calibration = self._calibrate(index, own, sources, calibrating)
             index.save(opts.index_dir)
             if install:
                 self._install(index)
             return index
+
+    def _calibrate(
+        self, index: FaqIndex, previous: FaqIndex | None, sources: list[Path], progress: Progress | None
+    ) -> tuple[Calibration | None, CalibrationRecord]:
+        """As ``RAG_SELF_CALIBRATION`` says: the confidence fitted on the FAQ, the previous version's fit while
+        little of the FAQ changed, or none (the shipped fit), with how it was made."""
+        unfitted = self._unfitted(sources)
+        if unfitted:
+            return None, CalibrationRecord(kind="shipped", reason=unfitted)
+        if previous is not None and previous.calibration is not None and previous.manifest.calibration is not None:
+            share = changed_share(previous, index)
+            if share <= REUSE_CHANGED:
+                reason = f"{share:.0%} of the entries changed: the fit of version {previous.version} still holds"
+                update = {"kind": "reused", "reason": reason, "from_version": previous.version}
+                return previous.calibration, previous.manifest.calibration.model_copy(update=update)
+        return self.self_calibration().fit(index, progress)
+
+    def _unfitted(self, sources: list[Path]) -> str | None:
+        """Why the confidence is not to be fitted on these sources (None: it is)."""
+        mode = self.settings.index.self_calibration
+        if mode == "never":
+            return NEVER
+        if mode == "auto" and [Path(s).resolve() for s in sources] == [DEFAULT_SOURCE.resolve()]:
+            return SHIPPED_FAQ
+        return None
+
+    def self_calibration(self) -> SelfCalibration:
+        """The fitting of the confidence on a FAQ, with this service's encoder, retrieval settings and prior fit."""
+        settings, llm = self.settings, self._llm_parts()
+        prior = Calibration.load(settings.retrieval.calibration)
+        rewordings = llm.rewordings if llm is not None else None
+        return SelfCalibration(self.embedder, settings.retrieval, prior, settings.index.calibration_entries, rewordings)
+
+    def recalibrate(self, progress: Progress | None = None) -> FaqIndex:
+        """Fit the confidence on the index in service again and publish it as a new version (``rag calibrate
+        --auto``); the vectors are those of the version in service."""
+        with self._build_lock:
+            index = self.index
+            calibration, record = self.self_calibration().fit(index, progress)
+            version, created = stamp()
+            manifest = index.manifest.model_copy(
+                update={"version": version, "created_at": created, "calibration": record}
+            )
+            fitted = dataclasses.replace(index, manifest=manifest, calibration=calibration)
+            fitted.save(self.settings.index.index_dir)
+            self._install(fitted)
+            return fitted
 
     def needs_build(self) -> str | None:
         """Why the saved index cannot serve the current settings and sources (None when it can)."""
@@ -206,7 +267,12 @@ class RagService:
             manifest = read_manifest(self.settings.index.index_dir)
         except IndexNotReady as exc:
             return str(exc)
-        return stale_reason(manifest, self.settings.index, self.sources, self.embedder.name)
+        stale = stale_reason(manifest, self.settings.index, self.sources, self.embedder.name)
+        record, unfitted = manifest.calibration, self._unfitted(self.sources)
+        left = record is None or (record.kind == "shipped" and record.reason in (NEVER, SHIPPED_FAQ))
+        if stale is None and left != bool(unfitted):
+            return "the confidence is to be fitted on the FAQ otherwise (RAG_SELF_CALIBRATION)"
+        return stale
 
     def load_or_build(self, progress: Progress | None = None) -> FaqIndex:
         """Load the saved index; build it first when there is none, when it no longer matches the settings,

@@ -33,14 +33,15 @@ def signals(ranking: Ranking, language: str = "fr") -> dict[str, float]:
     # a question in another language than the FAQ's has no words in common with it: only dense signals count
     foreign = detect(query, language) != language
     out["foreign"] = float(foreign)
-    weights = {t: index.idf.get(t, index.unknown_idf) for t in terms}
+    known = index.known(ranking.excluded)
+    weights = {t: index.idf.get(t, index.unknown_idf) if known(t) else index.unknown_idf for t in terms}
     total = sum(weights.values()) or 1.0
     if terms and not foreign:
         # the share of the question's weight (rare words weigh most) made of words the FAQ uses at all
-        out["vocab_cover"] = sum(w for t, w in weights.items() if t in index.idf) / total
+        out["vocab_cover"] = sum(w for t, w in weights.items() if known(t)) / total
     # precise topics (acronyms, names) the FAQ never mentions, even through its glossary
     names = [_analyzer(name) for name in NAME.findall(query)]
-    out["unknown_names"] = float(min(sum(1 for n in names if n and not all(t in index.idf for t in n)), 2))
+    out["unknown_names"] = float(min(sum(1 for n in names if n and not all(known(t) for t in n)), 2))
     for name in (*DENSE_FEATURES, *LATENT_FEATURES) if ranking.degraded else LATENT_FEATURES:
         del out[name]  # unknown, not zero
     if not ranking.order:
@@ -57,8 +58,8 @@ def signals(ranking: Ranking, language: str = "fr") -> dict[str, float]:
         # the share of the question's weight found in the preferred entries' passages, the entries weighted
         # by how close they are to the first one (a near tie between two entries cannot flip it)
         for entry, share in _preferred(ranking):
-            known = index.chunk_terms(ranking.best_chunk(entry), _analyzer)
-            out["lex_cover"] += share * sum(w for t, w in weights.items() if t in known) / total
+            found = index.chunk_terms(ranking.best_chunk(entry))
+            out["lex_cover"] += share * sum(w for t, w in weights.items() if t in found) / total
     present = np.isfinite(ranking.dense)
     if not foreign and present.any() and (ranking.lexical > 0).any():
         # how much BM25 backs the entries dense retrieval prefers: a soft "both agree on the top entry",
@@ -87,7 +88,7 @@ def latent_signals(ranking: Ranking) -> dict[str, float]:
         "latent_best": float(max(candidates[0], 0.0)),
         "latent_margin": float(candidates[0] - candidates[1]) if len(candidates) > 1 else 0.0,
         "latent_cover": overlap(question, carried),
-        "latent_known": overlap(question, index.latent_known),
+        "latent_known": overlap(question, index.latent_known_without(ranking.excluded)),
     }
 
 

@@ -125,3 +125,25 @@ def test_follow_ups_are_answered_from_the_right_entries(service: RagService) -> 
         q.history = []
     alone = score(queries, run_eval(queries, InProcessBackend(service), k=10))
     assert with_history["recall@3"] >= 0.9 and with_history["recall@3"] > alone["recall@3"] + 0.1
+
+
+def test_holdout_on_the_segur_faq_declines_more_of_what_it_lacks_with_its_own_fit(segur_index: Path, tmp_path) -> None:
+    """Every entry held out once (4 folds of 5): the confidence fitted on each reduced FAQ against the shipped one."""
+    reports = {}
+    for mode in ("auto", "never"):
+        env = {**os.environ, "RAG_INDEX_DIR": str(segur_index), "RAG_SELF_CALIBRATION": mode}
+        args = ["eval", "--queries", str(SEGUR_SET), "--holdout", "5", "--folds", "4", "--out", str(tmp_path / mode)]
+        done = subprocess.run(
+            [sys.executable, "-m", "rag.cli", *args, "--json"], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        reports[mode] = json.loads(done.stdout)
+    fitted, shipped = reports["auto"], reports["never"]
+    assert fitted["holdout"]["held_out_questions"] == 100 and fitted["in_scope"] == 300
+    assert {c["kind"] for c in fitted["holdout"]["calibration"]} == {"fitted"}
+    assert {c["kind"] for c in shipped["holdout"]["calibration"]} == {"shipped"}
+    assert fitted["abstention_recall_held_out"] >= shipped["abstention_recall_held_out"] + 0.1
+    assert fitted["answered_rate"] >= 0.85 and fitted["confidence_ece"] <= 0.12
+    assert fitted["abstention_recall_unrelated"] >= 0.9
+    written = json.loads((tmp_path / "auto" / "report.json").read_text())
+    assert written["held_out_answers"] and all("entry" in a for a in written["held_out_answers"])

@@ -4,6 +4,7 @@ hangs, drips, a server down — are in test_llm_server.py)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -170,3 +171,25 @@ def test_with_a_reranker_the_confidence_and_the_verdict_describe_the_entry_shown
     # the confidence is that of the entry shown first, which does not answer: lower without the verdict too
     unjudged = Decision(calibration, reranker=_Reversed()).decide(retriever.prepare(SOLDE), retriever.rank, 3)
     assert unjudged.results[0].id == shown.id and unjudged.confidence < plain.confidence - 0.05
+
+
+def test_with_an_llm_the_confidence_is_fitted_on_its_rewordings_of_the_entries(
+    tiny_settings, hash_embedder, llm, tmp_path
+) -> None:
+    rows = [
+        {"id": f"e{i}", "question": f"Question {word} ?", "answer": f"Réponse sur {word} et son usage {word}."}
+        for i, word in enumerate(["solde", "carte", "messagerie", "identité", "dossier", "vague"])
+    ]
+    path = tmp_path / "faq.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    settings = tiny_settings.replace(sources=[path], llm_base_url="http://llm.test/v1", llm_retries=0)
+    llm.default = "Comment ça marche ?\n- Une question sur ce sujet précis ?\n2) Et le délai ?"
+    llm.script({"status": 500})  # the first entry's call fails: that entry gets the questions made offline
+    parts = LLMParts.make(settings, ExtractiveGenerator(settings.answer), transport=llm)
+    service = RagService(settings, hash_embedder, llm=parts)
+    index = service.build()
+    record = index.manifest.calibration
+    assert record.kind == "fitted" and record.source == "the LLM's rewordings of the entries"
+    assert len(llm.requests) == 6 and "<entry>" in llm.requests[0]["messages"][0]["content"]
+    probes = service.self_calibration().rewordings(index, [1])
+    assert [p.text for p in probes] == ["Comment ça marche ?", "Une question sur ce sujet précis ?", "Et le délai ?"]

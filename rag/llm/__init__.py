@@ -15,9 +15,10 @@ from .client import ChatClient
 from .drafting import LLMGenerator, Reset
 from .judge import Judge
 from .prompts import PromptSet
+from .rewordings import Rewordings
 from .rewriter import Rewriter
 
-__all__ = ["ChatClient", "Judge", "LLMGenerator", "LLMParts", "PromptSet", "Reset", "Rewriter"]
+__all__ = ["ChatClient", "Judge", "LLMGenerator", "LLMParts", "PromptSet", "Reset", "Rewordings", "Rewriter"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class LLMParts:
     drafter: LLMGenerator
     rewriter: Rewriter
     judge: Judge | None
+    rewordings: Rewordings
 
     @classmethod
     def make(
@@ -47,6 +49,7 @@ class LLMParts:
             LLMGenerator(client, prompts, fallback, settings.answer),
             Rewriter(client, prompts.rewrite, settings.llm, faq),
             judge,
+            Rewordings(client, prompts.rewordings, settings.llm, faq),
         )
 
     def close(self) -> None:

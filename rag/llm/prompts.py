@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from ..config import DEFAULT_PROMPTS
 from ..errors import PromptError
 from ..text import DONT_KNOW
 
@@ -47,20 +48,26 @@ class PromptTemplate:
 
 @dataclass(frozen=True)
 class PromptSet:
-    """The system prompt, the user prompt, the layout of one numbered passage, the judge's question and the
-    rewriting of follow-up questions."""
+    """The system prompt, the user prompt, the layout of one numbered passage, the judge's question, the
+    rewriting of follow-up questions, and the questions about an entry that fit the confidence on a FAQ."""
 
     system: PromptTemplate
     user: PromptTemplate
     passage: PromptTemplate
     judge: PromptTemplate
     rewrite: PromptTemplate
+    rewordings: PromptTemplate
 
     @classmethod
     def load(cls, folder: Path) -> PromptSet:
+        """The templates of ``folder``; one it lacks that came after the first ones (``rewordings``) is the
+        shipped one, so a folder of one's own written before keeps working."""
         folder = Path(folder)
         names = ("system", "user", "passage", "judge", "rewrite")
-        return cls(*(PromptTemplate.read(folder / f"{name}.txt") for name in names))
+        later = [
+            folder / "rewordings.txt" if (folder / "rewordings.txt").exists() else DEFAULT_PROMPTS / "rewordings.txt"
+        ]
+        return cls(*(PromptTemplate.read(folder / f"{name}.txt") for name in names), *map(PromptTemplate.read, later))
 
     def messages(self, question: str, passages: list[tuple[str, str]], lang: str, faq_name: str) -> list[dict]:
         """Chat messages for a question and its numbered passages ``[(title, text), …]``."""
