@@ -33,6 +33,10 @@ eval:
 	$(VENV)/bin/rag eval --queries eval/segur.jsonl --out eval/reports/segur
 	$(VENV)/bin/rag eval --queries ../shared/benchmarks/cnil-faq/queries.jsonl \
 		--corpus ../shared/benchmarks/cnil-faq/faq.jsonl --out eval/reports/cnil
+	$(VENV)/bin/rag eval --queries eval/segur.jsonl --holdout 5 --folds 4 --out eval/reports/segur-holdout
+	$(VENV)/bin/rag eval --queries ../shared/benchmarks/cnil-faq/queries.jsonl \
+		--corpus ../shared/benchmarks/cnil-faq/faq.jsonl --holdout 20 \
+		--judgements eval/judgements/cnil-holdout.jsonl --out eval/reports/cnil-holdout
 
 calibrate:
 	./scripts/bootstrap.sh dev
@@ -44,6 +48,8 @@ bench:
 	$(VENV)/bin/python -m bench.performance
 	$(VENV)/bin/python -m bench.reliability
 	$(VENV)/bin/python -m bench.embeddings
+	$(VENV)/bin/python -m bench.calibration
+	$(VENV)/bin/python -m bench.faults
 
 clean:
 	rm -rf index/built $(VENV) .pytest_cache .ruff_cache

@@ -356,7 +356,7 @@ def eval_index_dir(settings: Settings, corpus: list[Path]) -> Path:
 
 
 def print_report(report: dict[str, Any], title: str) -> None:
-    from .evaluation.run import MAIN_METRICS, TABLES
+    from .evaluation.run import MAIN_METRICS, TABLES, holdout_line
 
     table = Table(
         title=f"{title}: {report['in_scope']} in scope, {report['out_of_scope']} out of scope", title_justify="left"
@@ -378,6 +378,8 @@ def print_report(report: dict[str, Any], title: str) -> None:
             for name, values in groups.items():
                 sub.add_row(name, *(f"{v:.3f}" if isinstance(v, float) else str(v) for v in values.values()))
             console.print(sub)
+    if "holdout" in report:
+        console.print(holdout_line(report), highlight=False)
 
 
 @app.command()
@@ -436,7 +438,7 @@ def _store(db: Path | None):
 
     settings = make_settings()
     if db is None and settings.http.database_url:
-        return make_store(settings).open()
+        return make_store(settings).open(wait=10)
     path = db or settings.feedback_path
     if not Path(path).exists():
         raise ConfigError(f"no feedback database at {path}; it is created when the service gives its first answer")

@@ -181,10 +181,17 @@ class HttpSettings(_Group):
         default_factory=list, description="proxies whose X-Forwarded-For/-Proto/-Host are believed ('*' = any)"
     )
     redis_url: str = Field("", description="shared store for rate limits across replicas (redis://host:port)")
+    rate_limit_fail: Literal["open", "closed"] = Field(
+        "open", description="while Redis is away: let requests through (open) or refuse them with 503 (closed)"
+    )
     cors_origins: list[str] = Field(default_factory=list)
     log_questions: bool = False
     feedback_db: Path | None = None
     database_url: str = Field("", description="postgresql://… to keep answers and feedback in PostgreSQL")
+    store_timeout: float = Field(1.0, gt=0, description="seconds a vote waits for the store before the spool")
+    spool_dir: Path | None = Field(
+        None, description="where answers and votes wait while the store is away; default: beside the index"
+    )
     index_poll_seconds: float = Field(2.0, ge=0, description="how often to look for a newly published index; 0 = never")
 
     @field_validator("api_keys", "cors_origins", "forwarded_allow_ips", mode="before")
@@ -277,6 +284,10 @@ class Settings(BaseSettings):
     @property
     def feedback_path(self) -> Path:
         return self.http.feedback_db or self.index.index_dir.parent / "feedback.sqlite3"
+
+    @property
+    def spool_path(self) -> Path:
+        return self.http.spool_dir or self.index.index_dir.parent / "spool"
 
     def replace(self, **flat: Any) -> Settings:
         """A copy with some settings changed (flat names), validated, without reading the environment again."""

@@ -91,11 +91,15 @@ class UnknownAnswer(RagError):
 
 
 class StoreUnavailable(RagError):
-    """The answers and feedback store cannot be read or written (read-only folder, full disk…)."""
+    """The answers and feedback store cannot be read or written (read-only folder, full disk, database away…);
+    retryable: answered with ``Retry-After``."""
 
     code = "store_unavailable"
     status = 503
     public = True
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers=headers or {"Retry-After": "5"})
 
 
 class LLMError(RagError):

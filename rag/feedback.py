@@ -8,6 +8,7 @@ that was acknowledged.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -45,13 +46,29 @@ CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY);
 SCHEMA_VERSION = 1
 
 
+def answer_row(answer_id: str, answer: Answer, at: float | None = None) -> dict[str, Any]:
+    """What is recorded of an answer, as plain JSON (it may wait in the spool)."""
+    return {
+        "id": answer_id,
+        "at": time.time() if at is None else at,
+        "query": answer.query,
+        "answer": answer.answer,
+        "abstained": answer.abstained,
+        "cited": [c.id for c in answer.citations],
+        "passages": [
+            {"id": p.id, "score": p.score, "dense": p.dense_score, "bm25": p.bm25_score} for p in answer.passages
+        ],
+    }
+
+
 class FeedbackStore(ABC):
     """What every store does, in SQL both databases read; a subclass connects and runs the statements."""
 
     DAY = ""  # the SQL of an epoch time's day, YYYY-MM-DD
 
     @abstractmethod
-    def open(self) -> FeedbackStore: ...
+    def open(self, wait: float = 0.0) -> FeedbackStore:
+        """Connect (``wait``: seconds to wait for a store that is being reached in the background)."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -60,33 +77,36 @@ class FeedbackStore(ABC):
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run one statement (``?`` placeholders) and return its rows."""
 
-    def record_answer(self, answer_id: str, answer: Answer) -> None:
-        passages = [
-            {"id": p.id, "score": p.score, "dense": p.dense_score, "bm25": p.bm25_score} for p in answer.passages
-        ]
+    def record_answer(self, answer_id: str, answer: Answer, at: float | None = None) -> None:
+        self.insert_answer(answer_row(answer_id, answer, at))
+
+    def insert_answer(self, row: dict[str, Any]) -> None:
+        """Record an answer given (a row of :func:`answer_row`); recording it again changes nothing."""
         self._run(
             "INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
             (
-                answer_id,
-                time.time(),
-                answer.query,
-                answer.answer,
-                int(answer.abstained),
-                json.dumps([c.id for c in answer.citations]),
-                json.dumps(passages),
+                row["id"],
+                row["at"],
+                row["query"],
+                row["answer"],
+                int(row["abstained"]),
+                json.dumps(row["cited"]),
+                json.dumps(row["passages"]),
             ),
         )
 
-    def add_feedback(self, answer_id: str, helpful: bool, comment: str | None) -> bool:
-        """Store (or update) feedback; returns True when it replaced earlier feedback."""
+    def add_feedback(self, answer_id: str, helpful: bool, comment: str | None, at: float | None = None) -> bool:
+        """Store (or update) feedback given at ``at`` (now by default): the latest given wins, whatever the order
+        it arrives in. Returns True when it replaced earlier feedback."""
         if not self._run("SELECT 1 FROM answers WHERE id = ?", (answer_id,)):
             raise UnknownAnswer(answer_id)
-        now = time.time()
+        at = time.time() if at is None else at
         existed = bool(self._run("SELECT 1 FROM feedback WHERE answer_id = ?", (answer_id,)))
         self._run(
             "INSERT INTO feedback VALUES (?, ?, ?, ?, ?) ON CONFLICT(answer_id) DO UPDATE SET "
-            "helpful = excluded.helpful, comment = excluded.comment, updated_at = excluded.updated_at",
-            (answer_id, int(helpful), comment, now, now),
+            "helpful = excluded.helpful, comment = excluded.comment, updated_at = excluded.updated_at "
+            "WHERE excluded.updated_at >= feedback.updated_at",
+            (answer_id, int(helpful), comment, at, at),
         )
         return existed
 
@@ -177,7 +197,7 @@ class SqliteStore(FeedbackStore):
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
 
-    def open(self) -> SqliteStore:
+    def open(self, wait: float = 0.0) -> SqliteStore:
         if self._db is None:
             with _unavailable(self.path, (sqlite3.Error, OSError)):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -204,41 +224,83 @@ class SqliteStore(FeedbackStore):
 
 
 class PostgresStore(FeedbackStore):
-    """PostgreSQL through a connection pool (``RAG_DATABASE_URL``): one store for every replica."""
+    """PostgreSQL through one connection pool per process (``RAG_DATABASE_URL``): one store for every replica.
+
+    The pool connects in the background: the service starts and answers without the database, and a call
+    waits for a connection at most ``timeout`` seconds. The tables are made (or brought forward) once they can
+    be, under an advisory lock, so that replicas starting together on an empty database do not race."""
 
     DAY = "to_char(to_timestamp(updated_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+    LOCK = 7_210_463_118  # the advisory lock that serialises schema changes across replicas
 
-    def __init__(self, url: str, max_connections: int = 8) -> None:
-        self.url, self.max_connections = url, max_connections
-        self._pool = None
+    def __init__(self, url: str, max_connections: int = 8, timeout: float = 1.0) -> None:
+        self.url, self.max_connections, self.timeout = url, max_connections, timeout
+        self._pool: Any = None
         self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self.pools_opened = 0
+        self.last_error: str | None = None
 
     @property
     def _where(self) -> str:
         return re.sub(r"//[^@/]*@", "//", self.url)  # never the password
 
-    def open(self) -> PostgresStore:
-        import psycopg
-        from psycopg_pool import ConnectionPool, PoolTimeout
+    @property
+    def ready(self) -> bool:
+        """The database was reached and its tables are there."""
+        return self._ready.is_set()
+
+    def open(self, wait: float = 0.0) -> PostgresStore:
+        """Make the process's pool, once; it connects, and the tables are made, in the background (waited for
+        ``wait`` seconds at most: the command line waits, the service does not)."""
+        from psycopg_pool import ConnectionPool
 
         with self._lock:
             if self._pool is None:
-                with _unavailable(self._where, (psycopg.Error, PoolTimeout, OSError)):
-                    pool = ConnectionPool(
-                        self.url, min_size=1, max_size=self.max_connections, kwargs={"autocommit": True}, open=False
-                    )
-                    pool.open(wait=True, timeout=10)
-                    with pool.connection() as db:
-                        db.execute(SCHEMA.format(real="DOUBLE PRECISION"))
-                    self._pool = pool
-        self._migrate()
+                options = {"autocommit": True, "connect_timeout": 3, "options": "-c statement_timeout=5000"}
+                self._pool = ConnectionPool(
+                    self.url,
+                    min_size=1,
+                    max_size=self.max_connections,
+                    kwargs=options,
+                    open=False,
+                    name=f"rag-{os.getpid()}",
+                    check=ConnectionPool.check_connection,
+                )
+                self._pool.open(wait=False)
+                self.pools_opened += 1
+                threading.Thread(target=self._prepare, name="store-schema", daemon=True).start()
+        self._ready.wait(wait)
         return self
 
+    def _prepare(self) -> None:
+        """Make the tables once the database answers, retrying with a doubling wait."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        wait = 0.5
+        while not self._stop.is_set():
+            try:
+                with self._pool.connection(timeout=5) as db, db.transaction():
+                    db.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK,))
+                    db.execute(SCHEMA.format(real="DOUBLE PRECISION"))
+                    db.execute("INSERT INTO schema_version VALUES (%s) ON CONFLICT DO NOTHING", (SCHEMA_VERSION,))
+                self.last_error = None
+                self._ready.set()
+                return
+            except (psycopg.Error, PoolTimeout, OSError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}".strip()
+                self._stop.wait(wait)
+                wait = min(wait * 2, 30.0)
+
     def close(self) -> None:
+        self._stop.set()
         with self._lock:
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
+                self._ready.clear()
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         import psycopg
@@ -246,7 +308,13 @@ class PostgresStore(FeedbackStore):
 
         if self._pool is None:
             self.open()
-        with _unavailable(self._where, (psycopg.Error, PoolTimeout, OSError)), self._pool.connection(timeout=10) as db:
+        if not self._ready.is_set():
+            detail = f" ({self.last_error})" if self.last_error else ""
+            raise StoreUnavailable(f"the feedback store {self._where} is not reachable yet{detail}; try again later")
+        with (
+            _unavailable(self._where, (psycopg.Error, PoolTimeout, OSError)),
+            self._pool.connection(timeout=self.timeout) as db,
+        ):
             cursor = db.execute(sql.replace("?", "%s"), args)
             return cursor.fetchall() if cursor.description else []
 
@@ -255,7 +323,7 @@ def make_store(settings: Settings) -> FeedbackStore:
     """PostgreSQL when ``RAG_DATABASE_URL`` names one, else the SQLite file beside the index."""
     url = settings.http.database_url
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresStore(url)
+        return PostgresStore(url, timeout=settings.http.store_timeout)
     if url:
         raise ConfigError("RAG_DATABASE_URL must be a postgresql:// URL (leave it empty for the SQLite file)")
     return SqliteStore(settings.feedback_path)

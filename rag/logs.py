@@ -38,11 +38,19 @@ def secrets(settings: Settings) -> list[str]:
     return [s for s in (*keys, http.redis_url, http.database_url) if s]
 
 
+class _Lines(logging.Formatter):
+    """The access log's JSON lines as they are; any other message behind its level and its source."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if record.name == "rag.access" else f"{record.levelname} {record.name}: {message}"
+
+
 def configure(settings: Settings) -> None:
     """One line per message on stderr, credentials removed; the HTTP client's own request lines are not
     logged. Set before any library installs a handler of its own on the root logger."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(_Lines())
     handler.addFilter(Redact(secrets(settings)))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -168,8 +168,8 @@ def postgres_url():
     """A throwaway PostgreSQL cluster for the session (Debian's binaries; `.ci/run` installs them)."""
     from .services import postgres
 
-    with postgres() as url:
-        yield url
+    with postgres() as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")
@@ -177,5 +177,5 @@ def redis_url():
     """A throwaway Redis server for the session."""
     from .services import redis
 
-    with redis() as url:
-        yield url
+    with redis() as server:
+        yield server.url

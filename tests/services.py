@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from .servers import free_port, wait_until
 
@@ -23,48 +25,90 @@ def _as_postgres(*command: str) -> list[str]:
     return list(command) if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--", *command]
 
 
+class Postgres:
+    """A PostgreSQL cluster of its own (Debian's binaries, a free loopback port, a temporary folder) that a
+    test can stop and start again on the same port."""
+
+    def __init__(self) -> None:
+        bin_dir = postgres_bin()
+        if bin_dir is None:
+            raise RuntimeError("PostgreSQL server binaries are missing: apt-get install postgresql")
+        self.bin = bin_dir
+        self.folder = tempfile.mkdtemp(prefix="rag-pg-")
+        os.chmod(self.folder, 0o755)
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+        self.data, self.port = os.path.join(self.folder, "data"), free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        run = {"check": True, "capture_output": True}
+        subprocess.run(_as_postgres(f"{self.bin}/initdb", "-D", self.data, "-A", "trust", "-U", "postgres"), **run)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=on"
+        log = os.path.join(self.folder, "log")
+        command = [f"{self.bin}/pg_ctl", "-D", self.data, "-o", options, "-l", log, "-w", "start"]
+        subprocess.run(_as_postgres(*command), check=True, capture_output=True)
+
+    def stop(self) -> None:
+        """As a crash would: connections cut at once."""
+        command = [f"{self.bin}/pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop"]
+        subprocess.run(_as_postgres(*command), capture_output=True)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 @contextmanager
-def postgres() -> Iterator[str]:
-    """A PostgreSQL cluster of its own; yields its URL."""
-    bin_dir = postgres_bin()
-    if bin_dir is None:
-        raise RuntimeError("PostgreSQL server binaries are missing: apt-get install postgresql")
-    folder = tempfile.mkdtemp(prefix="rag-pg-")
-    os.chmod(folder, 0o755)
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres", "postgres")
-    data, port = os.path.join(folder, "data"), free_port()
-    run = {"check": True, "capture_output": True}
-    subprocess.run(_as_postgres(f"{bin_dir}/initdb", "-D", data, "-A", "trust", "-U", "postgres"), **run)
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=on"
-    start = [f"{bin_dir}/pg_ctl", "-D", data, "-o", options, "-l", os.path.join(folder, "log"), "-w", "start"]
-    subprocess.run(_as_postgres(*start), **run)
+def postgres(started: bool = True) -> Iterator[Postgres]:
+    """A PostgreSQL cluster of its own, started unless told otherwise; removed afterwards."""
+    server = Postgres()
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        if started:
+            server.start()
+        yield server
     finally:
-        subprocess.run(_as_postgres(f"{bin_dir}/pg_ctl", "-D", data, "-m", "immediate", "stop"), capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
+        server.remove()
 
 
-@contextmanager
-def redis() -> Iterator[str]:
-    """A Redis server of its own, in memory only; yields its URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is missing: apt-get install redis-server")
-    folder, port = tempfile.mkdtemp(prefix="rag-redis-"), free_port()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", folder]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+class Redis:
+    """A Redis server of its own, in memory only, that a test can stop and start again on the same port."""
+
+    def __init__(self) -> None:
+        self.binary = shutil.which("redis-server")
+        if self.binary is None:
+            raise RuntimeError("redis-server is missing: apt-get install redis-server")
+        self.folder, self.port = tempfile.mkdtemp(prefix="rag-redis-"), free_port()
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(
+            [*command, "--dir", self.folder], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         import redis as client
 
-        probe = client.Redis(host="127.0.0.1", port=port)
+        probe = client.Redis(host="127.0.0.1", port=self.port)
         wait_until(lambda: _answers(probe), timeout=30)
-        yield f"redis://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@contextmanager
+def redis() -> Iterator[Redis]:
+    """A Redis server of its own, started; removed afterwards."""
+    server = Redis()
+    try:
+        server.start()
+        yield server
     finally:
-        server.terminate()
-        server.wait(timeout=10)
-        shutil.rmtree(folder, ignore_errors=True)
+        server.stop()
+        shutil.rmtree(server.folder, ignore_errors=True)
 
 
 def _answers(probe) -> bool:
@@ -86,26 +130,19 @@ http {{
     fastcgi_temp_path {folder}/fastcgi;
     uwsgi_temp_path {folder}/uwsgi;
     scgi_temp_path {folder}/scgi;
-    upstream rag {{
-{servers}
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://rag;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_buffering off;
-            # searches and answers change nothing that a retry could duplicate: a replica that dies
-            # mid-request is retried on the other
-            proxy_next_upstream error timeout http_502 http_503 non_idempotent;
-        }}
-    }}
+    include {folder}/faq-rag.conf;
 }}
 """
+EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "nginx.conf"
+
+
+def example_site(upstreams: list[str], port: int) -> str:
+    """The documented nginx file (docs/nginx.conf) with these replicas and this port."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    servers = "\n".join(f"    server {u} max_fails=1 fail_timeout=10s;" for u in upstreams)
+    text = re.sub(r"(?m)^    server 127\.0\.0\.1:800\d .*\n", "", text)
+    text = text.replace("upstream rag {\n", "upstream rag {\n" + servers + "\n", 1)
+    return text.replace("listen 80;", f"listen 127.0.0.1:{port};")
 
 
 @contextmanager
@@ -116,10 +153,11 @@ def nginx(upstreams: list[str]) -> Iterator[str]:
         raise RuntimeError("nginx is missing: apt-get install nginx")
     folder, port = tempfile.mkdtemp(prefix="rag-nginx-"), free_port()
     os.chmod(folder, 0o755)
-    servers = "\n".join(f"        server {u} max_fails=1 fail_timeout=10s;" for u in upstreams)
     conf = os.path.join(folder, "nginx.conf")
     with open(conf, "w") as fh:
-        fh.write(NGINX.format(folder=folder, servers=servers, port=port))
+        fh.write(NGINX.format(folder=folder))
+    with open(os.path.join(folder, "faq-rag.conf"), "w") as fh:
+        fh.write(example_site(upstreams, port))
     server = subprocess.Popen([binary, "-c", conf, "-p", folder], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -37,7 +37,7 @@ def store(request, tmp_path: Path):
     if request.param == "sqlite":
         made = SqliteStore(tmp_path / "fb.sqlite3").open()
     else:
-        made = PostgresStore(request.getfixturevalue("postgres_url")).open()
+        made = PostgresStore(request.getfixturevalue("postgres_url")).open(wait=30)
         made._run("TRUNCATE feedback, answers")
     yield made
     made.close()

@@ -113,7 +113,7 @@ def test_search_ask_entries_feedback_and_chat(client: TestClient) -> None:
     entry = client.get(answer["citations"][0]["url"]).json()
     assert entry["id"] == answer["citations"][0]["id"] and entry["url"] == "http://testserver/entries/solde"
     rated = client.post("/feedback", json={"answer_id": answer["answer_id"], "helpful": True})
-    assert rated.json() == {"answer_id": answer["answer_id"], "helpful": True, "updated": False}
+    assert rated.json() == {"answer_id": answer["answer_id"], "helpful": True, "updated": False, "spooled": False}
     chat = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": SOLDE}]}).json()
     assert chat["choices"][0]["message"]["content"].startswith(answer["answer"].split(" [")[0][:20])
     assert chat["citations"] and 0.0 <= chat["confidence"] <= 1.0
@@ -244,7 +244,7 @@ def test_an_unexpected_fault_is_a_json_500(client: TestClient, monkeypatch) -> N
 def test_a_broken_feedback_store_never_takes_answers_down(tiny_settings: Settings, hash_embedder, tmp_path) -> None:
     unwritable = tmp_path / "a-folder"  # SQLite cannot open a folder: the store fails as on a full disk
     unwritable.mkdir()
-    settings = tiny_settings.replace(feedback_db=unwritable)
+    settings = tiny_settings.replace(feedback_db=unwritable, spool_dir=tmp_path / "spool")
     service = RagService(settings, hash_embedder)
     service.build()
     with TestClient(create_app(settings, service)) as client:
@@ -253,11 +253,31 @@ def test_a_broken_feedback_store_never_takes_answers_down(tiny_settings: Setting
         with client.stream("POST", "/ask", json={"query": SOLDE, "stream": True}) as response:
             names = [line[7:] for line in response.iter_lines() if line.startswith("event: ")]
         assert names[0] == "passages" and names[-1] == "done"
+        # the vote is kept in the local spool, on disk before it is acknowledged
+        feedback = client.post("/feedback", json={"answer_id": answer.json()["answer_id"], "helpful": True})
+        assert feedback.status_code == 200 and feedback.json()["spooled"] is True
         ready = client.get("/ready").json()
-        assert ready["status"] == "ready" and ready["store"] == "degraded" and "a-folder" in ready["store_error"]
-        assert "rag_store_errors_total 3.0" in client.get("/metrics").text
+        assert ready["status"] == "degraded" and ready["dependencies"]["index"] == "ok"
+        assert ready["store"] in {"unavailable", "spooling"} and "a-folder" in ready["store_error"]
+        wait_until(lambda: "rag_store_spooled_total 3.0" in client.get("/metrics").text)
+        spooled = [
+            json.loads(line) for f in (tmp_path / "spool").glob("*.jsonl") for line in f.read_text().splitlines()
+        ]
+        assert [r["kind"] for r in spooled].count("answer") == 2 and spooled[-1]["kind"] == "vote"
+
+
+def test_what_can_be_kept_nowhere_is_a_retryable_503(tiny_settings: Settings, hash_embedder, tmp_path) -> None:
+    for name in ("a-folder", "spool-file"):
+        (tmp_path / name).mkdir() if name == "a-folder" else (tmp_path / name).write_text("not a folder")
+    settings = tiny_settings.replace(feedback_db=tmp_path / "a-folder", spool_dir=tmp_path / "spool-file")
+    service = RagService(settings, hash_embedder)
+    service.build()
+    with TestClient(create_app(settings, service)) as client:
+        answer = client.post("/ask", json={"query": SOLDE})
+        assert answer.status_code == 200
         feedback = client.post("/feedback", json={"answer_id": answer.json()["answer_id"], "helpful": True})
         assert feedback.status_code == 503 and feedback.json()["error"]["code"] == "store_unavailable"
+        assert feedback.headers["retry-after"] == "5"
 
 
 def test_a_stream_that_fails_ends_with_an_error_event(client: TestClient, monkeypatch) -> None:

@@ -347,6 +347,8 @@ def markdown_table(report: dict[str, Any]) -> str:
     lines += [f"| {m} (before abstention) | {report[m]} |" for m in report if m.startswith("ranking_")]
     lines += [f"| {m} | {report[m]} |" for m in report if m.startswith("abstention_recall_")]
     lines.append(f"| queries (in scope / out of scope) | {report['in_scope']} / {report['out_of_scope']} |")
+    if "holdout" in report:
+        lines += ["", holdout_line(report)]
     for key, groups in report.items():
         if key in TABLES or key.startswith("by_"):
             columns = list(next(iter(groups.values())))
@@ -359,6 +361,17 @@ def markdown_table(report: dict[str, Any]) -> str:
             ]
             lines += [f"| {name} | " + " | ".join(str(v) for v in row.values()) + " |" for name, row in groups.items()]
     return "\n".join(lines)
+
+
+def holdout_line(report: dict[str, Any]) -> str:
+    """What a ``--holdout`` run removed and asked, in a sentence."""
+    h = report["holdout"]
+    judged = sum(1 for a in report.get("held_out_answers", []) if a.get("judged") is not None)
+    return (
+        f"Held out: {h['entries_per_fold']} entries × {h['folds']} folds; {h['held_out_questions']} questions asked "
+        f"about them, {h['answered_by_a_remaining_entry']} of which a person judged a remaining entry to answer; "
+        f"{len(report.get('held_out_answers', []))} answered by the service ({judged} of those judged)."
+    )
 
 
 def check_gate(report: dict[str, Any], thresholds: dict[str, float]) -> list[str]:

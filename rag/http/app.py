@@ -39,14 +39,16 @@ def create_app(settings: Settings | None = None, rag: RagService | None = None) 
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(state.start)  # never waits for a database: it connects in the background
         task = asyncio.create_task(anyio.to_thread.run_sync(state.load))
         stop = threading.Event()
         threading.Thread(target=state.follow, args=(stop,), name="index-follower", daemon=True).start()
+        threading.Thread(target=state.watch, args=(stop,), name="dependencies", daemon=True).start()
         async with assistants.running():
             yield
         stop.set()
         task.cancel()
-        state.store.close()
+        await anyio.to_thread.run_sync(state.stop)
         state.service.close()
 
     app = FastAPI(

@@ -6,7 +6,6 @@ import logging
 import threading
 import time
 import unicodedata
-import uuid
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -16,12 +15,14 @@ from ..config import Settings
 from ..errors import ApiError, StoreUnavailable
 from ..feedback import FeedbackStore, make_store
 from ..models import Answer, SearchResult
+from ..recorder import Recorder, new_answer_id
 from ..service import RagService
+from ..spool import Spool
 from ..versions import version_dir
 from .metrics import Metrics
 from .reindex import Reindexer
 from .schemas import AskResponse
-from .security import Access
+from .security import Access, LimitStore
 
 log = logging.getLogger("rag.api")
 
@@ -36,19 +37,56 @@ class AppState:
     store: FeedbackStore | None = None
     reindexer: Reindexer | None = None
     load_error: str | None = None
-    store_error: str | None = None  # the last failure to record an answer; answers go on without it
 
     def __post_init__(self) -> None:
         http = self.settings.http
+        limits = LimitStore(http.redis_url or "memory://", fail_open=http.rate_limit_fail == "open")
         self.access = Access(
-            http.api_keys,
-            http.admin_token,
-            http.rate_limit_per_minute,
-            http.auth_failures_per_minute,
-            http.redis_url or "memory://",
+            http.api_keys, http.admin_token, http.rate_limit_per_minute, http.auth_failures_per_minute, limits
         )
         self.store = self.store or make_store(self.settings)
+        self.recorder = Recorder(self.store, Spool(self.settings.spool_path), wait=http.store_timeout)
         self.reindexer = self.reindexer or Reindexer(self.service, self.index_loaded)
+        self.metrics.watch(self.recorder, limits)
+        self.redis = limits.state  # the last look at Redis (it is a network call: on a schedule of its own)
+
+    def start(self) -> None:
+        """Open the store (it connects in the background) and start recording; then look at the dependencies."""
+        try:
+            self.store.open()
+        except StoreUnavailable as exc:  # the recorder keeps what it cannot write and tries again
+            log.warning("%s", exc)
+        self.recorder.start()
+        self.check_dependencies()
+
+    def stop(self) -> None:
+        self.recorder.close()
+        self.store.close()
+
+    @property
+    def dependencies(self) -> dict[str, str]:
+        """Each dependency's state: the store's and the embeddings server's as they are now (nothing is asked),
+        Redis's as last looked at (:meth:`check_dependencies`)."""
+        store = self.recorder.state
+        if store == "ok" and not getattr(self.store, "ready", True):
+            store = "connecting"
+        embeddings = "degraded" if self.service.embedder.resting else "ok"
+        return {"store": store, "redis": self.redis, "embeddings": embeddings}
+
+    def check_dependencies(self) -> dict[str, str]:
+        """Ask Redis whether it answers (a quarter of a second at most) and publish every state in /metrics."""
+        self.redis = self.access.store.probe()
+        states = self.dependencies
+        self.metrics.set_dependencies(states)
+        return states
+
+    def watch(self, stop: threading.Event, every: float = 2.0) -> None:
+        """Look at the dependencies every ``every`` seconds until ``stop``."""
+        while not stop.wait(every):
+            try:
+                self.check_dependencies()
+            except Exception as exc:  # the top of the watching thread: the next look may succeed
+                log.warning("could not look at the dependencies: %s", exc)
 
     def index_loaded(self) -> None:
         index = self.service.index
@@ -63,11 +101,6 @@ class AppState:
         except Exception as exc:  # the top of the loading thread: whatever failed, /ready says it
             self.load_error = str(exc)
             log.error("the index could not be loaded: %s", exc)
-            return
-        try:
-            self.store.open()
-        except StoreUnavailable as exc:
-            self.store_failed(exc)
 
     def follow(self, stop: threading.Event) -> None:
         """Serve the version the index folder points at: another process (``rag index``, another worker or
@@ -85,11 +118,6 @@ class AppState:
                 log.info("now serving index version %s", self.service.index.version)
             except Exception as exc:  # the top of the watching thread: keep serving the version in hand
                 log.error("the published index %s could not be loaded: %s", published.name, exc)
-
-    def store_failed(self, exc: StoreUnavailable) -> None:
-        self.store_error = str(exc)
-        self.metrics.store_errors.inc()
-        log.error("%s", exc)
 
     def clean_query(self, query: str) -> str:
         text = query.strip()
@@ -113,13 +141,9 @@ class AppState:
             self.metrics.degraded.labels(result.degraded).inc()
 
     def finish(self, answer: Answer, started: float) -> AskResponse:
-        """Record the answer (for feedback) and count it; the response body of /ask."""
-        answer_id = uuid.uuid4().hex
-        try:
-            self.store.record_answer(answer_id, answer)
-            self.store_error = None
-        except StoreUnavailable as exc:  # the answer matters more than its record: give it anyway
-            self.store_failed(exc)
+        """Record the answer (for feedback; off the request's path) and count it; the response body of /ask."""
+        answer_id = new_answer_id()
+        self.recorder.record_answer(answer_id, answer)
         if answer.fallback:
             self.metrics.llm_fallbacks.labels(answer.fallback_reason or "unknown").inc()
         if answer.citations_removed:

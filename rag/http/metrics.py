@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -51,10 +56,23 @@ class Metrics:
             ["stage"],
             registry=self.registry,
         )
-        self.store_errors = Counter(
-            "rag_store_errors_total", "Answers or feedback the store could not record", registry=self.registry
-        )
         self.feedback = Counter("rag_feedback_total", "Feedback received", ["helpful"], registry=self.registry)
+        self.dependency = Gauge(
+            "rag_dependency_up",
+            "Each dependency's state: 1 ok (or off), 0 away or degraded",
+            ["dependency", "state"],
+            registry=self.registry,
+        )
+
+    def watch(self, recorder: Any, limits: Any) -> None:
+        """Count, from their own counters, what the recorder spooled, replayed and dropped, and the requests the
+        rate limits let through or refused while their store was away."""
+        self.registry.register(_Counted(recorder, limits))
+
+    def set_dependencies(self, states: dict[str, str]) -> None:
+        self.dependency.clear()
+        for name, state in states.items():
+            self.dependency.labels(dependency=name, state=state).set(1 if state in {"ok", "off"} else 0)
 
     def set_index(self, version: str, embedder: str, entries: int, vectors: int) -> None:
         self.index_version.clear()
@@ -64,3 +82,26 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Counted(Collector):
+    def __init__(self, recorder: Any, limits: Any) -> None:
+        self.recorder, self.limits = recorder, limits
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        r = self.recorder
+        for name, help_text, value in (
+            ("rag_store_spooled", "Answers and votes kept in the local spool while the store was away", r.spooled),
+            ("rag_store_replayed", "Spooled answers and votes written to the store once it answered", r.replayed),
+            ("rag_store_dropped", "Records lost: no store nor spool took them, or their answer never came", r.dropped),
+            (
+                "rag_rate_limit_unavailable",
+                "Requests let through (or refused) while the rate-limit store was away",
+                self.limits.unavailable,
+            ),
+        ):
+            yield CounterMetricFamily(name, help_text, value=value)
+        yield GaugeMetricFamily("rag_store_pending", "Spooled records of this process not written yet", r.pending)
+        pools = getattr(r.store, "pools_opened", None)
+        if pools is not None:
+            yield GaugeMetricFamily("rag_store_pools", "Database connection pools this process opened", pools)

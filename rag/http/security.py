@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from limits import RateLimitItemPerMinute
@@ -20,6 +22,7 @@ from ..errors import ApiError
 from .errors import error_response
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+log = logging.getLogger("rag.api")
 
 
 def networks(spec: list[str]) -> list[Network]:
@@ -87,22 +90,89 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-class Limiter:
-    """A moving one-minute window per name, in memory or in a shared store (``redis://…``); 0 = no limit."""
+class LimitStore:
+    """Where the rate limits count: in memory, or in Redis shared by replicas (``redis://…``).
 
-    def __init__(self, per_minute: int, storage: str = "memory://", prefix: str = "rag") -> None:
+    Redis away never takes the answers down: a failed call (each bounded by a quarter of a second) leaves Redis
+    alone for ``rest`` seconds, during which the limits let requests through (``fail_open``, counted in
+    ``unavailable``) or refuse them with a retryable 503; then it is tried again."""
+
+    def __init__(self, uri: str = "memory://", fail_open: bool = True, rest: float = 5.0) -> None:
+        self.shared = uri.startswith(("redis://", "rediss://", "redis+"))
+        options = {"socket_timeout": 0.25, "socket_connect_timeout": 0.25} if self.shared else {}
+        self.storage = storage_from_string(uri, **options)
+        self.fail_open, self.rest = fail_open, rest
+        self._resting_until = 0.0
+        self.unavailable = 0  # requests let through or refused while it was away
+        self.last_error: str | None = None
+
+    @property
+    def state(self) -> str:
+        """``off`` (in memory), ``ok``, or ``unavailable`` (left alone after a failure)."""
+        if not self.shared:
+            return "off"
+        return "unavailable" if time.monotonic() < self._resting_until else "ok"
+
+    def call(self, work: Callable[[], Any], instead: Any) -> Any:
+        """``work()``; while the store is away, ``instead`` (failing open), or a 503 (failing closed)."""
+        if time.monotonic() >= self._resting_until:
+            try:
+                result = work()
+                self.last_error = None
+                return result
+            except Exception as exc:  # whatever the storage's client raises for a store away
+                if self.last_error is None:
+                    log.warning("the rate-limit store is unavailable (%s): limits %s", exc, self._mode)
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._resting_until = time.monotonic() + self.rest
+        self.unavailable += 1
+        if self.fail_open:
+            return instead
+        raise ApiError(
+            503,
+            "rate_limit_unavailable",
+            "the rate-limit store is unavailable; retry later",
+            {"Retry-After": str(math.ceil(self.rest))},
+        )
+
+    @property
+    def _mode(self) -> str:
+        return "let requests through until it answers" if self.fail_open else "refuse requests until it answers"
+
+    def probe(self) -> str:
+        """Ask the store whether it answers (for /ready), and say its state."""
+        if self.shared and time.monotonic() >= self._resting_until:
+            self.call(lambda: self.storage.check() or _raise("no answer"), True)
+        return self.state
+
+
+def _raise(message: str) -> None:
+    raise ConnectionError(message)
+
+
+class Limiter:
+    """A moving one-minute window per name in a :class:`LimitStore`; 0 = no limit."""
+
+    def __init__(self, per_minute: int, store: LimitStore, prefix: str = "rag") -> None:
+        self.store = store
         self.item = RateLimitItemPerMinute(per_minute, namespace=prefix) if per_minute > 0 else None
-        self.limiter = MovingWindowRateLimiter(storage_from_string(storage)) if self.item else None
+        self.limiter = MovingWindowRateLimiter(store.storage) if self.item else None
 
     def hit(self, name: str) -> bool:
         """Count one event for ``name``; False when the window was already full."""
-        return self.limiter is None or self.limiter.hit(self.item, name)
+        if self.limiter is None:
+            return True
+        return self.store.call(lambda: self.limiter.hit(self.item, name), True)
 
     def full(self, name: str) -> bool:
-        return self.limiter is not None and not self.limiter.test(self.item, name)
+        if self.limiter is None:
+            return False
+        return self.store.call(lambda: not self.limiter.test(self.item, name), False)
 
     def refusal(self, name: str, code: str, message: str) -> ApiError:
-        reset = self.limiter.get_window_stats(self.item, name).reset_time if self.limiter else time.time()
+        reset = time.time() + 60
+        if self.limiter is not None:
+            reset = self.store.call(lambda: self.limiter.get_window_stats(self.item, name).reset_time, reset)
         retry = max(1, math.ceil(reset - time.time()))
         return ApiError(429, code, f"{message}; retry in {retry} s", {"Retry-After": str(retry)})
 
@@ -111,12 +181,13 @@ class Access:
     """API keys (when set), the admin token, the rate limit, and a limit on failed authentications."""
 
     def __init__(
-        self, keys: list[str], admin_token: str | None, per_minute: int, failures_per_minute: int, storage: str
+        self, keys: list[str], admin_token: str | None, per_minute: int, failures_per_minute: int, store: LimitStore
     ) -> None:
         self.keys = [k for k in keys if k]
         self.admin_token = admin_token
-        self.requests = Limiter(per_minute, storage, "rag-requests")
-        self.failures = Limiter(failures_per_minute, storage, "rag-auth-failures")
+        self.store = store
+        self.requests = Limiter(per_minute, store, "rag-requests")
+        self.failures = Limiter(failures_per_minute, store, "rag-auth-failures")
 
     def _refuse(self, request: Request, code: str, message: str) -> ApiError:
         self.failures.hit(client_address(request))

@@ -21,6 +21,7 @@ async def feedback(body: FeedbackRequest, state: StateDep) -> dict[str, Any]:
     limit = state.settings.http.max_comment_chars
     if comment and len(comment) > limit:
         raise ApiError(422, "comment_too_long", f"the comment is over {limit} characters")
-    updated = await anyio.to_thread.run_sync(state.store.add_feedback, body.answer_id, body.helpful, comment)
+    updated = await anyio.to_thread.run_sync(state.recorder.add_feedback, body.answer_id, body.helpful, comment)
     state.metrics.feedback.labels(str(body.helpful).lower()).inc()
-    return {"answer_id": body.answer_id, "helpful": body.helpful, "updated": updated}
+    # spooled: kept on this replica's disk while the store is away, written to it once it answers
+    return {"answer_id": body.answer_id, "helpful": body.helpful, "updated": bool(updated), "spooled": updated is None}

@@ -17,27 +17,37 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", summary="The index is loaded (503 until it is)")
+@router.get(
+    "/ready",
+    summary="Whether this process can serve (503 until the index is loaded) and the state of each dependency",
+)
 async def ready(state: StateDep) -> JSONResponse:
-    service = state.service
+    """``ready`` or ``degraded`` (200: answers are served; a dependency away takes one feature, said in
+    ``dependencies``), or ``loading`` / ``failed`` (503: no index, nothing can be answered)."""
+    service, dependencies = state.service, state.dependencies
     if not service.ready:
         status = "failed" if state.load_error else "loading"
         reason = state.load_error or "the index is loading"
-        return JSONResponse({"status": status, "reason": reason}, status_code=503, headers={"Retry-After": "2"})
+        body = {"status": status, "reason": reason, "dependencies": {"index": status, **dependencies}}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
     index = service.index
+    degraded = sorted(name for name, value in dependencies.items() if value not in {"ok", "off"})
     body = {
-        "status": "ready",
+        "status": "degraded" if degraded else "ready",
         "index_version": index.version,
         "entries": len(index.entries),
         "embedder": index.manifest.embedder,
-        "store": "degraded" if state.store_error else "ok",
-        # an embeddings server that failed moments ago: questions are still answered, ranked by BM25 alone
-        "embeddings": "degraded" if service.embedder.resting else "ok",
+        "dependencies": {"index": "ok", **dependencies},
+        # the states one by one, as before: store (answers and votes; spooled while away), embeddings (an
+        # embeddings server that failed moments ago: questions ranked by BM25 alone)
+        "store": dependencies.get("store", "ok"),
+        "embeddings": dependencies.get("embeddings", "ok"),
         "latent_terms": index.latents is not None,
+        "spooled": state.recorder.pending,
         "worker": os.getpid(),
     }
-    if state.store_error:
-        body["store_error"] = state.store_error
+    if state.recorder.last_error:
+        body["store_error"] = state.recorder.last_error
     return JSONResponse(body)
 
 
