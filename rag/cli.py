@@ -230,10 +230,20 @@ def mcp(index_dir: IndexDir = None) -> None:
     make_server(service).run("stdio")
 
 
-@app.command("eval")
+eval_app = typer.Typer(
+    help="Score retrieval, answers and the decision to decline on an eval set; compare two runs; write a set.",
+    invoke_without_command=True,
+)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.callback()
 @friendly
 def eval_cmd(
-    queries: Annotated[Path, typer.Option("--queries", help="JSONL: {query, relevant: [ids]}; [] = out of scope")],
+    ctx: typer.Context,
+    queries: Annotated[
+        Path | None, typer.Option("--queries", help="JSONL: {query, relevant: [ids]}; [] = out of scope")
+    ] = None,
     corpus: Annotated[list[Path] | None, typer.Option("--corpus", help="FAQ file(s) to index for this eval")] = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1)] = 10,
     out: Annotated[Path | None, typer.Option("--out", help="folder for run, qrels and reports")] = None,
@@ -255,8 +265,13 @@ def eval_cmd(
     as_json: JsonOut = False,
 ) -> None:
     """Score retrieval and answers on an eval set (with --holdout: how the service declines what the FAQ lacks)."""
-    from .evaluation.run import HttpBackend, InProcessBackend, load_queries, score, write_outputs
+    from .evaluation.reports import write_outputs
+    from .evaluation.run import HttpBackend, InProcessBackend, load_queries, score
 
+    if ctx.invoked_subcommand is not None:
+        return
+    if queries is None:
+        raise ConfigError("give the questions with --queries FILE, or a command: rag eval compare, rag eval generate")
     items, extra = load_queries(queries), {}
     if url and holdout:
         raise ConfigError("--holdout builds indexes of the FAQ without some entries: run it in process, without --url")
@@ -283,6 +298,66 @@ def eval_cmd(
         print_report(report, str(queries))
     if gate:
         _gate(report, gate)
+
+
+@eval_app.command("compare")
+@friendly
+def eval_compare(
+    base: Annotated[Path, typer.Argument(help="the --out folder of the run to compare against")],
+    new: Annotated[Path, typer.Argument(help="the --out folder of the new run")],
+    out: Annotated[Path | None, typer.Option("--out", help="folder for compare.json, .md and .html")] = None,
+    fail_on_regression: Annotated[
+        bool, typer.Option("--fail-on-regression", help="exit 3 when a metric's interval lies below zero")
+    ] = False,
+    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="how far below zero before it counts")] = 0.0,
+    resamples: Annotated[int, typer.Option("--resamples", min=100, help="bootstrap draws")] = 2000,
+    as_json: JsonOut = False,
+) -> None:
+    """Each metric's difference with a paired bootstrap 95 % interval, and the questions that flipped."""
+    from .evaluation.compare import compare, markdown
+    from .evaluation.html import compare_page
+    from .evaluation.reports import read_results
+
+    runs = read_results(base), read_results(new)
+    comparison = compare(*runs, resamples=resamples, tolerance=tolerance)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "compare.json").write_text(json.dumps(comparison, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (out / "compare.md").write_text(markdown(comparison, base.name, new.name) + "\n", encoding="utf-8")
+        page = compare_page(f"{new.name} against {base.name}", comparison, *runs)
+        (out / "compare.html").write_text(page, encoding="utf-8")
+    if as_json:
+        sys.stdout.write(json.dumps(comparison, ensure_ascii=False) + "\n")
+    else:
+        _print_comparison(comparison, base.name, new.name)
+    if fail_on_regression and comparison["regressed"]:
+        err.print(f"[bold red]regressed:[/] {', '.join(comparison['regressed'])}", highlight=False)
+        raise typer.Exit(3)
+
+
+def _print_comparison(comparison: dict[str, Any], base: str, new: str) -> None:
+    table = Table(title=f"{new} against {base} ({comparison['questions']} questions)", title_justify="left")
+    for column in ("metric", "base", "new", "difference", "95 % interval", "verdict"):
+        table.add_column(column, justify="left" if column in {"metric", "verdict"} else "right")
+    colours = {"regressed": "red", "improved": "green"}
+    for name, d in comparison["metrics"].items():
+        low, high = d["interval"]
+        colour = colours.get(d["verdict"], "default")
+        verdict = f"[{colour}]{d['verdict']}[/]"
+        table.add_row(
+            name,
+            f"{d['base']:.3f}",
+            f"{d['new']:.3f}",
+            f"{d['difference']:+.3f}",
+            f"[{low:+.3f}, {high:+.3f}]",
+            verdict,
+        )
+    console.print(table)
+    for kind, rows in comparison["flips"].items():
+        if rows:
+            console.print(
+                f"[bold]{kind.replace('_', ' ')}[/] ({len(rows)}): " + "; ".join(escape(r["query"]) for r in rows[:8])
+            )
 
 
 def _eval_service(index_dir: Path | None, corpus: list[Path] | None) -> RagService:

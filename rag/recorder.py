@@ -53,7 +53,7 @@ class Recorder:
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(backlog)
         self._retry_at = 0.0  # while in the future, the store is not tried
         self._wait = RETRY_FIRST
-        self._spooled_here = 0  # records of this process in the spool, waiting (an estimate)
+        self._kept = 0  # records the last replay left waiting (their files no longer this process's own)
         self._orphans_at = 0.0
         self._counting = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -63,14 +63,14 @@ class Recorder:
     @property
     def pending(self) -> int:
         """Records of this process in the spool, not written to the store yet."""
-        return self._spooled_here
+        return self.spool.pending + self._kept
 
     @property
     def state(self) -> str:
         """``ok``; ``spooling`` while records wait for the store; ``unavailable`` while it is away."""
         if time.monotonic() < self._retry_at:
             return "unavailable"
-        return "spooling" if self._spooled_here else "ok"
+        return "spooling" if self.pending else "ok"
 
     def start(self) -> None:
         if self._thread is None:
@@ -122,7 +122,6 @@ class Recorder:
     def _spool(self, record: dict[str, Any]) -> None:
         self.spool.append(record)
         with self._counting:
-            self._spooled_here += 1
             self.spooled += 1
 
     def _failed(self, exc: Exception) -> None:
@@ -148,7 +147,7 @@ class Recorder:
             if record:
                 self._write(record)
             now = time.monotonic()
-            if now >= self._retry_at and (self._spooled_here or now >= self._orphans_at):
+            if now >= self._retry_at and (self.pending or now >= self._orphans_at):
                 self._orphans_at = now + ORPHANS_EVERY
                 self._replay()
         while not self._queue.empty():  # closing: whatever is left is kept for the next run
@@ -181,7 +180,7 @@ class Recorder:
             return
         with self._counting:
             self.replayed += replayed
-            self._spooled_here = kept
+            self._kept = kept
         if replayed:
             self._recovered()
 

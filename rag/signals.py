@@ -42,7 +42,9 @@ def signals(ranking: Ranking, language: str = "fr") -> dict[str, float]:
     # precise topics (acronyms, names) the FAQ never mentions, even through its glossary
     names = [_analyzer(name) for name in NAME.findall(query)]
     out["unknown_names"] = float(min(sum(1 for n in names if n and not all(known(t) for t in n)), 2))
-    for name in (*DENSE_FEATURES, *LATENT_FEATURES) if ranking.degraded else LATENT_FEATURES:
+    # without the question's vector (an embeddings server away, or BM25 alone by choice), dense signals are unknown
+    no_vector = ranking.degraded is not None or not np.isfinite(ranking.dense).any()
+    for name in (*DENSE_FEATURES, *LATENT_FEATURES) if no_vector else LATENT_FEATURES:
         del out[name]  # unknown, not zero
     if not ranking.order:
         return out

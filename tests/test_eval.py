@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.evaluation.run import HttpBackend, InProcessBackend, check_gate, load_queries, run_eval, score, write_outputs
+from rag.evaluation.reports import write_outputs
+from rag.evaluation.run import HttpBackend, InProcessBackend, check_gate, load_queries, run_eval, score
 from rag.http import create_app
 from rag.service import RagService
 

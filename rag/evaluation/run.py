@@ -3,7 +3,6 @@ BEIR/TREC run and qrels files, a JSON report and a Markdown table, and check a g
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -259,66 +258,6 @@ def run_eval(
         if progress:
             progress(i, len(queries))
     return outcomes
-
-
-def write_outputs(
-    out: Path, queries: Sequence[EvalQuery], outcomes: Sequence[Outcome], report: dict[str, Any], name: str = "rag"
-) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "run.trec").open("w", encoding="utf-8") as fh:
-        for q, o in zip(queries, outcomes):
-            for rank, (doc, s) in enumerate(zip(o.ranking, o.scores), start=1):
-                fh.write(f"{q.qid} Q0 {doc} {rank} {s:.6f} {name}\n")
-    with (out / "qrels.trec").open("w", encoding="utf-8") as fh:
-        for q in queries:
-            for doc in q.relevant:
-                fh.write(f"{q.qid} 0 {doc} 1\n")
-    with (out / "results.jsonl").open("w", encoding="utf-8") as fh:
-        for q, o in zip(queries, outcomes):
-            fh.write(
-                json.dumps(
-                    {
-                        "id": q.qid,
-                        "query": q.query,
-                        "relevant": q.relevant,
-                        "ranking": o.ranking,
-                        "abstained": o.abstained,
-                        "answer": o.answer,
-                        "cited": o.cited,
-                        "latency_ms": round(o.latency_ms, 2),
-                    },
-                    ensure_ascii=False,
-                )
-                + "\n"
-            )
-    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out / "report.md").write_text(markdown_table(report) + "\n", encoding="utf-8")
-    if "aurc" in report:
-        plot_risk_coverage(out / "risk_coverage.png", queries, outcomes)
-
-
-def plot_risk_coverage(path: Path, queries: Sequence[EvalQuery], outcomes: Sequence[Outcome]) -> None:
-    """Accuracy of the answered questions against the share answered, as the threshold goes down."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    right = [correct(q, o) for q, o in zip(queries, outcomes)]
-    curve = scoring.risk_coverage([float(o.confidence or 0.0) for o in outcomes], right)
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    ax.plot([c for _, c, _ in curve], [1 - r for _, _, r in curve], color="#000091")
-    answered = [r for r, o in zip(right, outcomes) if not o.abstained]
-    if answered:
-        point = (len(answered) / len(outcomes), sum(answered) / len(answered))
-        ax.scatter(*point, color="#b00020", zorder=3, label="what the service answers")
-        ax.legend(loc="lower left")
-    ax.set(xlabel="share of questions answered (coverage)", ylabel="accuracy of the answered questions", ylim=(0, 1.02))
-    ax.set_title("Selective answering: risk–coverage")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 MAIN_METRICS = (

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 from ..analyzer import FrenchAnalyzer
 from ..text import MARKER, sentence_units
 
@@ -74,29 +76,28 @@ def citation_precision(cited: Sequence[str], relevant: set[str]) -> tuple[int, i
 
 
 def auroc(scores: Sequence[float], labels: Sequence[int]) -> float:
-    """Probability that a positive scores above a negative (ties count half)."""
-    pos = [s for s, y in zip(scores, labels) if y]
-    neg = [s for s, y in zip(scores, labels) if not y]
-    if not pos or not neg:
+    """Probability that a positive scores above a negative (ties count half), from the ranks of the scores
+    (Mann–Whitney: ties share their mean rank)."""
+    from scipy.stats import rankdata
+
+    labels = np.asarray(labels, dtype=bool)
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if not positives or not negatives:
         return 0.0
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
+    ranks = rankdata(np.asarray(scores, dtype=np.float64))
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def expected_calibration_error(probabilities: Sequence[float], labels: Sequence[int], bins: int = 10) -> float:
-    """Σ over equal-width bins of |mean probability − observed rate| × share of the items in the bin."""
-    total = len(probabilities)
-    if not total:
+    """Σ over equal-width bins of |mean probability − observed rate| × share of the items in the bin (a
+    probability of 1.0 falls in the last bin)."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    if not p.size:
         return 0.0
-    error = 0.0
-    for b in range(bins):
-        lo, hi = b / bins, (b + 1) / bins
-        members = [(p, y) for p, y in zip(probabilities, labels) if lo <= p < hi or (b == bins - 1 and p == 1.0)]
-        if members:
-            mean_p = sum(p for p, _ in members) / len(members)
-            rate = sum(y for _, y in members) / len(members)
-            error += abs(mean_p - rate) * len(members) / total
-    return error
+    y = np.asarray(labels, dtype=np.float64)
+    which = np.minimum((p * bins).astype(np.int64), bins - 1)
+    gaps = np.bincount(which, weights=p, minlength=bins) - np.bincount(which, weights=y, minlength=bins)
+    return float(np.abs(gaps).sum() / p.size)
 
 
 def risk_coverage(confidences: Sequence[float], correct: Sequence[bool]) -> list[tuple[float, float, float]]:
@@ -111,6 +112,19 @@ def risk_coverage(confidences: Sequence[float], correct: Sequence[bool]) -> list
 
 
 def aurc(confidences: Sequence[float], correct: Sequence[bool]) -> float:
-    """Area under the risk–coverage curve (lower is better)."""
-    curve = risk_coverage(confidences, correct)
-    return sum(risk for _, _, risk in curve) / len(curve) if curve else 0.0
+    """Area under the risk–coverage curve (lower is better): the mean risk of :func:`risk_coverage` over every
+    coverage, questions of equal confidence taken in every order alike (their wrong answers spread evenly), so
+    that the order the questions came in changes nothing."""
+    c = np.asarray(confidences, dtype=np.float64)
+    if not c.size:
+        return 0.0
+    order = np.argsort(-c, kind="stable")
+    c, wrong = c[order], (~np.asarray(correct, dtype=bool)[order]).astype(np.float64)
+    starts = np.r_[0, np.nonzero(np.diff(c))[0] + 1]  # where each group of equal confidence begins
+    sizes = np.diff(np.r_[starts, c.size])
+    group = np.repeat(np.arange(starts.size), sizes)
+    before = np.r_[0.0, np.cumsum(wrong)][starts]  # wrong answers ranked above each group
+    in_group = np.add.reduceat(wrong, starts)
+    position = np.arange(c.size) - starts[group] + 1  # 1.. within the group
+    expected = before[group] + position * in_group[group] / sizes[group]
+    return float(np.mean(expected / np.arange(1, c.size + 1)))
