@@ -261,6 +261,10 @@ def eval_cmd(
         Path | None,
         typer.Option("--judgements", help='with --holdout: JSONL {"query", "entry", "answers"} a person wrote'),
     ] = None,
+    judge: Annotated[
+        bool, typer.Option("--judge", help="the configured LLM grades every answer (cached: a rerun makes no call)")
+    ] = False,
+    judge_votes: Annotated[int, typer.Option("--judge-votes", min=1, help="votes per answer")] = 3,
     index_dir: IndexDir = None,
     as_json: JsonOut = False,
 ) -> None:
@@ -284,6 +288,8 @@ def eval_cmd(
         else:
             outcomes = _eval_run(items, InProcessBackend(service), k)
     report = {**score(items, outcomes), **extra}
+    if judge:
+        report.update(_eval_judge(make_settings(index_dir), items, outcomes, judge_votes))
     if report["degraded"]:
         err.print(
             f"[yellow]warning:[/] {report['degraded']} questions were ranked with BM25 alone (the embeddings "
@@ -298,6 +304,76 @@ def eval_cmd(
         print_report(report, str(queries))
     if gate:
         _gate(report, gate)
+
+
+def _llm_client(settings: Settings) -> tuple[Any, Any]:
+    """The configured LLM's client and prompts; a clear line when there is none."""
+    from .llm import ChatClient, PromptSet
+
+    if not settings.llm.base_url:
+        raise ConfigError("this needs an LLM: set RAG_LLM_BASE_URL (and RAG_LLM_MODEL) to an OpenAI-compatible server")
+    return ChatClient(settings.llm), PromptSet.load(settings.answer.prompts_dir)
+
+
+def _eval_judge(settings: Settings, items: list, outcomes: list, votes: int) -> dict[str, Any]:
+    from .evaluation.grading import Cache, Grader, grade_run
+
+    client, prompts = _llm_client(settings)
+    cache = Cache(settings.index.index_dir.parent / "eval-cache" / "judge.jsonl")
+    grader = Grader(client, prompts.grade, settings.answer.faq_name, cache, votes, timeout=settings.llm.total_timeout)
+    columns = (TextColumn("[bold]grading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=err, transient=True) as progress:
+            task = progress.add_task("grade", total=None)
+            found, _ = grade_run(grader, items, outcomes, lambda d, t: progress.update(task, completed=d, total=t))
+    finally:
+        client.close()
+    if "judge_stopped" in found:
+        err.print(f"[yellow]warning:[/] {found['judge_stopped']}", highlight=False)
+    err.print(f"graded {found['judge_graded']} answers with {found['judge_calls']} LLM calls", highlight=False)
+    return found
+
+
+@eval_app.command("generate")
+@friendly
+def eval_generate(
+    out: Annotated[Path, typer.Option("--out", help="JSONL to write (a CSV beside it)")] = Path("eval/generated.jsonl"),
+    entries: Annotated[int | None, typer.Option("--entries", min=1, help="at most this many entries")] = None,
+    near: Annotated[int, typer.Option("--near", min=0, help="questions the FAQ does not answer")] = 20,
+    from_votes: Annotated[
+        bool, typer.Option("--from-votes", help="questions users voted on, from the store, instead of the LLM")
+    ] = False,
+    index_dir: IndexDir = None,
+) -> None:
+    """A test set drawn from the FAQ, for a person to review (JSONL for rag eval, CSV to edit)."""
+    from .evaluation import generate as gen
+
+    settings = make_settings(index_dir)
+    if from_votes:
+        rows = gen.from_votes(_store(None).feedback())
+        table = gen.write(rows, out)
+        err.print(f"wrote {len(rows)} questions users voted on to {out} and {table}; review them", highlight=False)
+        return
+    service = _load(index_dir)
+    client, prompts = _llm_client(settings)
+    chosen = list(range(len(service.index.entries)))[: entries or None]
+    generator = gen.Generator(client, prompts, settings.answer.faq_name, settings.llm.total_timeout)
+    try:
+        with contextlib.ExitStack() as stack:
+            bar = _bar(stack, "writing")
+            made = generator.run(
+                service.index, chosen, near, lambda d: bar(d, len(chosen)), lambda g: gen.write(g.rows, out)
+            )
+    finally:
+        client.close()
+    err.print(
+        f"wrote {len(made.rows)} generated questions about {made.entries_done} entries to {out} and "
+        f"{out.with_suffix('.csv')} ({made.malformed} replies not in the asked form); review them before use",
+        highlight=False,
+    )
+    if made.stopped:
+        err.print(f"[bold red]stopped:[/] {made.stopped}; what was written is kept", highlight=False)
+        raise typer.Exit(1)
 
 
 @eval_app.command("compare")

@@ -187,3 +187,40 @@ def test_no_serious_accessibility_violation(site, browser) -> None:
         page.get_by_text(done).wait_for(timeout=30_000)
         assert serious() == [], question
     page.close()
+
+
+def test_the_eval_report_renders_with_every_other_host_blocked(segur_index: Path, browser, tmp_path) -> None:
+    """report.html of a real run: opened from the disk with every request refused but the page's own, the
+    filter narrows the questions; a screenshot for the eval documentation."""
+    import json as _json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RAG_INDEX_DIR": str(segur_index)}
+    args = [sys.executable, "-m", "rag.cli", "eval", "--queries", str(ROOT / "eval" / "segur.jsonl")]
+    done = subprocess.run([*args, "--out", str(tmp_path / "run"), "--json"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = _json.loads(done.stdout)
+    page, requested = browser.new_page(viewport={"width": 1200, "height": 900}), []
+
+    def nothing_else(route) -> None:
+        requested.append(route.request.url)
+        (route.continue_ if route.request.url.startswith("file://") else route.abort)()
+
+    page.route("**/*", nothing_else)
+    page.goto((tmp_path / "run" / "report.html").as_uri())
+    assert page.locator("tbody.questions tr").count() == report["queries"]
+    assert page.locator("img").evaluate("img => img.naturalWidth") > 0  # the plot, from inside the page
+    declined = sum(1 for line in (tmp_path / "run" / "results.jsonl").open() if _json.loads(line)["abstained"])
+    page.select_option("#kind", "declined")
+    visible = page.locator("tbody.questions tr:not([hidden])")
+    assert visible.count() == declined and page.locator("#shown").inner_text() == str(declined)
+    page.select_option("#kind", "")
+    page.fill("#q", "solde")
+    assert 0 < visible.count() < report["queries"] and all("solde" in t.lower() for t in visible.all_inner_texts())
+    assert [u for u in requested if not u.startswith("file://")] == []
+    page.fill("#q", "")
+    page.evaluate("window.scrollTo(0, 0)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "eval-report.png"), full_page=False)
+    page.close()

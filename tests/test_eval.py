@@ -148,3 +148,70 @@ def test_holdout_on_the_segur_faq_declines_more_of_what_it_lacks_with_its_own_fi
     assert fitted["abstention_recall_unrelated"] >= 0.9
     written = json.loads((tmp_path / "auto" / "report.json").read_text())
     assert written["held_out_answers"] and all("entry" in a for a in written["held_out_answers"])
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rag.cli", *args], env={**os.environ, **(env or {})}, capture_output=True, text=True
+    )
+
+
+def test_compare_flags_a_degraded_setting_and_nothing_between_two_runs_of_the_same(segur_index: Path, tmp_path) -> None:
+    where = {"RAG_INDEX_DIR": str(segur_index)}
+    for name, env in (
+        ("a", where),
+        ("b", where),
+        ("bm25", {"RAG_INDEX_DIR": str(tmp_path / "bm25"), "RAG_FUSION": "bm25"}),
+    ):
+        done = _cli("eval", "--queries", str(SEGUR_SET), "--out", str(tmp_path / name), env=env)
+        assert done.returncode == 0, done.stderr
+    same = _cli("eval", "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--fail-on-regression", "--json")
+    assert same.returncode == 0, same.stderr
+    assert json.loads(same.stdout)["regressed"] == []
+    worse = _cli(
+        "eval",
+        "compare",
+        str(tmp_path / "a"),
+        str(tmp_path / "bm25"),
+        "--fail-on-regression",
+        "--json",
+        "--out",
+        str(tmp_path / "cmp"),
+    )
+    assert worse.returncode == 3 and "regressed" in worse.stderr
+    result = json.loads(worse.stdout)
+    assert {"recall@1", "recall@3"} <= set(result["regressed"])
+    rows = {}
+    for name in ("a", "bm25"):
+        rows[name] = {r["id"]: r for r in map(json.loads, (tmp_path / name / "results.jsonl").open())}
+    for flip in result["flips"]["newly_wrong"]:  # right with the default settings, wrong with BM25 alone
+        before, after = rows["a"][flip["id"]], rows["bm25"][flip["id"]]
+        assert set(before["relevant"]) & set(before["ranking"][:3]) or (not before["relevant"] and before["abstained"])
+        assert not (set(after["relevant"]) & set(after["ranking"][:3]) and not after["abstained"])
+    assert (tmp_path / "cmp" / "compare.html").exists() and (tmp_path / "cmp" / "compare.md").exists()
+
+
+def test_judge_and_generate_through_the_cli_with_a_scripted_llm(segur_index: Path, tmp_path) -> None:
+    from .fake_llm import FakeLLM
+
+    fake = FakeLLM(default="correcte : OUI\ncomplète : OUI\nfondée : OUI")
+    with running(fake.app, ready_path="/health") as base:
+        env = {"RAG_INDEX_DIR": str(segur_index), "RAG_LLM_BASE_URL": f"{base}/v1", "RAG_LLM_JUDGE": "false"}
+        queries = tmp_path / "q.jsonl"
+        queries.write_text("".join(line for line in SEGUR_SET.open() if '"direct"' in line), encoding="utf-8")
+        reports = []
+        for _ in range(2):
+            done = _cli("eval", "--queries", str(queries), "--judge", "--judge-votes", "2", "--json", env=env)
+            assert done.returncode == 0, done.stderr
+            reports.append(json.loads(done.stdout))
+        first, second = reports
+        assert first["judge_graded"] > 0 and first["judge_correct"] == 1.0 and first["judge_agreement"] == 1.0
+        assert first["judge_calls"] == 2 * first["judge_graded"] and second["judge_calls"] == 0  # all from the cache
+        grades = {k: v for k, v in first.items() if k.startswith("judge_") and k != "judge_calls"}
+        assert grades == {k: v for k, v in second.items() if k.startswith("judge_") and k != "judge_calls"}
+        fake.default = "proche : Comment déposer le solde ?\ncourt : solde ?"
+        made = _cli("eval", "generate", "--entries", "2", "--near", "0", "--out", str(tmp_path / "set.jsonl"), env=env)
+        assert made.returncode == 0, made.stderr
+        rows = [json.loads(line) for line in (tmp_path / "set.jsonl").read_text().splitlines()]
+        assert len(rows) == 2 and {r["style"] for r in rows} == {"close", "short"}  # the same two: deduplicated
+        assert (tmp_path / "set.csv").exists()

@@ -36,7 +36,7 @@ def write_outputs(
     if "aurc" in report:
         plot_risk_coverage(out / "risk_coverage.png", queries, outcomes)
         plot = (out / "risk_coverage.png").read_bytes()
-    page = run_page(f"Eval: {name} on {out.name}", report, queries, outcomes, plot)
+    page = run_page(f"Eval report — {out.name}", report, queries, outcomes, plot)
     (out / "report.html").write_text(page, encoding="utf-8")
 
 

@@ -40,10 +40,14 @@ class ChatClient:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._http.close()
 
-    def complete(self, messages: list[dict], deadline: float | None = None, max_tokens: int | None = None) -> str:
-        """The whole answer text, from one non-streaming call (with retries)."""
+    def complete(
+        self, messages: list[dict], deadline: float | None = None, max_tokens: int | None = None, **sampling: Any
+    ) -> str:
+        """The whole answer text, from one non-streaming call (with retries). ``sampling``: fields that replace
+        the settings' (``temperature``) or add to them (``seed``), for calls that must repeat themselves."""
         deadline = deadline or time.monotonic() + self.config.total_timeout
-        pieces = self._run(lambda put: put(self._complete(messages, deadline, max_tokens)), deadline)
+        payload = {**self._payload(messages, False, max_tokens), **sampling}
+        pieces = self._run(lambda put: put(self._complete(payload, deadline)), deadline)
         return "".join(pieces)
 
     def stream(self, messages: list[dict], deadline: float | None = None) -> Iterator[str]:
@@ -97,9 +101,8 @@ class ChatClient:
                 time.sleep(pause)
             yield attempt
 
-    def _complete(self, messages: list[dict], deadline: float, max_tokens: int | None) -> str:
+    def _complete(self, payload: dict, deadline: float) -> str:
         last: LLMError = LLMError("unavailable")
-        payload = self._payload(messages, False, max_tokens)
         for _ in self._attempts(deadline):
             try:
                 with self._http.stream("POST", "/chat/completions", json=payload, timeout=self._timeout(deadline)) as r:

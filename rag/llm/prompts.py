@@ -49,7 +49,8 @@ class PromptTemplate:
 @dataclass(frozen=True)
 class PromptSet:
     """The system prompt, the user prompt, the layout of one numbered passage, the judge's question, the
-    rewriting of follow-up questions, and the questions about an entry that fit the confidence on a FAQ."""
+    rewriting of follow-up questions, the questions about an entry that fit the confidence on a FAQ, and the eval's
+    own: writing a test set (``generate``, ``near``) and grading an answer (``grade``)."""
 
     system: PromptTemplate
     user: PromptTemplate
@@ -57,17 +58,21 @@ class PromptSet:
     judge: PromptTemplate
     rewrite: PromptTemplate
     rewordings: PromptTemplate
+    generate: PromptTemplate
+    near: PromptTemplate
+    grade: PromptTemplate
 
     @classmethod
     def load(cls, folder: Path) -> PromptSet:
-        """The templates of ``folder``; one it lacks that came after the first ones (``rewordings``) is the
-        shipped one, so a folder of one's own written before keeps working."""
+        """The templates of ``folder``; one it lacks that came after the first five is the shipped one, so a
+        folder of one's own written before keeps working."""
         folder = Path(folder)
-        names = ("system", "user", "passage", "judge", "rewrite")
+        first = [folder / f"{name}.txt" for name in ("system", "user", "passage", "judge", "rewrite")]
         later = [
-            folder / "rewordings.txt" if (folder / "rewordings.txt").exists() else DEFAULT_PROMPTS / "rewordings.txt"
+            folder / name if (folder / name).exists() else DEFAULT_PROMPTS / name
+            for name in ("rewordings.txt", "generate.txt", "near.txt", "grade.txt")
         ]
-        return cls(*(PromptTemplate.read(folder / f"{name}.txt") for name in names), *map(PromptTemplate.read, later))
+        return cls(*(PromptTemplate.read(path) for path in first + later))
 
     def messages(self, question: str, passages: list[tuple[str, str]], lang: str, faq_name: str) -> list[dict]:
         """Chat messages for a question and its numbered passages ``[(title, text), …]``."""
