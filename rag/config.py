@@ -87,6 +87,9 @@ class RetrievalSettings(_Group):
         None, ge=0, le=1, description="decline below this confidence; default: the calibration's own threshold"
     )
     calibration: Path | None = Field(None, description="fitted confidence coefficients; default: the shipped ones")
+    out_of_scope_temperature: float = Field(
+        0.01, gt=0, description="how sharply the confidence falls near questions marked out of scope (cosine)"
+    )
     default_k: int = Field(5, ge=1)
     max_k: int = Field(50, ge=1)
     reranker: str = Field("", description="a cross-encoder to reorder the best entries (st:<name or folder>)")
@@ -189,6 +192,8 @@ class HttpSettings(_Group):
     feedback_db: Path | None = None
     database_url: str = Field("", description="postgresql://… to keep answers and feedback in PostgreSQL")
     store_timeout: float = Field(1.0, gt=0, description="seconds a vote waits for the store before the spool")
+    store_questions: bool = Field(True, description="keep the text of questions, answers and comments (false: counts)")
+    retention_days: float = Field(90.0, gt=0, description="answers and votes older than this are erased")
     spool_dir: Path | None = Field(
         None, description="where answers and votes wait while the store is away; default: beside the index"
     )
@@ -200,6 +205,25 @@ class HttpSettings(_Group):
         return _split_csv(value)
 
 
+class GapSettings(_Group):
+    """The gap report and curation (``RAG_GAP_…``)."""
+
+    low_confidence: float = Field(
+        0.6, ge=0, le=1, description="answers below this confidence count as gap questions, like declined ones"
+    )
+    distance: float | None = Field(
+        None,
+        gt=0,
+        lt=2,
+        description="cosine distance within which questions are grouped; default: 0.6 × the median between the "
+        "FAQ's questions",
+    )
+    max_questions: int = Field(5000, ge=10, description="the most recent gap questions the report groups")
+    golden_file: Path | None = Field(
+        None, description="eval queries appended on each resolution; default: golden.jsonl beside the index"
+    )
+
+
 # group name -> (prefix of its variables after RAG_, model)
 GROUPS: dict[str, tuple[str, type[_Group]]] = {
     "index": ("", IndexSettings),
@@ -208,6 +232,7 @@ GROUPS: dict[str, tuple[str, type[_Group]]] = {
     "llm": ("llm_", LLMSettings),
     "embeddings": ("embeddings_", EmbeddingsSettings),
     "http": ("", HttpSettings),
+    "gaps": ("gap_", GapSettings),
 }
 # flat name (RAG_ variable without the prefix, lower case) -> (group, field)
 FLAT: dict[str, tuple[str, str]] = {
@@ -261,6 +286,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     embeddings: EmbeddingsSettings = Field(default_factory=EmbeddingsSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    gaps: GapSettings = Field(default_factory=GapSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -284,6 +310,10 @@ class Settings(BaseSettings):
     @property
     def feedback_path(self) -> Path:
         return self.http.feedback_db or self.index.index_dir.parent / "feedback.sqlite3"
+
+    @property
+    def golden_path(self) -> Path:
+        return self.gaps.golden_file or self.index.index_dir.parent / "golden.jsonl"
 
     @property
     def spool_path(self) -> Path:

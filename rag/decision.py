@@ -6,11 +6,14 @@ with its threshold."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
+
+import numpy as np
 
 from .calibration import Calibration
 from .latents import Latents
@@ -21,6 +24,7 @@ from .retriever import Prepared, Ranking
 from .signals import latent_signals, signals
 
 log = logging.getLogger("rag.decision")
+LEXICAL_WEIGHT = 0.1  # a share of the question's terms weighs as this much cosine similarity (scope_weight)
 LATENT_WAIT = 60.0  # seconds; the latent pass is queued behind at most a batch of other questions
 
 
@@ -58,8 +62,12 @@ class Decision:
         judge: Judge | None = None,
         reranker: Reranker | None = None,
         rerank_depth: int = 20,
+        scope_temperature: float = 0.01,
     ) -> None:
+        """``scope_temperature``: how sharply the confidence falls as a question comes closer to the questions
+        marked out of scope than to the FAQ (:func:`scope_weight`)."""
         self.calibration, self.min_confidence, self.calibrated = calibration, min_confidence, calibrated
+        self.scope_temperature = scope_temperature
         self.language, self.latents, self.judge = language, latents, judge
         self.reranker, self.rerank_depth = reranker, rerank_depth
         self._lock = threading.Lock()
@@ -139,6 +147,11 @@ class Decision:
         if judge and self.judge is not None and self.judge.useful(confidence, assessment.threshold):
             verdict = self.judge.verdict(ranking.prepared.query, ranking.hits(1)[0])
             confidence = self.judge.adjust(confidence, verdict)
+        weight = scope_weight(ranking, self.scope_temperature)
+        values = assessment.values
+        if weight is not None:
+            confidence *= weight
+            values = {**values, "scope": weight}
         return SearchResult(
             query=ranking.prepared.query,
             abstained=confidence < assessment.threshold,
@@ -149,8 +162,32 @@ class Decision:
             judge=verdict,
             degraded=ranking.degraded,
             latent=ranking.latents is not None,
-            signals=assessment.values,
+            signals=values,
         )
+
+
+def scope_weight(ranking: Ranking, temperature: float) -> float | None:
+    """What the confidence is multiplied by for a question near those the team marked out of scope:
+    ``min(1, 2·σ(−d / temperature))``, where ``d`` says how much closer the question is to the nearest question
+    marked out of scope than to the FAQ — the difference of their cosine similarities to the question, plus
+    :data:`LEXICAL_WEIGHT` × the difference of the share of the question's terms (IDF-weighted) each holds.
+    1 while the FAQ is at least as close; towards 0 as the marked question comes closer. None when nothing is
+    marked or the question has no vector."""
+    index = ranking.index
+    marked = index.out_of_scope
+    if marked is None or not len(marked) or ranking.vector is None or not ranking.order:
+        return None
+    ours = ranking.dense[np.isfinite(ranking.dense)]
+    faq = float(ours.max()) if ours.size else -1.0
+    similarities = marked @ np.asarray(ranking.vector, dtype=np.float32).reshape(-1)
+    nearest = int(np.argmax(similarities))
+    terms = set(ranking.prepared.terms)
+    weights = {t: index.idf.get(t, index.unknown_idf) for t in terms}
+    total = sum(weights.values()) or 1.0
+    in_faq = sum(w for t, w in weights.items() if t in index.chunk_terms(ranking.best_chunk(ranking.order[0])))
+    in_marked = sum(w for t, w in weights.items() if t in index.out_of_scope_terms[nearest])
+    closer = float(similarities[nearest]) - faq + LEXICAL_WEIGHT * (in_marked - in_faq) / total
+    return min(1.0, 2.0 / (1.0 + math.exp(min(closer / temperature, 700.0))))
 
 
 def _cancel(pending: Future[Latents] | None) -> None:

@@ -18,15 +18,38 @@ import numpy as np
 from .analyzer import FrenchAnalyzer
 from .calibration import Calibration
 from .config import IndexSettings
+from .curation import Curation
 from .errors import IndexNotReady
 from .glossary import Glossary
 from .latents import Latents
 from .manifest import Manifest
 from .models import Chunk, Entry
-from .versions import CALIBRATION, LATENTS, MANIFEST, REBUILD_HINT, publish, read_manifest, version_dir
+from .versions import (
+    CALIBRATION,
+    CURATION,
+    LATENTS,
+    MANIFEST,
+    OUT_OF_SCOPE,
+    REBUILD_HINT,
+    publish,
+    read_manifest,
+    version_dir,
+)
 
 MAX_FACET_VALUES = 100
 _analyzer = FrenchAnalyzer()
+
+
+def lexical_texts(entries: list[Entry], chunks: list[Chunk]) -> list[str]:
+    """What BM25 indexes of each chunk: its text, question first, and on an entry's first chunk the entry's
+    curated phrasings."""
+    alternates = {e.id: e.alternates for e in entries if e.alternates}
+    texts, seen = [], set()
+    for chunk in chunks:
+        extra = alternates.get(chunk.entry_id) if chunk.entry_id not in seen else None
+        seen.add(chunk.entry_id)
+        texts.append("\n".join([chunk.embed_text, *extra]) if extra else chunk.embed_text)
+    return texts
 
 
 def make_vector_index(vectors: np.ndarray, opts: IndexSettings) -> faiss.Index:
@@ -56,6 +79,8 @@ class FaqIndex:
     keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="S20"))  # vector row -> what it encodes
     latents: Latents | None = None  # chunk row -> its latent terms, when the encoder has them
     calibration: Calibration | None = None  # the confidence fitted on this FAQ, when it was
+    curation: Curation = field(default_factory=Curation)  # the team's decisions this version was built with
+    out_of_scope: np.ndarray | None = None  # the vectors of the questions marked out of scope (passage-encoded)
 
     def __post_init__(self) -> None:
         self.by_id = {e.id: i for i, e in enumerate(self.entries)}
@@ -97,11 +122,20 @@ class FaqIndex:
         """The entries' questions, shortest first (those over 90 characters left out): example questions."""
         return sorted((e.question for e in self.entries if e.question and len(e.question) <= 90), key=len)
 
+    @cached_property
+    def out_of_scope_terms(self) -> list[frozenset[str]]:
+        """The terms of each question marked out of scope (in the order of :attr:`out_of_scope`'s rows)."""
+        return [frozenset(_analyzer(q)) for q in self.curation.out_of_scope]
+
+    @cached_property
+    def lexical_texts(self) -> list[str]:
+        return lexical_texts(self.entries, self.chunks)
+
     def chunk_terms(self, row: int) -> frozenset[str]:
         """The BM25 terms of a chunk (its text with the glossary's expansions), computed once per chunk."""
         terms = self._chunk_terms.get(row)
         if terms is None:
-            terms = frozenset(_analyzer(self.glossary.expand(self.chunks[row].embed_text)))
+            terms = frozenset(_analyzer(self.glossary.expand(self.lexical_texts[row])))
             self._chunk_terms[row] = terms
         return terms
 
@@ -167,6 +201,10 @@ class FaqIndex:
             self.latents.save(folder / LATENTS)
         if self.calibration is not None:
             self.calibration.save(folder / CALIBRATION)
+        if self.curation:
+            (folder / CURATION).write_text(self.curation.to_jsonl(), encoding="utf-8")
+        if self.out_of_scope is not None:
+            np.save(folder / OUT_OF_SCOPE, self.out_of_scope)
         # the manifest is written last: a folder without one is never taken for an index
         (folder / MANIFEST).write_text(self.manifest.model_dump_json(indent=2), encoding="utf-8")
 
@@ -214,6 +252,9 @@ def _inconsistency(manifest: Manifest, parts: dict[str, Any]) -> str | None:
         return "bm25/ does not index every chunk"
     if parts["latents"] is not None and len(parts["latents"]) != len(chunks):
         return f"{LATENTS} does not hold the latent terms of every chunk"
+    scope = parts["out_of_scope"]
+    if scope is not None and (scope.ndim != 2 or scope.shape != (len(parts["curation"].out_of_scope), vectors.d)):
+        return f"{OUT_OF_SCOPE} does not hold a vector for every question marked out of scope"
     return None
 
 
@@ -240,6 +281,10 @@ def _read_parts(folder: Path) -> dict[str, Any]:
         parts["latents"] = Latents.load(folder / current) if (folder / current).exists() else None
         current = CALIBRATION
         parts["calibration"] = Calibration.read(folder / current) if (folder / current).exists() else None
+        current = CURATION
+        parts["curation"] = Curation.read(folder / current) if (folder / current).exists() else Curation()
+        current = OUT_OF_SCOPE
+        parts["out_of_scope"] = np.load(folder / current) if (folder / current).exists() else None
     except Exception as exc:  # any unreadable part means the same thing to the user
         raise IndexNotReady(
             f"the index file {folder / current} is unreadable or corrupt ({exc}). {REBUILD_HINT}"

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
+from .curation import CuratedItem, Curation
 from .errors import ConfigError, StoreUnavailable, UnknownAnswer
 from .models import Answer
+from .privacy import scrub
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -43,28 +45,53 @@ CREATE TABLE IF NOT EXISTS feedback (
 CREATE INDEX IF NOT EXISTS feedback_time ON feedback(updated_at);
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY);
 """
-SCHEMA_VERSION = 1
+# each later version: the statements that bring the tables of the one before to it
+MIGRATIONS = {
+    2: [
+        "ALTER TABLE answers ADD COLUMN channel TEXT NOT NULL DEFAULT 'api'",
+        "ALTER TABLE answers ADD COLUMN confidence {real}",
+        "CREATE INDEX IF NOT EXISTS answers_time ON answers(created_at)",
+        "CREATE TABLE IF NOT EXISTS curated (id TEXT PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL, "
+        "created_at {real} NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS resolved (answer_id TEXT PRIMARY KEY, gap TEXT NOT NULL, action TEXT NOT NULL, "
+        "at {real} NOT NULL)",
+    ],
+}
+SCHEMA_VERSION = max(MIGRATIONS)
 
 
-def answer_row(answer_id: str, answer: Answer, at: float | None = None) -> dict[str, Any]:
-    """What is recorded of an answer, as plain JSON (it may wait in the spool)."""
+def answer_row(
+    answer_id: str, answer: Answer, at: float | None = None, channel: str = "api", keep_text: bool = True
+) -> dict[str, Any]:
+    """What is recorded of an answer, as plain JSON (it may wait in the spool): its question and answer with
+    personal data removed (:func:`~rag.privacy.scrub`), or without any text when questions are not kept."""
     return {
         "id": answer_id,
         "at": time.time() if at is None else at,
-        "query": answer.query,
-        "answer": answer.answer,
+        "query": scrub(answer.query) if keep_text else "",
+        "answer": scrub(answer.answer) if keep_text else "",
         "abstained": answer.abstained,
         "cited": [c.id for c in answer.citations],
         "passages": [
             {"id": p.id, "score": p.score, "dense": p.dense_score, "bm25": p.bm25_score} for p in answer.passages
         ],
+        "channel": channel,
+        "confidence": answer.confidence,
     }
+
+
+def upgrade(execute: Any, current: int, real: str) -> None:
+    """Run the migrations after ``current`` (the tables' version), each recorded once done."""
+    for version in sorted(v for v in MIGRATIONS if v > current):
+        for statement in MIGRATIONS[version]:
+            execute(statement.format(real=real))
+        execute(f"INSERT INTO schema_version VALUES ({version})")
 
 
 class FeedbackStore(ABC):
     """What every store does, in SQL both databases read; a subclass connects and runs the statements."""
 
-    DAY = ""  # the SQL of an epoch time's day, YYYY-MM-DD
+    DAY = ""  # the SQL of the day (YYYY-MM-DD) of an epoch time in column {0}
 
     @abstractmethod
     def open(self, wait: float = 0.0) -> FeedbackStore:
@@ -83,7 +110,8 @@ class FeedbackStore(ABC):
     def insert_answer(self, row: dict[str, Any]) -> None:
         """Record an answer given (a row of :func:`answer_row`); recording it again changes nothing."""
         self._run(
-            "INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO answers (id, created_at, query, answer, abstained, cited_ids, passages, channel, confidence) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
             (
                 row["id"],
                 row["at"],
@@ -92,6 +120,8 @@ class FeedbackStore(ABC):
                 int(row["abstained"]),
                 json.dumps(row["cited"]),
                 json.dumps(row["passages"]),
+                row.get("channel", "api"),
+                row.get("confidence"),
             ),
         )
 
@@ -109,6 +139,10 @@ class FeedbackStore(ABC):
             (answer_id, int(helpful), comment, at, at),
         )
         return existed
+
+    def purge(self, before: float) -> int:
+        """Forget the answers given before ``before`` (epoch seconds) and the votes on them; how many."""
+        return self.erase(before=before)
 
     def feedback(self) -> list[dict[str, Any]]:
         rows = self._run(
@@ -154,7 +188,8 @@ class FeedbackStore(ABC):
         return out
 
     def stats(self) -> dict[str, Any]:
-        per_day = self._run(f"SELECT {self.DAY} AS day, COUNT(*), SUM(helpful) FROM feedback GROUP BY day ORDER BY day")
+        day = self.DAY.format("updated_at")
+        per_day = self._run(f"SELECT {day} AS day, COUNT(*), SUM(helpful) FROM feedback GROUP BY day ORDER BY day")
         entries: dict[str, list[int]] = {}
         for item in self.feedback():
             for entry_id in item["cited_ids"]:
@@ -170,12 +205,112 @@ class FeedbackStore(ABC):
             "least_helpful_entries": least[:10],
             "answers": self._run("SELECT COUNT(*) FROM answers")[0][0],
             "ratings": self._run("SELECT COUNT(*) FROM feedback")[0][0],
+            "gap_trend": self.gap_trend(),
         }
 
-    def _migrate(self) -> None:
-        """Create the tables, or bring them to this version (each change a numbered step)."""
-        if not self._run("SELECT version FROM schema_version WHERE version = ?", (SCHEMA_VERSION,)):
-            self._run("INSERT INTO schema_version VALUES (?) ON CONFLICT DO NOTHING", (SCHEMA_VERSION,))
+    def gap_trend(self, low_confidence: float = 0.6) -> list[dict[str, Any]]:
+        """Per day: the questions logged, and those that could make a gap (declined, answered with a confidence
+        below ``low_confidence``, voted not useful)."""
+        day = self.DAY.format("a.created_at")
+        rows = self._run(
+            f"SELECT {day} AS day, COUNT(*), SUM(CASE WHEN a.abstained = 1 OR f.helpful = 0 OR a.confidence < ? "
+            "THEN 1 ELSE 0 END) FROM answers a LEFT JOIN feedback f ON f.answer_id = a.id GROUP BY day ORDER BY day",
+            (low_confidence,),
+        )
+        return [{"day": d, "questions": n, "gap_questions": int(g or 0)} for d, n, g in rows]
+
+    def question_log(self, low_confidence: float) -> list[dict[str, Any]]:
+        """The logged questions a gap may hold — declined, answered with a confidence below ``low_confidence``,
+        or voted not useful — that no curation resolved yet, oldest first, with their text (kept ones only)."""
+        rows = self._run(
+            "SELECT a.id, a.created_at, a.query, a.abstained, a.confidence, a.cited_ids, a.passages, a.channel, "
+            "f.helpful FROM answers a LEFT JOIN feedback f ON f.answer_id = a.id "
+            "LEFT JOIN resolved r ON r.answer_id = a.id WHERE r.answer_id IS NULL AND a.query <> '' "
+            "AND (a.abstained = 1 OR f.helpful = 0 OR a.confidence < ?) ORDER BY a.created_at, a.id",
+            (low_confidence,),
+        )
+        out = []
+        for answer_id, at, query, abstained, confidence, cited, passages, channel, helpful in rows:
+            reasons = ["declined"] if abstained else []
+            if helpful is not None and not helpful:
+                reasons.append("not_useful")
+            if not abstained and confidence is not None and confidence < low_confidence:
+                reasons.append("low_confidence")
+            shown = [p["id"] for p in json.loads(passages)]
+            out.append(
+                {
+                    "id": answer_id,
+                    "at": at,
+                    "query": query,
+                    "reasons": reasons,
+                    "confidence": confidence,
+                    "cited": json.loads(cited),
+                    "shown": shown,
+                    "channel": channel,
+                }
+            )
+        return out
+
+    def logged(self, answer_id: str) -> dict[str, Any] | None:
+        """One logged question, as :meth:`question_log` gives them (None when it is not logged, or not kept)."""
+        rows = self._run(
+            "SELECT a.id, a.created_at, a.query, a.abstained, a.confidence, a.channel, f.helpful FROM answers a "
+            "LEFT JOIN feedback f ON f.answer_id = a.id WHERE a.id = ? AND a.query <> ''",
+            (answer_id,),
+        )
+        if not rows:
+            return None
+        answer_id, at, query, abstained, confidence, channel, helpful = rows[0]
+        reasons = (["declined"] if abstained else []) + (["not_useful"] if helpful is not None and not helpful else [])
+        return {
+            "id": answer_id,
+            "at": at,
+            "query": query,
+            "reasons": reasons,
+            "confidence": confidence,
+            "channel": channel,
+        }
+
+    def mark_resolved(self, answer_ids: list[str], gap: str, action: str, at: float | None = None) -> None:
+        """The questions a curation covered: they leave the gap report."""
+        at = time.time() if at is None else at
+        for answer_id in answer_ids:
+            self._run(
+                "INSERT INTO resolved VALUES (?, ?, ?, ?) ON CONFLICT (answer_id) DO NOTHING",
+                (answer_id, gap, action, at),
+            )
+
+    def add_curated(self, item: CuratedItem) -> bool:
+        """Keep a curated item (a new entry, phrasings, questions out of scope); True when it was not there."""
+        existed = bool(self._run("SELECT 1 FROM curated WHERE id = ?", (item.id,)))
+        self._run(
+            "INSERT INTO curated VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, "
+            "payload = excluded.payload",
+            (item.id, item.kind, item.model_dump_json(exclude_none=True), item.at),
+        )
+        return not existed
+
+    def curation(self) -> Curation:
+        """Every curated item, oldest first."""
+        rows = self._run("SELECT payload FROM curated ORDER BY created_at, id")
+        return Curation.of(CuratedItem.model_validate_json(payload) for (payload,) in rows)
+
+    def erase(self, before: float | None = None, containing: str | None = None) -> int:
+        """Erase logged questions (and the votes on them): all of them, those given before ``before``, or those
+        whose question contains ``containing`` (any case); how many. Curated items are the team's and stay."""
+        where, args = [], []
+        if before is not None:
+            where.append("created_at < ?")
+            args.append(before)
+        if containing:
+            where.append("LOWER(query) LIKE ?")
+            args.append("%" + containing.lower().replace("%", "").replace("_", "") + "%")
+        chosen = "SELECT id FROM answers" + (" WHERE " + " AND ".join(where) if where else "")
+        count = self._run(f"SELECT COUNT(*) FROM ({chosen}) AS chosen", tuple(args))[0][0]
+        self._run(f"DELETE FROM resolved WHERE answer_id IN ({chosen})", tuple(args))
+        self._run(f"DELETE FROM feedback WHERE answer_id IN ({chosen})", tuple(args))
+        self._run(f"DELETE FROM answers WHERE id IN ({chosen})", tuple(args))
+        return int(count)
 
 
 @contextmanager
@@ -190,7 +325,7 @@ def _unavailable(where: object, errors: tuple[type[BaseException], ...]) -> Iter
 class SqliteStore(FeedbackStore):
     """One SQLite file (WAL, synchronous writes): the embedded default, shared by the workers of one machine."""
 
-    DAY = "date(updated_at, 'unixepoch')"
+    DAY = "date({0}, 'unixepoch')"
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -206,8 +341,15 @@ class SqliteStore(FeedbackStore):
                 db.execute("PRAGMA synchronous=FULL")
                 db.execute("PRAGMA foreign_keys=ON")
                 db.executescript(SCHEMA.format(real="REAL"))
+                db.execute("BEGIN IMMEDIATE")  # one process at a time brings the tables forward
+                try:
+                    current = db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 1
+                    upgrade(db.execute, current, "REAL")
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
                 self._db = db
-            self._migrate()
         return self
 
     def close(self) -> None:
@@ -230,7 +372,7 @@ class PostgresStore(FeedbackStore):
     waits for a connection at most ``timeout`` seconds. The tables are made (or brought forward) once they can
     be, under an advisory lock, so that replicas starting together on an empty database do not race."""
 
-    DAY = "to_char(to_timestamp(updated_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+    DAY = "to_char(to_timestamp({0}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
     LOCK = 7_210_463_118  # the advisory lock that serialises schema changes across replicas
 
     def __init__(self, url: str, max_connections: int = 8, timeout: float = 1.0) -> None:
@@ -285,7 +427,8 @@ class PostgresStore(FeedbackStore):
                 with self._pool.connection(timeout=5) as db, db.transaction():
                     db.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK,))
                     db.execute(SCHEMA.format(real="DOUBLE PRECISION"))
-                    db.execute("INSERT INTO schema_version VALUES (%s) ON CONFLICT DO NOTHING", (SCHEMA_VERSION,))
+                    current = db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 1
+                    upgrade(db.execute, current, "DOUBLE PRECISION")
                 self.last_error = None
                 self._ready.set()
                 return

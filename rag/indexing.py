@@ -14,8 +14,9 @@ import numpy as np
 from .analyzer import FrenchAnalyzer
 from .chunking import chunk_entries
 from .config import IndexSettings
+from .curation import Curation
 from .embedders import Embedder
-from .faq_index import FaqIndex, make_vector_index
+from .faq_index import FaqIndex, lexical_texts, make_vector_index
 from .glossary import Glossary
 from .latents import LatentEncoder, Latents
 from .manifest import FORMAT_VERSION, Counts, Manifest, SourceRecord, stamp
@@ -63,14 +64,15 @@ def views(entries: list[Entry], chunks: list[Chunk], opts: IndexSettings) -> tup
     its own, and (optionally) each sentence of longer chunks."""
     texts = [c.embed_text for c in chunks]
     view_chunk = list(range(len(chunks)))
-    if opts.question_vectors:
-        first_chunk: dict[str, int] = {}
-        for row, chunk in enumerate(chunks):
-            first_chunk.setdefault(chunk.entry_id, row)
-        for entry in entries:
-            if entry.question:
-                texts.append(entry.question)
-                view_chunk.append(first_chunk[entry.id])
+    first_chunk: dict[str, int] = {}
+    for row, chunk in enumerate(chunks):
+        first_chunk.setdefault(chunk.entry_id, row)
+    for entry in entries:
+        # the curated phrasings users asked are searched like the entry's own question, whatever the options
+        asked = ([entry.question] if entry.question and opts.question_vectors else []) + entry.alternates
+        for text in asked:
+            texts.append(text)
+            view_chunk.append(first_chunk[entry.id])
     if opts.sentence_vectors:
         for row, chunk in enumerate(chunks):
             sentences = [s for line in chunk.text.split("\n") for s in split_sentences(line) if len(s) > 20]
@@ -161,9 +163,14 @@ def build_index(
     progress: Progress | None = None,
     previous: FaqIndex | None = None,
     sources: list[SourceRecord] | None = None,
+    curation: Curation | None = None,
 ) -> FaqIndex:
-    """Chunk, embed and index a corpus, reusing the vectors of ``previous`` whose text has not changed."""
+    """Chunk, embed and index a corpus with the team's ``curation`` applied, reusing the vectors of ``previous``
+    whose text has not changed. The manifest's checksum is that of the sources, for telling when they change."""
     glossary = glossary or Glossary.empty()
+    curation = curation or Curation()
+    sources_checksum = corpus.checksum()
+    corpus = curation.apply(corpus)
     embedder.load()
     max_tokens = min(opts.chunk_max_tokens, embedder.max_tokens)
     chunks = chunk_entries(corpus.entries, embedder.count_tokens, max_tokens, opts.chunk_overlap_sentences)
@@ -182,7 +189,7 @@ def build_index(
         latents = _latents(chunk_texts, chunk_keys, embedder, batch, previous, reusable, stages.second)
     analyzer = FrenchAnalyzer()
     bm25 = bm25s.BM25(k1=1.2, b=0.75)
-    bm25.index([analyzer(glossary.expand(c.embed_text)) for c in chunks], show_progress=False)
+    bm25.index([analyzer(glossary.expand(text)) for text in lexical_texts(corpus.entries, chunks)], show_progress=False)
     version, created = stamp()
     manifest = Manifest(
         format_version=FORMAT_VERSION,
@@ -191,14 +198,17 @@ def build_index(
         dim=int(vectors.shape[1]),
         options=build_options(opts),
         vector_index="flat-ip" if len(vectors) <= opts.ann_threshold else f"hnsw{opts.hnsw_m}-ip",
-        corpus_checksum=corpus.checksum(),
+        corpus_checksum=sources_checksum,
         glossary_checksum=glossary.checksum(),
         counts=Counts(entries=len(corpus.entries), chunks=len(chunks), vectors=len(vectors), reused=reused),
         latent_terms=latents is not None,
         sources=sources or [],
         created_at=created,
         warnings=corpus.warnings,
+        curated=curation.counts() if curation else {},
     )
+    asked_out_of_scope = curation.out_of_scope
+    out_of_scope = embedder.encode_passages(asked_out_of_scope) if asked_out_of_scope else None
     return FaqIndex(
         manifest=manifest,
         entries=corpus.entries,
@@ -209,6 +219,8 @@ def build_index(
         glossary=glossary,
         keys=np.array(keys, dtype="S20"),
         latents=latents,
+        curation=curation,
+        out_of_scope=None if out_of_scope is None else np.asarray(out_of_scope, dtype=np.float32),
     )
 
 

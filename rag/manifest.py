@@ -74,3 +74,6 @@ class Manifest(BaseModel):
     created_at: str
     warnings: list[str] = Field(default_factory=list)
     calibration: CalibrationRecord | None = None
+    curated: dict[str, int] = Field(
+        default_factory=dict, description="the team's decisions built in: new entries, alternates, out of scope"
+    )

@@ -4,13 +4,14 @@ behind the same API keys)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 from mcp.server.mcpserver import MCPServer
 
 from .errors import RagError
-from .models import Question
+from .models import Answer, Question
 from .service import RagService
 
 
@@ -25,9 +26,9 @@ def _hit(hit: Any) -> dict[str, Any]:
     }
 
 
-def make_server(service: RagService) -> MCPServer:
+def make_server(service: RagService, log: Callable[[Answer], None] | None = None) -> MCPServer:
     """An MCP server whose tools call the service's own methods. Links are absolute: under ``RAG_PUBLIC_URL``,
-    else the address the service listens on."""
+    else the address the service listens on. ``log`` puts each question asked into the question log."""
     faq = service.settings.answer.faq_name
     server = MCPServer(
         name="faq-rag",
@@ -48,6 +49,8 @@ def make_server(service: RagService) -> MCPServer:
         """The FAQ entries that answer a question (none when the FAQ does not cover it), with links and facets;
         ``k`` entries at most (default: the service's)."""
         result = await call(service.search, Question(query=question, k=k, filters=filters or {}), base)
+        if log is not None and not result.smalltalk:
+            log(Answer.shown(result))
         hits = [_hit(h) for h in result.results]
         found = {"question": question, "declined": result.abstained, "confidence": result.confidence, "results": hits}
         return found | {"degraded": result.degraded}
@@ -71,7 +74,10 @@ def make_server(service: RagService) -> MCPServer:
     async def ask_faq(question: str, history: list[str] | None = None) -> dict[str, Any]:
         """A short answer from the FAQ with numbered citations [n] to the entries it comes from; earlier questions
         of the conversation (oldest first) help read a follow-up."""
-        answer = await call(service.ask, Question(query=question, history=history or []), base)
+        result = await call(service.search, Question(query=question, history=history or []), base)
+        answer = await call(service.answer, result)
+        if log is not None and not result.smalltalk:
+            log(answer)
         return {
             "answer": answer.answer,
             "declined": answer.abstained,

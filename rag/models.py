@@ -17,6 +17,7 @@ class Entry(BaseModel):
     links: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
     source: str = ""
+    alternates: list[str] = Field(default_factory=list, description="other phrasings of the question (curated)")
 
 
 class Chunk(BaseModel):
@@ -112,3 +113,15 @@ class Answer(BaseModel):
     fallback: bool = Field(False, description="the LLM draft was replaced by the extractive answer")
     fallback_reason: str | None = Field(None, description="why: timeout, http_500, stream_cut, malformed, …")
     citations_removed: int = Field(0, description="LLM citation markers dropped: they pointed outside the passages")
+
+    @classmethod
+    def shown(cls, result: SearchResult) -> Answer:
+        """What a search showed, as an answer without text: how a search is put into the question log."""
+        return cls(
+            query=result.query,
+            answer="",
+            abstained=result.abstained,
+            citations=[],
+            passages=result.results,
+            confidence=result.confidence,
+        )

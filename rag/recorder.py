@@ -17,15 +17,18 @@ import time
 import uuid
 from typing import Any
 
+from .config import Settings
 from .errors import StoreUnavailable, UnknownAnswer
 from .feedback import FeedbackStore, answer_row
 from .models import Answer
+from .privacy import scrub
 from .spool import Spool
 
 log = logging.getLogger("rag.recorder")
 PENDING_HORIZON = 24 * 3600.0  # seconds a vote waits for its answer to reach the store
 RETRY_FIRST, RETRY_MAX = 0.5, 15.0  # the wait between tries of a store that failed, doubling
 ORPHANS_EVERY = 5.0  # seconds between looks for the spool files of processes that died
+PURGE_EVERY = 3600.0  # seconds between erasures of what is older than the retention
 
 
 def new_answer_id() -> str:
@@ -41,13 +44,37 @@ def _given_at(answer_id: str) -> float | None:
         return None
 
 
+def make_recorder(settings: Settings, store: FeedbackStore) -> Recorder:
+    """The recorder of ``store`` as the settings say: its spool, how long a vote waits, what is kept and how long."""
+    http = settings.http
+    return Recorder(
+        store,
+        Spool(settings.spool_path),
+        wait=http.store_timeout,
+        keep_text=http.store_questions,
+        retention_days=http.retention_days,
+    )
+
+
 class Recorder:
     """Writes answers and votes to ``store``, through ``spool`` while the store is away (see the module's text).
     :meth:`start` runs the writer; the counters say what was spooled, replayed and dropped."""
 
-    def __init__(self, store: FeedbackStore, spool: Spool, backlog: int = 10_000, wait: float = 1.0) -> None:
-        """``wait``: how long a vote waits for its answer's record, queued here moments before, to be written."""
+    def __init__(
+        self,
+        store: FeedbackStore,
+        spool: Spool,
+        backlog: int = 10_000,
+        wait: float = 1.0,
+        keep_text: bool = True,
+        retention_days: float = 90.0,
+    ) -> None:
+        """``wait``: how long a vote waits for its answer's record, queued here moments before, to be written;
+        ``keep_text``: keep what users typed (personal data removed) or only the counts; ``retention_days``: how
+        long answers and votes are kept."""
         self.store, self.spool, self.wait = store, spool, wait
+        self.keep_text, self.retention = keep_text, retention_days * 86400
+        self._purge_at = 0.0
         self._queued: set[str] = set()  # answers queued and not written (nor spooled) yet
         self._written = threading.Condition()
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(backlog)
@@ -84,9 +111,10 @@ class Recorder:
             self._thread.join(timeout)
             self._thread = None
 
-    def record_answer(self, answer_id: str, answer: Answer) -> None:
-        """Queue the answer's record; never waits (a full queue spills into the spool)."""
-        record = {"kind": "answer", **answer_row(answer_id, answer)}
+    def record_answer(self, answer_id: str, answer: Answer, channel: str = "api") -> None:
+        """Queue the answer's record (``channel``: where it was asked); never waits (a full queue spills into the
+        spool). Personal data is removed before anything is written, here or in the spool."""
+        record = {"kind": "answer", **answer_row(answer_id, answer, channel=channel, keep_text=self.keep_text)}
         with self._written:
             self._queued.add(answer_id)
         try:
@@ -104,6 +132,7 @@ class Recorder:
         """Record a vote, durably, before returning: True when it replaced an earlier one, False when it is the
         first, None when it waits in the spool. :class:`UnknownAnswer` for an id never given;
         :class:`StoreUnavailable` (retryable) when it can be kept nowhere."""
+        comment = scrub(comment) if self.keep_text else None
         record = {"kind": "vote", "answer_id": answer_id, "helpful": helpful, "comment": comment, "at": time.time()}
         with self._written:  # an answer given here moments ago: its record first
             self._written.wait_for(lambda: answer_id not in self._queued, timeout=self.wait)
@@ -150,10 +179,24 @@ class Recorder:
             if now >= self._retry_at and (self.pending or now >= self._orphans_at):
                 self._orphans_at = now + ORPHANS_EVERY
                 self._replay()
+            if now >= self._purge_at and now >= self._retry_at:
+                self._purge_at = now + PURGE_EVERY
+                self._purge()
         while not self._queue.empty():  # closing: whatever is left is kept for the next run
             left = self._queue.get_nowait()
             if left:
                 self._write(left)
+
+    def _purge(self) -> None:
+        """Erase what is older than the retention; the store away, it is tried again at the next round."""
+        try:
+            erased = self.store.purge(time.time() - self.retention)
+        except StoreUnavailable as exc:
+            self._failed(exc)
+            self._purge_at = 0.0
+            return
+        if erased:
+            log.info("erased %d answers older than %.0f days, and their votes", erased, self.retention / 86400)
 
     def _write(self, record: dict[str, Any]) -> None:
         try:

@@ -49,6 +49,7 @@ class Ranking:
     degraded: str | None = None  # "embeddings": the question's vector could not be had, BM25 ranked alone
     latents: Latents | None = None  # the question's latent terms, when the confidence waited for them
     excluded: frozenset[int] = frozenset()  # entries ranked as if the FAQ did not hold them (self-calibration)
+    vector: np.ndarray | None = None  # the question's vector, when it was encoded
 
     def best_chunk(self, entry: int) -> int:
         """The chunk of ``entry`` that matched best (densely, else lexically)."""
@@ -125,10 +126,11 @@ class HybridRetriever:
         dense_chunk = np.full(n_entries, -1, dtype=np.int64)
         lexical = np.zeros(n_entries, dtype=np.float32)
         lexical_chunk = np.full(n_entries, -1, dtype=np.int64)
-        degraded = None
+        degraded, vector = None, None
         if self.encodes:
             try:
-                self._dense(self.encode(prepared.dense), allowed, dense, dense_chunk)
+                vector = self.encode(prepared.dense)
+                self._dense(vector, allowed, dense, dense_chunk)
             except EmbeddingsUnavailable as exc:
                 log.warning("%s: ranking with BM25 alone", exc)
                 degraded = "embeddings"
@@ -139,7 +141,8 @@ class HybridRetriever:
             fused[~allowed] = -np.inf
         order = [int(i) for i in np.argsort(-fused, kind="stable") if np.isfinite(fused[i])]
         scores = (fused, dense, dense_chunk, lexical, lexical_chunk)
-        return Ranking(index, prepared, order, *scores, degraded=degraded, excluded=frozenset(exclude))
+        excluded = frozenset(exclude)
+        return Ranking(index, prepared, order, *scores, degraded=degraded, excluded=excluded, vector=vector)
 
     def _allowed(self, filters: Mapping[str, Any] | None) -> np.ndarray | None:
         if not filters:

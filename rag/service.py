@@ -20,10 +20,11 @@ from .cache import LRUCache, cache_key, normalise_query
 from .calibration import Calibration
 from .config import DEFAULT_SOURCE, Settings
 from .conversation import elliptical, joined
+from .curation import Curation
 from .decision import Decision
 from .embedders import Embedder, encoder_threads, make_embedder, model_of
 from .encoder import QueryEncoder
-from .errors import ApiError, EmbeddingsUnavailable, IndexNotReady
+from .errors import ApiError, ConfigError, EmbeddingsUnavailable, IndexNotReady
 from .extractive import ExtractiveGenerator, pieces, smalltalk_answer
 from .faq_index import FaqIndex
 from .glossary import Glossary
@@ -36,7 +37,7 @@ from .retriever import HybridRetriever, check_filters
 from .selfcalibration import REUSE_CHANGED, SelfCalibration, changed_share
 from .smalltalk import smalltalk
 from .sources import load_corpus
-from .versions import check_target, manifest_sources, read_manifest
+from .versions import CURATION, check_target, manifest_sources, read_manifest, version_dir
 
 log = logging.getLogger("rag.service")
 NEVER = "RAG_SELF_CALIBRATION is never"
@@ -151,6 +152,7 @@ class RagService:
             judge=llm.judge if llm is not None else None,
             reranker=self.reranker,
             rerank_depth=settings.retrieval.rerank_depth,
+            scope_temperature=settings.retrieval.out_of_scope_temperature,
         )
         self._stages = Stages(index, retriever, decision, ExtractiveGenerator(settings.answer), llm)
         self.results.clear()  # results of the previous index must not be served from the new one
@@ -194,11 +196,13 @@ class RagService:
         install: bool = True,
         calibrating: Progress | None = None,
         seed: FaqIndex | None = None,
+        curation: Curation | None = None,
     ) -> FaqIndex:
         """Build the index from the sources, fit its confidence (:meth:`_calibrate`), save it as a new version,
         and (by default) swap it in. Vectors of passages whose text did not change are taken from the previous
         version, or from ``seed`` (an index of another folder, whose confidence fit is never reused).
-        ``progress`` counts the passages embedded, ``calibrating`` the questions of the fit."""
+        ``progress`` counts the passages embedded, ``calibrating`` the questions of the fit. ``curation``: the
+        team's decisions to build in (default: those of the version in service)."""
         with self._build_lock:
             opts, sources = self.settings.index, self.sources
             check_target(opts.index_dir)  # before any work: a user's folder, or one that cannot be made, fails at once
@@ -206,13 +210,27 @@ class RagService:
             corpus = load_corpus(sources)
             glossary = Glossary.for_sources(sources, opts.glossary)
             previous = seed if seed is not None and seed.manifest.options == build_options(opts) else self._previous()
-            index = build_index(corpus, self.embedder, opts, glossary, progress, previous, source_records(sources))
+            curation = self.curation if curation is None else curation
+            records = source_records(sources)
+            index = build_index(corpus, self.embedder, opts, glossary, progress, previous, records, curation)
             own = previous if seed is None else None
             index.calibration, index.manifest.calibration = self._calibrate(index, own, sources, calibrating)
             index.save(opts.index_dir)
             if install:
                 self._install(index)
             return index
+
+    @property
+    def curation(self) -> Curation:
+        """The team's decisions built into the version in service (or, before one is loaded, the published one)."""
+        if self._stages is not None:
+            return self._stages.index.curation
+        path = version_dir(self.settings.index.index_dir) / CURATION
+        try:
+            return Curation.read(path) if path.exists() else Curation()
+        except ConfigError as exc:
+            log.warning("%s: building without the curated questions of the version in service", exc)
+            return Curation()
 
     def _calibrate(
         self, index: FaqIndex, previous: FaqIndex | None, sources: list[Path], progress: Progress | None

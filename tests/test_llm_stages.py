@@ -193,3 +193,26 @@ def test_with_an_llm_the_confidence_is_fitted_on_its_rewordings_of_the_entries(
     assert len(llm.requests) == 6 and "<entry>" in llm.requests[0]["messages"][0]["content"]
     probes = service.self_calibration().rewordings(index, [1])
     assert [p.text for p in probes] == ["Comment ça marche ?", "Une question sur ce sujet précis ?", "Et le délai ?"]
+
+
+def test_a_gap_gets_the_title_the_llm_proposes_and_keeps_its_question_when_the_llm_fails(
+    make_llm_service, llm, tmp_path
+) -> None:
+    from rag.curator import Curator
+    from rag.feedback import SqliteStore, answer_row
+    from rag.gaps import GapFinder
+    from rag.models import Answer
+
+    service = make_llm_service(llm_judge=False)
+    store = SqliteStore(tmp_path / "log.sqlite3").open()
+    for n, query in enumerate(["frais de déplacement remboursés ?", "remboursement des frais de déplacement"]):
+        declined = Answer(query=query, answer="", abstained=True, citations=[], passages=[])
+        store.insert_answer(answer_row(f"{n:032x}", declined, at=1000.0 + n))
+    curator = Curator(service, store, GapFinder(service.embedder, service.settings.gaps), tmp_path / "golden.jsonl")
+    llm.script({"text": "« Comment se faire rembourser ses frais de déplacement ? »"})
+    (gap,) = curator.gaps()
+    assert gap.title == "Comment se faire rembourser ses frais de déplacement ?"
+    assert "frais de déplacement remboursés ?" in llm.requests[-1]["messages"][0]["content"]
+    llm.script({"status": 500}, {"status": 500})
+    (again,) = curator.gaps()
+    assert again.title is None and again.question in gap.questions and again.id == gap.id

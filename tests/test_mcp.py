@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from mcp.client.streamable_http import streamable_http_client
 from rag.config import Settings
 from rag.http import create_app
 
-from .servers import running
+from .servers import running, wait_until
 
 pytestmark = pytest.mark.slow
 SOLDE = "Comment déposer une demande de solde ?"
@@ -51,9 +52,20 @@ def _check(out: dict) -> None:
     assert out["declined"]["declined"] and out["declined"]["results"] == []
 
 
-def test_mcp_over_stdio(segur_index: Path) -> None:
+def _logged(db: Path) -> list[tuple[str, int]]:
+    """The questions the question log holds: (channel, declined)."""
+    with sqlite3.connect(db) as conn:
+        return sorted(conn.execute("SELECT channel, abstained FROM answers").fetchall())
+
+
+# the two searches and the question asked by _exercise, the tarte tatin declined
+MCP_LOG = [("mcp", 0), ("mcp", 0), ("mcp", 1)]
+
+
+def test_mcp_over_stdio(segur_index: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "RAG_FEEDBACK_DB": str(tmp_path / "fb.sqlite3")}
     params = StdioServerParameters(
-        command=sys.executable, args=["-m", "rag.cli", "mcp", "--index-dir", str(segur_index)], env=dict(os.environ)
+        command=sys.executable, args=["-m", "rag.cli", "mcp", "--index-dir", str(segur_index)], env=env
     )
 
     async def main() -> dict:
@@ -61,6 +73,7 @@ def test_mcp_over_stdio(segur_index: Path) -> None:
             return await _exercise(read, write)
 
     _check(anyio.run(main))
+    wait_until(lambda: (tmp_path / "fb.sqlite3").exists() and _logged(tmp_path / "fb.sqlite3") == MCP_LOG)
 
 
 def test_mcp_over_http_with_the_api_keys(segur_index: Path, tmp_path: Path) -> None:
@@ -78,3 +91,4 @@ def test_mcp_over_http_with_the_api_keys(segur_index: Path, tmp_path: Path) -> N
                 return await _exercise(streams[0], streams[1])
 
         _check(anyio.run(main))
+        wait_until(lambda: _logged(settings.feedback_path) == MCP_LOG)

@@ -225,6 +225,7 @@ def test_settings_that_cannot_work_are_named():
         make_embedder(settings.index, remote=settings.embeddings)
 
 
+@pytest.mark.slow  # loads the real model
 def test_token_counts_for_chunking():
     estimate = token_counter("estimate")
     assert estimate("") == 0 and estimate("a" * 30) == 10

@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, rag: RagService | None = None) 
     settings = settings or load_settings()
     state = AppState(settings, rag or RagService(settings))
 
-    assistants = McpEndpoint(state.service, settings.http.host)
+    assistants = McpEndpoint(state.service, settings.http.host, state.log_mcp)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..mcp_server import make_server
+from ..models import Answer
 from ..service import RagService
 from .errors import error_response
 
@@ -15,13 +16,13 @@ from .errors import error_response
 class McpEndpoint:
     """Its session manager runs once per instance, so each app start (its lifespan) makes a new one."""
 
-    def __init__(self, service: RagService, host: str) -> None:
-        self.service, self.host = service, host
+    def __init__(self, service: RagService, host: str, log: Callable[[Answer], None] | None = None) -> None:
+        self.service, self.host, self.log = service, host, log
         self._app: ASGIApp | None = None
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        server = make_server(self.service)
+        server = make_server(self.service, self.log)
         self._app = server.streamable_http_app(streamable_http_path="/", host=self.host, stateless_http=True)
         try:
             async with server.session_manager.run():

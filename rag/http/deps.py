@@ -7,17 +7,19 @@ import threading
 import time
 import unicodedata
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from ..config import Settings
+from ..curator import Curator
 from ..errors import ApiError, StoreUnavailable
 from ..feedback import FeedbackStore, make_store
+from ..gaps import GapFinder
 from ..models import Answer, SearchResult
-from ..recorder import Recorder, new_answer_id
+from ..recorder import make_recorder, new_answer_id
 from ..service import RagService
-from ..spool import Spool
 from ..versions import version_dir
 from .metrics import Metrics
 from .reindex import Reindexer
@@ -45,10 +47,16 @@ class AppState:
             http.api_keys, http.admin_token, http.rate_limit_per_minute, http.auth_failures_per_minute, limits
         )
         self.store = self.store or make_store(self.settings)
-        self.recorder = Recorder(self.store, Spool(self.settings.spool_path), wait=http.store_timeout)
+        self.recorder = make_recorder(self.settings, self.store)
         self.reindexer = self.reindexer or Reindexer(self.service, self.index_loaded)
         self.metrics.watch(self.recorder, limits)
         self.redis = limits.state  # the last look at Redis (it is a network call: on a schedule of its own)
+
+    @cached_property
+    def curator(self) -> Curator:
+        """The gap report and curation, on this app's store and service."""
+        finder = GapFinder(self.service.embedder, self.settings.gaps, self.settings.index.embed_batch_size)
+        return Curator(self.service, self.store, finder, self.settings.golden_path)
 
     def start(self) -> None:
         """Open the store (it connects in the background) and start recording; then look at the dependencies."""
@@ -130,6 +138,20 @@ class AppState:
             raise ApiError(422, "control_characters", "the query contains control characters; send plain text")
         return text
 
+    def log(self, answer_id: str, answer: Answer, channel: str) -> None:
+        """Put a question and what was given for it into the question log."""
+        self.recorder.record_answer(answer_id, answer, channel)
+        self.metrics.questions.labels(channel).inc()
+
+    def log_mcp(self, answer: Answer) -> None:
+        self.log(new_answer_id(), answer, "mcp")
+
+    def log_search(self, result: SearchResult, channel: str) -> None:
+        """A search is a question too: logged with the entries shown and no answer text."""
+        if result.smalltalk:
+            return
+        self.log(new_answer_id(), Answer.shown(result), channel)
+
     def searched(self, result: SearchResult, endpoint: str, request: Request) -> None:
         """Count a retrieval (declined, the LLM's verdict, a stage done without) and note it for the access log."""
         request.state.abstained = result.abstained
@@ -140,10 +162,12 @@ class AppState:
         if result.degraded:
             self.metrics.degraded.labels(result.degraded).inc()
 
-    def finish(self, answer: Answer, started: float) -> AskResponse:
-        """Record the answer (for feedback; off the request's path) and count it; the response body of /ask."""
+    def finish(self, answer: Answer, started: float, channel: str = "api", logged: bool = True) -> AskResponse:
+        """Record the answer (for feedback and the question log; off the request's path) and count it; the
+        response body of /ask. Small talk is answered but not logged: it is not a question."""
         answer_id = new_answer_id()
-        self.recorder.record_answer(answer_id, answer)
+        if logged:
+            self.log(answer_id, answer, channel)
         if answer.fallback:
             self.metrics.llm_fallbacks.labels(answer.fallback_reason or "unknown").inc()
         if answer.citations_removed:

@@ -57,6 +57,10 @@ class Metrics:
             registry=self.registry,
         )
         self.feedback = Counter("rag_feedback_total", "Feedback received", ["helpful"], registry=self.registry)
+        self.questions = Counter(
+            "rag_questions_logged_total", "Questions put into the question log", ["channel"], registry=self.registry
+        )
+        self.gaps = Gauge("rag_gaps_open", "Open gaps at the last gap report", registry=self.registry)
         self.dependency = Gauge(
             "rag_dependency_up",
             "Each dependency's state: 1 ok (or off), 0 away or degraded",

@@ -17,8 +17,9 @@ from .judge import Judge
 from .prompts import PromptSet
 from .rewordings import Rewordings
 from .rewriter import Rewriter
+from .titles import Titler
 
-__all__ = ["ChatClient", "Judge", "LLMGenerator", "LLMParts", "PromptSet", "Reset", "Rewordings", "Rewriter"]
+__all__ = ["ChatClient", "Judge", "LLMGenerator", "LLMParts", "PromptSet", "Reset", "Rewordings", "Rewriter", "Titler"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class LLMParts:
     rewriter: Rewriter
     judge: Judge | None
     rewordings: Rewordings
+    titler: Titler
 
     @classmethod
     def make(
@@ -50,6 +52,7 @@ class LLMParts:
             Rewriter(client, prompts.rewrite, settings.llm, faq),
             judge,
             Rewordings(client, prompts.rewordings, settings.llm, faq),
+            Titler(client, prompts.gap_title, settings.llm, faq),
         )
 
     def close(self) -> None:

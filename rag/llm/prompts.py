@@ -50,7 +50,8 @@ class PromptTemplate:
 class PromptSet:
     """The system prompt, the user prompt, the layout of one numbered passage, the judge's question, the
     rewriting of follow-up questions, the questions about an entry that fit the confidence on a FAQ, and the eval's
-    own: writing a test set (``generate``, ``near``) and grading an answer (``grade``)."""
+    own: writing a test set (``generate``, ``near``) and grading an answer (``grade``); and the title proposed for
+    a gap in the FAQ (``gap_title``)."""
 
     system: PromptTemplate
     user: PromptTemplate
@@ -61,6 +62,7 @@ class PromptSet:
     generate: PromptTemplate
     near: PromptTemplate
     grade: PromptTemplate
+    gap_title: PromptTemplate
 
     @classmethod
     def load(cls, folder: Path) -> PromptSet:
@@ -70,7 +72,7 @@ class PromptSet:
         first = [folder / f"{name}.txt" for name in ("system", "user", "passage", "judge", "rewrite")]
         later = [
             folder / name if (folder / name).exists() else DEFAULT_PROMPTS / name
-            for name in ("rewordings.txt", "generate.txt", "near.txt", "grade.txt")
+            for name in ("rewordings.txt", "generate.txt", "near.txt", "grade.txt", "gap_title.txt")
         ]
         return cls(*(PromptTemplate.read(path) for path in first + later))
 

@@ -28,8 +28,24 @@ def _linkify(text: str) -> str:
 
 
 @cache
-def _template() -> str:
-    return files(__package__).joinpath("static", "index.html").read_text(encoding="utf-8")
+def _template(name: str = "index.html") -> str:
+    return files(__package__).joinpath("static", name).read_text(encoding="utf-8")
+
+
+def privacy_notice(store_questions: bool, retention_days: float) -> str:
+    """What the page tells users about what is kept of their questions (GDPR: information of the person)."""
+    if not store_questions:
+        return "Les questions ne sont pas conservées : seul leur nombre est compté."
+    days = f"{retention_days:g}"
+    return (
+        f"Les questions et les avis sont conservés {days} jours pour améliorer la FAQ, sans les adresses, "
+        "numéros et identifiants détectés. N'y écrivez pas de données personnelles."
+    )
+
+
+def admin_page(faq_name: str) -> str:
+    """The gap report's page (it asks for the admin token, then calls the admin API)."""
+    return _template("admin.html").replace("{faq_name}", escape(faq_name))
 
 
 FACET_LABELS = {
@@ -69,9 +85,12 @@ def _examples(examples: list[str]) -> str:
     return f'<section id="examples" aria-labelledby="examples-title">{title}<ul>{items}</ul></section>'
 
 
-def index_page(faq_name: str, support_url: str, examples: list[str], facets: dict[str, dict[str, int]]) -> str:
-    """The page, with the FAQ's name, example questions and its facets."""
+def index_page(
+    faq_name: str, support_url: str, examples: list[str], facets: dict[str, dict[str, int]], privacy: str = ""
+) -> str:
+    """The page, with the FAQ's name, example questions, its facets and what is kept of the questions."""
     values = {
+        "privacy": escape(privacy),
         "faq_name": escape(faq_name),
         "placeholder": escape(f"Ex. : {examples[0]}" if examples else "Votre question"),
         "support_url": escape(support_url if safe_url(support_url) else ""),

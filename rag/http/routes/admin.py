@@ -1,14 +1,18 @@
-"""Admin routes (they exist only when ``RAG_ADMIN_TOKEN`` is set): reindex and feedback."""
+"""Admin routes (they exist only when ``RAG_ADMIN_TOKEN`` is set): reindex, feedback, the gap report and
+curation."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse
 
-from ...errors import ApiError
-from ..deps import StateDep, get_state
+from ...curation import Curation
+from ...curator import Resolution
+from ...errors import ApiError, ConfigError
+from ..deps import StateDep, base_url, get_state, json_body
 
 
 async def admin(request: Request, state: StateDep) -> None:
@@ -36,3 +40,44 @@ async def admin_feedback(state: StateDep) -> dict[str, Any]:
     """Feedback statistics and the questions to label, as ``rag feedback`` prints them."""
     stats = await anyio.to_thread.run_sync(state.store.stats)
     return {"stats": stats, "to_label": await anyio.to_thread.run_sync(state.store.export_queries)}
+
+
+@router.get("/gaps")
+async def gaps(request: Request, state: StateDep, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+    """The gap report: questions the FAQ did not answer well, grouped by meaning, those asked most first."""
+    found = await anyio.to_thread.run_sync(state.curator.gaps, base_url(request))
+    state.metrics.gaps.set(len(found))
+    return {
+        "gaps": [gap.model_dump() for gap in found[:limit]],
+        "count": len(found),
+        "questions": sum(gap.size for gap in found),
+        "distance": round(state.curator.finder.distance(state.service.index), 4),
+    }
+
+
+@router.post("/gaps/{gap}/resolve", dependencies=[Depends(json_body)])
+async def resolve(gap: str, body: Resolution, request: Request, state: StateDep) -> dict[str, Any]:
+    """Resolve a gap (or one logged question, by its answer id): a new entry, phrasings of an entry, out of scope,
+    or dismissed. A new index version is published at once and the questions join the golden eval file."""
+    return await anyio.to_thread.run_sync(state.curator.resolve, gap, body, base_url(request))
+
+
+NDJSON = {"application/x-ndjson": {"schema": {"type": "string"}}}
+
+
+@router.get("/curation", responses={200: {"content": NDJSON, "description": "one curated item per line"}})
+async def export_curation(state: StateDep) -> PlainTextResponse:
+    """Every curated item, as JSONL (for review in version control; `rag curation import` reads it back)."""
+    text = await anyio.to_thread.run_sync(state.curator.export)
+    return PlainTextResponse(text, media_type="application/x-ndjson")
+
+
+@router.post("/curation", openapi_extra={"requestBody": {"content": NDJSON, "required": True}})
+async def import_curation(request: Request, state: StateDep) -> dict[str, Any]:
+    """Import curated items (a JSONL export) and publish a new index version with them."""
+    body = (await request.body()).decode("utf-8", errors="replace")
+    try:
+        curation = Curation.parse(body)
+    except ConfigError as exc:
+        raise ApiError(422, "invalid_curation", str(exc)) from None
+    return await anyio.to_thread.run_sync(state.curator.import_, curation)

@@ -29,6 +29,7 @@ async def search(body: SearchRequest, request: Request, state: StateDep) -> Sear
     request.state.query = question.query
     result = await anyio.to_thread.run_sync(state.service.search, question, base_url(request))
     state.searched(result, "/search", request)
+    state.log_search(result, "search")
     return SearchResponse(**result.model_dump(), took_ms=round((time.perf_counter() - started) * 1000, 2))
 
 
@@ -47,13 +48,23 @@ async def ask(body: AskRequest, request: Request, state: StateDep) -> Any:
     # retrieve before the response starts, so bad filters still get a proper error status
     result = await anyio.to_thread.run_sync(state.service.search, question, base_url(request))
     state.searched(result, "/ask", request)
+    channel = channel_of(request)
     if not body.stream:
         answer = await anyio.to_thread.run_sync(state.service.answer, result)
-        return await anyio.to_thread.run_sync(state.finish, answer, started)  # a synchronous SQLite write
-    return EventSourceResponse(_events(state, result, started), ping=15)
+        return state.finish(answer, started, channel, logged=not result.smalltalk)
+    return EventSourceResponse(_events(state, result, started, channel), ping=15)
 
 
-def _events(state: StateDep, result: SearchResult, started: float) -> Iterator[ServerSentEvent]:
+def channel_of(request: Request) -> str:
+    """Where the question was asked, as the client says (the page and the widget say so); the API otherwise."""
+    said = request.headers.get("x-rag-channel", "").strip().lower()
+    return said if said in CHANNELS else "api"
+
+
+CHANNELS = {"api", "page", "widget"}
+
+
+def _events(state: StateDep, result: SearchResult, started: float, channel: str) -> Iterator[ServerSentEvent]:
     passages = {"passages": [p.model_dump() for p in result.results], "abstained": result.abstained}
     yield ServerSentEvent(json.dumps(passages, ensure_ascii=False), event="passages")
     try:
@@ -63,7 +74,7 @@ def _events(state: StateDep, result: SearchResult, started: float) -> Iterator[S
             elif isinstance(item, Reset):
                 yield ServerSentEvent(json.dumps({"reason": item.reason}), event="reset")
             else:
-                done = state.finish(item, started)
+                done = state.finish(item, started, channel, logged=not result.smalltalk)
                 yield ServerSentEvent(done.model_dump_json(exclude={"passages"}), event="done")
     except Exception:  # the response has started: the stream ends with an error event, never silently
         log.exception("the answer stream failed")

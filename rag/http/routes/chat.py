@@ -103,7 +103,7 @@ async def chat(body: ChatRequest, request: Request, state: StateDep) -> Any:
     if body.stream:
         return EventSourceResponse(_stream(state, result, ids, body))
     answer = await anyio.to_thread.run_sync(state.service.answer, result)
-    extra = await anyio.to_thread.run_sync(_finish, state, answer)
+    extra = _finish(state, answer, not result.smalltalk)
     return {
         "id": ids[0],
         "object": "chat.completion",
@@ -130,8 +130,8 @@ def _usage(state: AppState, body: ChatRequest, completion: str) -> dict[str, int
     return {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done}
 
 
-def _finish(state: AppState, answer: Answer) -> dict[str, Any]:
-    done = state.finish(answer, time.perf_counter())
+def _finish(state: AppState, answer: Answer, logged: bool = True) -> dict[str, Any]:
+    done = state.finish(answer, time.perf_counter(), "chat", logged)
     return {"answer_id": done.answer_id, "fallback": done.fallback, "fallback_reason": done.fallback_reason}
 
 
@@ -164,7 +164,7 @@ def _stream(
             final = item
     if final is None:
         return
-    extra = _finish(state, final)
+    extra = _finish(state, final, not result.smalltalk)
     yield _chunk(ids, {"content": with_sources(final)[len(final.answer) :]})
     citations = [c.model_dump() for c in final.citations]
     usage = _usage(state, body, with_sources(final))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from ...web import SECURITY_HEADERS, index_page
+from ...errors import ApiError
+from ...web import SECURITY_HEADERS, admin_page, index_page, privacy_notice
 from ..deps import ServiceDep
 
 router = APIRouter(include_in_schema=False)
@@ -16,5 +17,15 @@ async def page(service: ServiceDep) -> HTMLResponse:
     """The page, with the FAQ's name, example questions and facets (once the index is loaded)."""
     answer = service.settings.answer
     facets = service.index.facets if service.ready else {}
-    html = index_page(answer.faq_name, answer.support_url, service.examples(), facets)
+    http = service.settings.http
+    privacy = privacy_notice(http.store_questions, http.retention_days)
+    html = index_page(answer.faq_name, answer.support_url, service.examples(), facets, privacy)
     return HTMLResponse(html, headers=SECURITY_HEADERS)
+
+
+@router.get("/admin")
+async def admin(service: ServiceDep) -> HTMLResponse:
+    """The gap report's page; like the admin API, it exists only when an admin token is set."""
+    if not service.settings.http.admin_token:
+        raise ApiError(404, "not_found", "no such route; see /docs for the API")
+    return HTMLResponse(admin_page(service.settings.answer.faq_name), headers=SECURITY_HEADERS)

@@ -10,7 +10,7 @@
   let answerId = null, helpful = null, passageList = [];
 
   const headers = () => {
-    const h = { "Content-Type": "application/json" };
+    const h = { "Content-Type": "application/json", "X-Rag-Channel": "page" };
     const key = $("api-key").value || localStorage.getItem("rag-api-key");
     if (key) h.Authorization = "Bearer " + key;
     return h;
