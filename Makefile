@@ -17,7 +17,7 @@ test:
 
 test-fast:
 	./scripts/bootstrap.sh dev
-	$(VENV)/bin/python -m pytest -m "not slow" -q
+	$(VENV)/bin/python -m pytest -m "not slow" -q -n 2
 
 lint:
 	./scripts/bootstrap.sh dev

@@ -205,6 +205,31 @@ class HttpSettings(_Group):
         return _split_csv(value)
 
 
+class ChannelSettings(_Group):
+    """Where questions are asked besides the API: the widget, the handoff to a person, the Chatwoot agent bot."""
+
+    widget_origins: list[str] = Field(
+        default_factory=list, description="sites allowed to embed the widget (https://www.example.fr, comma-separated)"
+    )
+    widget_secret: str | None = Field(
+        None, description="signs the widget's public tokens when API keys are on; default: derived from the keys"
+    )
+    handoff_webhook: str = Field("", description="an inbound webhook that receives the transcript of a handoff")
+    handoff_timeout: float = Field(5.0, gt=0, description="seconds a handoff webhook call may take")
+    chatwoot_url: str = Field("", description="the Chatwoot instance of the agent bot (https://chat.example.fr)")
+    chatwoot_bot_token: str | None = Field(None, description="the agent bot's access token")
+    chatwoot_webhook_secret: str | None = Field(
+        None, description="the agent bot's webhook secret (signed deliveries), or the ?secret= of its webhook URL"
+    )
+    chatwoot_timeout: float = Field(5.0, gt=0, description="seconds a call to Chatwoot's API may take")
+    chatwoot_retries: int = Field(2, ge=0, description="more tries of a failed call to Chatwoot's API")
+
+    @field_validator("widget_origins", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+
 class GapSettings(_Group):
     """The gap report and curation (``RAG_GAP_…``)."""
 
@@ -233,6 +258,7 @@ GROUPS: dict[str, tuple[str, type[_Group]]] = {
     "embeddings": ("embeddings_", EmbeddingsSettings),
     "http": ("", HttpSettings),
     "gaps": ("gap_", GapSettings),
+    "channels": ("", ChannelSettings),
 }
 # flat name (RAG_ variable without the prefix, lower case) -> (group, field)
 FLAT: dict[str, tuple[str, str]] = {
@@ -287,6 +313,7 @@ class Settings(BaseSettings):
     embeddings: EmbeddingsSettings = Field(default_factory=EmbeddingsSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     gaps: GapSettings = Field(default_factory=GapSettings)
+    channels: ChannelSettings = Field(default_factory=ChannelSettings)
 
     @classmethod
     def settings_customise_sources(

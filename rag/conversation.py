@@ -21,8 +21,13 @@ SHORT = 3  # a follow-up with this many content words or fewer leans on the ques
 _analyzer = FrenchAnalyzer()
 
 
+def connected(question: str) -> bool:
+    """It opens with a connector: "et", "and", "what about"…"""
+    return bool(CONNECTOR.match(question))
+
+
 def elliptical(question: str) -> bool:
-    return len(_analyzer(question)) <= SHORT or bool(CONNECTOR.match(question))
+    return len(_analyzer(question)) <= SHORT or connected(question)
 
 
 def joined(previous: str, question: str) -> str:

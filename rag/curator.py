@@ -22,6 +22,7 @@ from .curation import CuratedItem, Curation, item_id, new_entry
 from .errors import ApiError, StoreUnavailable
 from .feedback import FeedbackStore
 from .gaps import Gap, GapFinder
+from .handoff import asks_for_person
 from .models import Question
 from .service import RagService
 from .sources import safe_url
@@ -55,7 +56,10 @@ class Curator:
 
     def gaps(self, base_url: str | None = None, titled: bool = True) -> list[Gap]:
         """The gaps of the question log, those asked most first (``titled``: with the LLM's titles)."""
-        rows = self.store.question_log(self.finder.settings.low_confidence)
+        # a request for a person is a handoff, not something the FAQ lacks
+        rows = [
+            r for r in self.store.question_log(self.finder.settings.low_confidence) if not asks_for_person(r["query"])
+        ]
         llm = self.service.stages.llm
         titles = llm.titler.title if llm is not None and titled else None
         return self.finder.report(rows, self.service.index, self._ranker(base_url), titles)

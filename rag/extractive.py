@@ -35,6 +35,15 @@ def abstained_answer(result: SearchResult, settings: AnswerSettings) -> Answer:
     )
 
 
+def person_answer(result: SearchResult, settings: AnswerSettings, form: bool) -> Answer:
+    """The reply to a request for a person: where to reach one (the handoff itself goes with the answer)."""
+    lang = detect(result.query, settings.language)
+    text = message("person_form" if form else "person", lang)
+    if settings.support_url:
+        text += " " + message("support", lang, url=settings.support_url)
+    return Answer(query=result.query, answer=text, abstained=True, citations=[], passages=[], confidence=0.0)
+
+
 def smalltalk_answer(result: SearchResult, settings: AnswerSettings) -> Answer:
     """A polite reply to a greeting or thanks, saying what the FAQ covers."""
     lang = detect(result.query, settings.language)

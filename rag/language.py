@@ -94,6 +94,10 @@ MESSAGES = {
 }
 MESSAGES["fr"]["quoted_in"] = "La FAQ est rédigée en {language} : la réponse la cite telle quelle."
 MESSAGES["fr"]["support"] = "Support : {url}"
+MESSAGES["fr"]["person"] = "Je vous mets en relation avec un conseiller."
+MESSAGES["en"]["person"] = "I will put you in touch with a person."
+MESSAGES["fr"]["person_form"] = "Transmettez cette conversation au support : un conseiller reprendra votre demande."
+MESSAGES["en"]["person_form"] = "Send this conversation to the helpdesk: a person will take your request over."
 MESSAGES["en"]["support"] = "Support: {url}"
 # a language's name, as written in another: NAMES[reader][language]
 NAMES = {"fr": {"fr": "français", "en": "anglais"}, "en": {"fr": "French", "en": "English"}}

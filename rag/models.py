@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from .handoff import Handoff
+
 
 class Entry(BaseModel):
     """One FAQ entry, as loaded from a source."""
@@ -76,6 +78,7 @@ class SearchResult(BaseModel):
         None, description="a stage that failed and was done without: embeddings (BM25 ranked alone)"
     )
     smalltalk: bool = Field(False, exclude=True)  # a greeting or thanks, not a question
+    person: bool = Field(False, exclude=True)  # the user asks for a person, not the FAQ
     latent: bool = Field(False, exclude=True)  # the confidence read the question's latent terms
     terms: list[str] = Field(default_factory=list, exclude=True)  # the searched terms, for picking sentences
     own_terms: list[str] = Field(default_factory=list, exclude=True)  # those of the question itself
@@ -113,6 +116,7 @@ class Answer(BaseModel):
     fallback: bool = Field(False, description="the LLM draft was replaced by the extractive answer")
     fallback_reason: str | None = Field(None, description="why: timeout, http_500, stream_cut, malformed, …")
     citations_removed: int = Field(0, description="LLM citation markers dropped: they pointed outside the passages")
+    handoff: Handoff | None = Field(None, description="offered when a person should take over (declined, or asked)")
 
     @classmethod
     def shown(cls, result: SearchResult) -> Answer:

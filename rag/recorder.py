@@ -111,10 +111,13 @@ class Recorder:
             self._thread.join(timeout)
             self._thread = None
 
-    def record_answer(self, answer_id: str, answer: Answer, channel: str = "api") -> None:
+    def record_answer(self, answer_id: str, answer: Answer, channel: str = "api", question: bool = True) -> None:
         """Queue the answer's record (``channel``: where it was asked); never waits (a full queue spills into the
-        spool). Personal data is removed before anything is written, here or in the spool."""
-        record = {"kind": "answer", **answer_row(answer_id, answer, channel=channel, keep_text=self.keep_text)}
+        spool). Personal data is removed before anything is written, here or in the spool. What is not a
+        question (``question`` false: a greeting) is recorded without its text, so a vote on it is kept and the
+        question log never shows it."""
+        keep_text = self.keep_text and question
+        record = {"kind": "answer", **answer_row(answer_id, answer, channel=channel, keep_text=keep_text)}
         with self._written:
             self._queued.add(answer_id)
         try:
@@ -188,12 +191,14 @@ class Recorder:
                 self._write(left)
 
     def _purge(self) -> None:
-        """Erase what is older than the retention; the store away, it is tried again at the next round."""
+        """Erase what is older than the retention; the store away (or still connecting), it is tried again a little
+        later — housekeeping, which says nothing of the store's state (the writes do)."""
         try:
+            if not getattr(self.store, "ready", True):
+                raise StoreUnavailable("the store is connecting")
             erased = self.store.purge(time.time() - self.retention)
-        except StoreUnavailable as exc:
-            self._failed(exc)
-            self._purge_at = 0.0
+        except StoreUnavailable:
+            self._purge_at = time.monotonic() + RETRY_MAX
             return
         if erased:
             log.info("erased %d answers older than %.0f days, and their votes", erased, self.retention / 86400)

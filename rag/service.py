@@ -19,15 +19,16 @@ from pathlib import Path
 from .cache import LRUCache, cache_key, normalise_query
 from .calibration import Calibration
 from .config import DEFAULT_SOURCE, Settings
-from .conversation import elliptical, joined
+from .conversation import connected, elliptical, joined
 from .curation import Curation
 from .decision import Decision
 from .embedders import Embedder, encoder_threads, make_embedder, model_of
 from .encoder import QueryEncoder
 from .errors import ApiError, ConfigError, EmbeddingsUnavailable, IndexNotReady
-from .extractive import ExtractiveGenerator, pieces, smalltalk_answer
+from .extractive import ExtractiveGenerator, person_answer, pieces, smalltalk_answer
 from .faq_index import FaqIndex
 from .glossary import Glossary
+from .handoff import Handoff, asks_for_person
 from .indexing import Progress, build_index, build_options, source_records, stale_reason
 from .llm import LLMParts, Reset
 from .manifest import CalibrationRecord, stamp
@@ -332,6 +333,8 @@ class RagService:
         return self._rank_and_decide(self.stages, self.check(question), all_signals=True)
 
     def _decide(self, stages: Stages, question: Question) -> SearchResult:
+        if asks_for_person(question.query):  # still searched: the FAQ may say how to reach its team
+            return self._rank_and_decide(stages, question).model_copy(update={"person": True})
         if smalltalk(question.query):
             return SearchResult(query=question.query, abstained=True, results=[], confidence=0.0, smalltalk=True)
         return self._rank_and_decide(stages, question)
@@ -355,9 +358,21 @@ class RagService:
         rewritten = llm.rewriter.rewrite(previous, question.query) if llm is not None else None
         reading = question.model_copy(update={"query": rewritten or joined(previous, question.query)})
         candidate = self.retrieve(reading)
-        if candidate.confidence <= alone.confidence:
+        if candidate.confidence <= alone.confidence or not self._leans_on(question.query, candidate):
             return alone
         return candidate.model_copy(update={"query": question.query, "resolved": candidate.query})
+
+    def _leans_on(self, text: str, reading: SearchResult) -> bool:
+        """Whether a short message is a follow-up that the joined ``reading`` answers: it opens with a connector
+        (« Et pour la radiologie ? »), or the entry found holds one of its own words (« Où voir le détail par
+        couloir ? ») — otherwise it is a new question (« la recette de la tarte tatin ? »), read alone."""
+        if connected(text) or not reading.results:
+            return connected(text)
+        terms = set(self.stages.retriever.prepare(text).terms)
+        index = self.index
+        rows = index.entry_chunks[index.by_id[reading.results[0].id]]
+        found = frozenset().union(*(index.chunk_terms(int(row)) for row in rows))
+        return not terms or bool(terms & found)
 
     def examples(self, count: int = 3) -> list[str]:
         """Example questions for the page: the setting, else the shortest of the FAQ's own questions."""
@@ -392,8 +407,20 @@ class RagService:
         stages = self.stages
         if result.smalltalk:
             return smalltalk_answer(result, self.settings.answer)
+        if result.person and result.abstained:
+            answer = person_answer(result, self.settings.answer, bool(self.settings.channels.handoff_webhook))
+            return self._offered(answer, result)
         drafter = stages.llm.drafter if stages.llm is not None else stages.extractive
-        return _in_context(drafter.answer(result), result)
+        return self._offered(_in_context(drafter.answer(result), result), result)
+
+    def _offered(self, answer: Answer, result: SearchResult) -> Answer:
+        """The answer with the handoff it offers: a declined question, or a request for a person."""
+        if not (result.person or answer.abstained) or result.smalltalk:
+            return answer
+        support = self.settings.answer.support_url or None
+        form = bool(self.settings.channels.handoff_webhook)
+        offer = Handoff(reason="asked" if result.person else "declined", support_url=support, form=form)
+        return answer.model_copy(update={"handoff": offer})
 
     def ask(self, question: Question, base_url: str | None = None) -> Answer:
         return self.answer(self.search(question, base_url))
@@ -402,9 +429,9 @@ class RagService:
         """Pieces of the answer text as they are ready, then the complete :class:`Answer`.
         A :class:`Reset` means: forget the pieces so far, a replacement follows."""
         llm = self.stages.llm
-        if llm is not None and not result.smalltalk:
+        if llm is not None and not (result.smalltalk or result.abstained):
             for item in llm.drafter.stream(result):
-                yield _in_context(item, result) if isinstance(item, Answer) else item
+                yield self._offered(_in_context(item, result), result) if isinstance(item, Answer) else item
             return
         answer = self.answer(result)
         yield from pieces(answer.answer)

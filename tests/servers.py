@@ -28,9 +28,12 @@ def running(app, *, ready_path: str | None = "/health", timeout: float = 60.0) -
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if ready_path is None or httpx.get(base + ready_path, timeout=2).status_code == 200:
+            if ready_path is None:
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
                 break
-        except httpx.TransportError:
+            if httpx.get(base + ready_path, timeout=2).status_code == 200:
+                break
+        except (httpx.TransportError, OSError):
             pass
         if time.monotonic() > deadline or not thread.is_alive():
             server.should_exit = True

@@ -46,3 +46,10 @@ def test_the_defaults_on_the_configuration_page_are_the_service_s() -> None:
     ):
         row = next(line for line in page.splitlines() if line.startswith(f"| `{name}`"))
         assert f"`{value}`" in row, row
+
+
+def test_the_widget_attributes_documented_are_those_it_reads() -> None:
+    page = (ROOT / "docs" / "channels.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `data-([a-z]+)`", page, re.M))
+    script = (ROOT / "rag" / "web" / "static" / "widget.js").read_text(encoding="utf-8")
+    assert documented and documented == set(re.findall(r"\boptions\.([a-z]+)", script))

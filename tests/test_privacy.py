@@ -119,6 +119,21 @@ def test_the_http_api_logs_questions_without_personal_data(tiny_settings: Settin
     assert channels == {"page", "search", "chat"}
 
 
+def test_a_greeting_can_be_voted_on_and_stays_out_of_the_question_log(tiny_settings: Settings, hash_embedder) -> None:
+    service = RagService(tiny_settings, hash_embedder)
+    service.build()
+    with TestClient(create_app(tiny_settings, service)) as client:
+        greeting = client.post("/ask", json={"query": "Bonjour"}).json()
+        question = client.post("/ask", json={"query": "Quelle est la recette de la tarte tatin ?"}).json()
+        assert greeting["abstained"]
+        for body in (greeting, question):  # both votes reach the store, none waits for an answer never recorded
+            assert client.post("/feedback", json={"answer_id": body["answer_id"], "helpful": False}).status_code == 200
+        state = client.app.state.rag
+        wait_until(lambda: state.recorder.pending == 0 and len(state.store.feedback()) == 2)
+        logged = [row["query"] for row in state.store.question_log(low_confidence=2.0)]
+    assert logged == [question["query"]]
+
+
 def test_rows_older_than_the_retention_are_erased(store, tmp_path: Path) -> None:
     now = time.time()
     for answer_id, days in (("old", 40), ("older", 400), ("recent", 2)):

@@ -138,7 +138,8 @@ def test_a_vote_on_an_answer_still_on_its_way_is_kept_and_one_on_an_id_never_giv
         elsewhere = new_answer_id()  # given moments ago by another replica, its record still in that one's spool
         assert recorder.add_feedback(elsewhere, True, None) is None
         time.sleep(1.0)  # the writer tries the spool meanwhile: the vote must wait for its answer
-        assert recorder.pending == 1 and recorder.replayed == 0
+        wait_until(lambda: recorder.pending == 1, timeout=5)  # read between two replays, not in the middle of one
+        assert recorder.replayed == 0
         store.record_answer(elsewhere, _answer())  # the other replica's spool reaches the store
         wait_until(lambda: recorder.pending == 0, timeout=30)
         assert [r["answer_id"] for r in store.feedback()] == [elsewhere]

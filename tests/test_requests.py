@@ -54,3 +54,12 @@ def test_a_k_out_of_range_is_refused_by_the_service(service) -> None:
 
     with pytest.raises(ApiError, match="k must be between"):
         service.search(Q(SOLDE, 0))
+
+
+def test_a_short_new_question_the_faq_has_no_word_of_is_not_read_with_the_one_before(make_service) -> None:
+    service = make_service()
+    previous = ["Comment demander le paiement du solde ?"]
+    unrelated = service.search(Q("Quelle est la recette de la tarte tatin ?", history=previous))
+    assert unrelated.resolved is None and all(h.id != "solde" for h in unrelated.results[:1])
+    follow_up = service.search(Q("Et pour la radiologie ?", history=previous))  # a connector: a follow-up
+    assert follow_up.resolved == "Comment demander le paiement du solde ? Et pour la radiologie ?"

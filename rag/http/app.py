@@ -21,7 +21,7 @@ from .assistants import McpEndpoint
 from .deps import AppState
 from .errors import install_error_handlers
 from .middleware import install_middleware
-from .routes import admin, answers, chat, docs, entries, feedback, health, web
+from .routes import admin, answers, channels, chat, docs, entries, feedback, health, integrations, web
 from .schemas import ErrorResponse
 from .security import Guarded
 
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, rag: RagService | None = None) 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount(docs.ASSETS_URL, StaticFiles(directory=docs.ASSETS), name="docs-static")
     app.mount("/mcp", Guarded(assistants, state), name="mcp")
-    for module in (web, health, answers, chat, entries, feedback, admin, docs):
+    for module in (web, health, answers, chat, entries, feedback, channels, integrations, admin, docs):
         app.include_router(module.router)
     return app
 

@@ -17,14 +17,17 @@ from ..curator import Curator
 from ..errors import ApiError, StoreUnavailable
 from ..feedback import FeedbackStore, make_store
 from ..gaps import GapFinder
+from ..handoff import HandoffNotifier, Transcript
 from ..models import Answer, SearchResult
 from ..recorder import make_recorder, new_answer_id
 from ..service import RagService
 from ..versions import version_dir
+from .chatwoot import ChatwootBot
 from .metrics import Metrics
 from .reindex import Reindexer
 from .schemas import AskResponse
 from .security import Access, LimitStore
+from .widget import WidgetTokens, secret_for
 
 log = logging.getLogger("rag.api")
 
@@ -43,14 +46,38 @@ class AppState:
     def __post_init__(self) -> None:
         http = self.settings.http
         limits = LimitStore(http.redis_url or "memory://", fail_open=http.rate_limit_fail == "open")
+        channels = self.settings.channels
+        self.tokens = WidgetTokens(secret_for(channels.widget_secret, http.api_keys))
         self.access = Access(
-            http.api_keys, http.admin_token, http.rate_limit_per_minute, http.auth_failures_per_minute, limits
+            http.api_keys,
+            http.admin_token,
+            http.rate_limit_per_minute,
+            http.auth_failures_per_minute,
+            limits,
+            self.tokens,
+        )
+        hook = channels.handoff_webhook
+        self.handoffs = (
+            HandoffNotifier(hook, channels.handoff_timeout, faq_name=self.settings.answer.faq_name) if hook else None
         )
         self.store = self.store or make_store(self.settings)
         self.recorder = make_recorder(self.settings, self.store)
         self.reindexer = self.reindexer or Reindexer(self.service, self.index_loaded)
         self.metrics.watch(self.recorder, limits)
         self.redis = limits.state  # the last look at Redis (it is a network call: on a schedule of its own)
+
+    @cached_property
+    def chatwoot(self) -> ChatwootBot | None:
+        """The Chatwoot agent bot, when Chatwoot is configured."""
+        return ChatwootBot.from_settings(self.settings, self.service, self._log_chatwoot, self._count_chatwoot)
+
+    def _log_chatwoot(self, answer: Answer, channel: str) -> None:
+        self.log(new_answer_id(), answer, channel)
+        if answer.handoff is not None:
+            self.metrics.handoffs.labels(answer.handoff.reason, "offered").inc()
+
+    def _count_chatwoot(self, outcome: str) -> None:
+        self.metrics.chatwoot.labels(outcome).inc()
 
     @cached_property
     def curator(self) -> Curator:
@@ -70,6 +97,10 @@ class AppState:
     def stop(self) -> None:
         self.recorder.close()
         self.store.close()
+        if self.handoffs is not None:
+            self.handoffs.close()
+        if "chatwoot" in self.__dict__ and self.chatwoot is not None:  # made only when it was used
+            self.chatwoot.close()
 
     @property
     def dependencies(self) -> dict[str, str]:
@@ -143,6 +174,10 @@ class AppState:
         self.recorder.record_answer(answer_id, answer, channel)
         self.metrics.questions.labels(channel).inc()
 
+    def log_handoff(self, transcript: Transcript) -> None:
+        """A conversation handed to the helpdesk: said in the log (the questions are in the question log)."""
+        log.info("handed a conversation of %d questions to the helpdesk (%s)", len(transcript.turns), transcript.reason)
+
     def log_mcp(self, answer: Answer) -> None:
         self.log(new_answer_id(), answer, "mcp")
 
@@ -164,10 +199,14 @@ class AppState:
 
     def finish(self, answer: Answer, started: float, channel: str = "api", logged: bool = True) -> AskResponse:
         """Record the answer (for feedback and the question log; off the request's path) and count it; the
-        response body of /ask. Small talk is answered but not logged: it is not a question."""
+        response body of /ask. Small talk is recorded without its text (it may be voted on) and is not a question."""
         answer_id = new_answer_id()
         if logged:
             self.log(answer_id, answer, channel)
+        else:
+            self.recorder.record_answer(answer_id, answer, channel, question=False)
+        if answer.handoff is not None:
+            self.metrics.handoffs.labels(answer.handoff.reason, "offered").inc()
         if answer.fallback:
             self.metrics.llm_fallbacks.labels(answer.fallback_reason or "unknown").inc()
         if answer.citations_removed:

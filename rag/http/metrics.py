@@ -60,6 +60,18 @@ class Metrics:
         self.questions = Counter(
             "rag_questions_logged_total", "Questions put into the question log", ["channel"], registry=self.registry
         )
+        self.handoffs = Counter(
+            "rag_handoffs_total",
+            "Handoffs to a person: offered with an answer, sent to the helpdesk's webhook, or failed",
+            ["reason", "stage"],
+            registry=self.registry,
+        )
+        self.chatwoot = Counter(
+            "rag_chatwoot_messages_total",
+            "Chatwoot messages: answered, handed_off, handoff_failed, skipped (not the bot's), duplicate",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.gaps = Gauge("rag_gaps_open", "Open gaps at the last gap report", registry=self.registry)
         self.dependency = Gauge(
             "rag_dependency_up",

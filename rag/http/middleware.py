@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from .deps import AppState
 from .errors import BodyLimitMiddleware, unexpected
 from .security import ForwardedHeaders, networks
+from .widget import WidgetOrigins
 
 access_log = logging.getLogger("rag.access")
 
@@ -52,7 +53,9 @@ def install_middleware(app: FastAPI, state: AppState) -> None:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type"],
+            allow_headers=["Authorization", "Content-Type", "X-Rag-Channel"],
         )
+    # after (outside) CORS: the widget's endpoints answer the widget's sites themselves
+    app.add_middleware(WidgetOrigins, allowed=[*state.settings.channels.widget_origins, *settings.cors_origins])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ForwardedHeaders, trusted=networks(settings.forwarded_allow_ips))

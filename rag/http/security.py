@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import ApiError
 from .errors import error_response
+from .widget import TOKEN_PATHS, TOKEN_PREFIX, WidgetTokens
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 log = logging.getLogger("rag.api")
@@ -181,10 +182,18 @@ class Access:
     """API keys (when set), the admin token, the rate limit, and a limit on failed authentications."""
 
     def __init__(
-        self, keys: list[str], admin_token: str | None, per_minute: int, failures_per_minute: int, store: LimitStore
+        self,
+        keys: list[str],
+        admin_token: str | None,
+        per_minute: int,
+        failures_per_minute: int,
+        store: LimitStore,
+        widget: WidgetTokens | None = None,
     ) -> None:
+        """``widget``: the widget's public tokens, accepted in place of a key to ask, vote and hand off."""
         self.keys = [k for k in keys if k]
         self.admin_token = admin_token
+        self.widget = widget
         self.store = store
         self.requests = Limiter(per_minute, store, "rag-requests")
         self.failures = Limiter(failures_per_minute, store, "rag-auth-failures")
@@ -207,9 +216,14 @@ class Access:
             token = bearer_token(request)
             if token is None:
                 raise self._refuse(request, "missing_api_key", "send your API key as 'Authorization: Bearer <key>'")
-            if not matches_any(token, self.keys):
+            if token.startswith(TOKEN_PREFIX):
+                origin = request.headers.get("origin", "").lower()
+                if self.widget is None or request.url.path not in TOKEN_PATHS or not self.widget.valid(token, origin):
+                    raise self._refuse(request, "invalid_widget_token", "this widget token is not valid here")
+            elif not matches_any(token, self.keys):
                 raise self._refuse(request, "invalid_api_key", "this API key is not valid")
-            identity = "key:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+            else:
+                identity = "key:" + hashlib.sha256(token.encode()).hexdigest()[:16]
         if not self.requests.hit(identity):
             raise self.requests.refusal(identity, "rate_limited", "too many requests")
 

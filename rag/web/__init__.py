@@ -8,7 +8,6 @@ from importlib.resources import files
 from pathlib import Path
 
 from ..models import Entry
-from ..sources import safe_url
 from ..text import URL
 
 PER_PAGE = 50
@@ -48,6 +47,7 @@ def admin_page(faq_name: str) -> str:
     return _template("admin.html").replace("{faq_name}", escape(faq_name))
 
 
+# how the Ségur FAQ's facets read (sent to the widget); another FAQ's fields read as their names
 FACET_LABELS = {
     "type_offre": "Type d'offre",
     "couloir": "Couloir Ségur",
@@ -59,46 +59,10 @@ FACET_LABELS = {
 }
 
 
-def _facets(facets: dict[str, dict[str, int]]) -> str:
-    """An optional select per facet, as the FAQ's own site offers them ("Votre question concerne…")."""
-    selects = []
-    for name, values in facets.items():
-        if name == "source" or len(values) < 2:
-            continue
-        label = FACET_LABELS.get(name, name.replace("_", " ").capitalize())
-        options = "".join(f'<option value="{escape(v)}">{escape(v)} ({n})</option>' for v, n in values.items())
-        selects.append(
-            f'<div class="facet"><label for="facet-{escape(name)}">{escape(label)}</label>'
-            f'<select id="facet-{escape(name)}" data-facet="{escape(name)}"><option value="">Tous</option>{options}'
-            "</select></div>"
-        )
-    if not selects:
-        return ""
-    return f'<details class="facets"><summary>Préciser le sujet (facultatif)</summary>{"".join(selects)}</details>'
-
-
-def _examples(examples: list[str]) -> str:
-    if not examples:
-        return ""
-    items = "".join(f'<li><button type="button" class="example">{escape(q)}</button></li>' for q in examples)
-    title = '<h2 id="examples-title">Exemples de questions</h2>'
-    return f'<section id="examples" aria-labelledby="examples-title">{title}<ul>{items}</ul></section>'
-
-
-def index_page(
-    faq_name: str, support_url: str, examples: list[str], facets: dict[str, dict[str, int]], privacy: str = ""
-) -> str:
-    """The page, with the FAQ's name, example questions, its facets and what is kept of the questions."""
-    values = {
-        "privacy": escape(privacy),
-        "faq_name": escape(faq_name),
-        "placeholder": escape(f"Ex. : {examples[0]}" if examples else "Votre question"),
-        "support_url": escape(support_url if safe_url(support_url) else ""),
-        "facets": _facets(facets),
-        "examples": _examples(examples),
-    }
+def index_page(faq_name: str, privacy: str = "") -> str:
+    """The page: the FAQ's name, the assistant (the widget, inline) and what is kept of the questions."""
     page = _template()
-    for key, value in values.items():
+    for key, value in {"faq_name": escape(faq_name), "privacy": escape(privacy)}.items():
         page = page.replace("{" + key + "}", value)
     return page
 

@@ -132,7 +132,8 @@ def _usage(state: AppState, body: ChatRequest, completion: str) -> dict[str, int
 
 def _finish(state: AppState, answer: Answer, logged: bool = True) -> dict[str, Any]:
     done = state.finish(answer, time.perf_counter(), "chat", logged)
-    return {"answer_id": done.answer_id, "fallback": done.fallback, "fallback_reason": done.fallback_reason}
+    extra = {"answer_id": done.answer_id, "fallback": done.fallback, "fallback_reason": done.fallback_reason}
+    return extra | {"handoff": done.handoff.model_dump() if done.handoff else None}
 
 
 def _chunk(

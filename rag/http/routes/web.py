@@ -14,12 +14,9 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/")
 async def page(service: ServiceDep) -> HTMLResponse:
-    """The page, with the FAQ's name, example questions and facets (once the index is loaded)."""
-    answer = service.settings.answer
-    facets = service.index.facets if service.ready else {}
+    """The page: the assistant (the widget, inline), which reads the FAQ's name, examples and facets itself."""
     http = service.settings.http
-    privacy = privacy_notice(http.store_questions, http.retention_days)
-    html = index_page(answer.faq_name, answer.support_url, service.examples(), facets, privacy)
+    html = index_page(service.settings.answer.faq_name, privacy_notice(http.store_questions, http.retention_days))
     return HTMLResponse(html, headers=SECURITY_HEADERS)
 
 

@@ -1,0 +1,66 @@
+"""Where questions are asked besides the API: the widget (its script and its settings) and the handoff of a
+conversation to a person."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse
+
+from ...errors import ApiError
+from ...handoff import HandoffUnavailable, Transcript
+from ...sources import safe_url
+from ...web import FACET_LABELS, STATIC_DIR
+from ..deps import StateDep, guard, json_body
+from ..widget import origin_of
+
+router = APIRouter(tags=["channels"])
+
+
+@router.post("/handoff", status_code=202, dependencies=[Depends(guard), Depends(json_body)])
+async def handoff(body: Transcript, state: StateDep) -> dict[str, Any]:
+    """Send a conversation to the helpdesk (``RAG_HANDOFF_WEBHOOK``): its questions, answers, cited entries,
+    confidence and why, so the ticket opens with its context. 404 when no webhook is configured."""
+    if state.handoffs is None:
+        raise ApiError(
+            404, "handoff_off", "no helpdesk webhook is configured (RAG_HANDOFF_WEBHOOK); use the support link"
+        )
+    try:
+        await anyio.to_thread.run_sync(state.handoffs.send, body)
+    except HandoffUnavailable:
+        state.metrics.handoffs.labels(body.reason, "failed").inc()
+        raise
+    state.metrics.handoffs.labels(body.reason, "sent").inc()
+    state.log_handoff(body)
+    return {"sent": True, "turns": len(body.turns)}
+
+
+@router.get("/widget.js", include_in_schema=False)
+async def widget_script() -> FileResponse:
+    """The widget, for any site: ``<script src="…/widget.js" defer></script>``."""
+    headers = {"Cache-Control": "public, max-age=300", "Cross-Origin-Resource-Policy": "cross-origin"}
+    return FileResponse(STATIC_DIR / "widget.js", media_type="text/javascript", headers=headers)
+
+
+@router.get("/widget/config")
+async def widget_config(request: Request, state: StateDep) -> dict[str, Any]:
+    """What the widget shows (the FAQ's name, example questions, facets, the support link, whether a
+    conversation can be handed off) and, when API keys are on, a public token for its site: it may ask, vote
+    and hand off from that site only, for an hour."""
+    service, settings = state.service, state.settings
+    own = f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
+    origin = origin_of(request.headers.get("origin", "")) or own
+    config: dict[str, Any] = {
+        "faq_name": settings.answer.faq_name,
+        "examples": service.examples(),
+        "support_url": settings.answer.support_url if safe_url(settings.answer.support_url) else None,
+        "handoff_form": state.handoffs is not None,
+        "facets": service.index.facets if service.ready else {},
+        "facet_labels": FACET_LABELS,
+        "token": None,
+    }
+    if settings.http.api_keys:
+        config["token"] = state.tokens.issue(origin)
+    return config

@@ -1,0 +1,152 @@
+"""The Chatwoot agent bot over real HTTP: the service on one loopback port, a stand-in of Chatwoot's API on
+another (tests/chatwoot_standin.py), fed with webhook events shaped and signed as Chatwoot sends them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from rag.config import Settings
+from rag.http import create_app
+from rag.service import RagService
+
+from .chatwoot_standin import SECRET, TOKEN, ChatwootStandIn, signed_delivery
+from .servers import running, wait_until
+
+SOLDE = "Comment demander le paiement du solde ?"
+
+
+@pytest.fixture
+def chatwoot() -> Iterator[tuple[ChatwootStandIn, str]]:
+    standin = ChatwootStandIn()
+    with running(standin.app, ready_path=None) as base:
+        yield standin, base
+
+
+@pytest.fixture
+def bot(chatwoot, tiny_settings: Settings, hash_embedder) -> Iterator[tuple[ChatwootStandIn, httpx.Client]]:
+    standin, chatwoot_url = chatwoot
+    settings = tiny_settings.replace(
+        chatwoot_url=chatwoot_url,
+        chatwoot_bot_token=TOKEN,
+        chatwoot_webhook_secret=SECRET,
+        chatwoot_retries=2,
+        chatwoot_timeout=2,
+        min_confidence=0.5,
+        public_url="https://faq.example.org",
+    )
+    service = RagService(settings, hash_embedder)
+    service.build()
+    with running(create_app(settings, service), ready_path="/ready") as base, httpx.Client(base_url=base) as client:
+        yield standin, client
+
+
+def _outcome(client: httpx.Client, outcome: str) -> float:
+    found = re.search(
+        rf'^rag_chatwoot_messages_total{{outcome="{outcome}"}} ([0-9.]+)$', client.get("/metrics").text, re.M
+    )
+    return float(found.group(1)) if found else 0.0
+
+
+def _deliver(client: httpx.Client, event: dict, **kwargs) -> httpx.Response:
+    return client.post("/integrations/chatwoot", **signed_delivery(event, **kwargs))
+
+
+def test_a_pending_conversation_gets_a_cited_answer(bot) -> None:
+    standin, client = bot
+    standin.conversation(1)
+    reply = _deliver(client, standin.contact_says(1, SOLDE))
+    assert reply.status_code == 200 and reply.json() == {"accepted": True}
+    wait_until(lambda: standin.posted(1))
+    (message,) = standin.posted(1)
+    assert not message["private"] and message["message_type"] == "outgoing"
+    assert "[1]" in message["content"] and "https://faq.example.org/entries/solde" in message["content"]
+    assert standin.toggles(1) == []
+
+
+@pytest.mark.parametrize("question", ["Je voudrais parler à un conseiller, svp", "zzz qwxv ptlk"])
+def test_a_decline_or_a_request_for_a_person_hands_the_conversation_over(bot, question: str) -> None:
+    standin, client = bot
+    standin.conversation(2)
+    _deliver(client, standin.contact_says(2, question))
+    wait_until(lambda: standin.toggles(2) == ["open"])
+    (note,) = standin.posted(2, private=True)
+    assert note["content"].startswith(f"Question : {question}") and "Confiance" in note["content"]
+    (told,) = standin.posted(2, private=False)
+    assert "conseiller" in told["content"]
+    assert standin.conversations[2].status == "open"
+    before = len(standin.calls)
+    _deliver(client, standin.contact_says(2, SOLDE) | {"conversation": {"id": 2, "status": "open"}})
+    assert len(standin.calls) == before  # open: the agents' conversation, the bot stays out
+
+
+@pytest.mark.parametrize("status", ["open", "resolved"])
+def test_no_reply_once_the_conversation_is_the_agents(bot, status: str) -> None:
+    standin, client = bot
+    standin.conversation(3, status="pending")
+    event = standin.contact_says(3, SOLDE)
+    standin.conversations[3].status = status  # an agent took it after the event was sent
+    assert _deliver(client, event).json() == {"accepted": True}
+    wait_until(lambda: _outcome(client, "skipped") == 1)
+    assert standin.posted(3) == []
+
+
+def test_no_reply_after_a_human_agent_wrote(bot) -> None:
+    standin, client = bot
+    standin.conversation(4)
+    agent = standin.agent_says(4, "Bonjour, je m'occupe de votre demande.")
+    assert _deliver(client, agent).json() == {"accepted": False}  # an agent's message is never answered
+    assert _deliver(client, standin.contact_says(4, SOLDE)).json() == {"accepted": True}
+    wait_until(lambda: _outcome(client, "skipped") == 1)
+    assert standin.posted(4) == []
+
+
+def test_a_delivery_received_twice_is_answered_once(bot) -> None:
+    standin, client = bot
+    standin.conversation(5)
+    event = standin.contact_says(5, SOLDE)
+    first = _deliver(client, event, delivery="d-5")
+    again = _deliver(client, event, delivery="d-5")
+    assert first.json() == {"accepted": True} and again.json() == {"accepted": False}
+    wait_until(lambda: len(standin.posted(5)) == 1)
+    wait_until(lambda: _outcome(client, "duplicate") == 1)
+    assert len(standin.posted(5)) == 1
+
+
+def test_an_api_that_fails_is_retried_a_bounded_number_of_times_then_the_conversation_is_handed_over(bot) -> None:
+    standin, client = bot
+    standin.conversation(6)
+    standin.fail["messages"] = 3  # the answer and its two retries
+    _deliver(client, standin.contact_says(6, SOLDE))
+    wait_until(lambda: standin.toggles(6) == ["open"], timeout=30)
+    posts = standin.posted(6)
+    assert len(posts) == 5  # three tries of the answer, then the note and the word to the user
+    assert [p["private"] for p in posts[3:]] == [True, False]
+    assert "l'API de Chatwoot" in posts[3]["content"]
+    assert _outcome(client, "handed_off") == 1
+
+
+def test_a_forged_or_stale_delivery_is_refused(bot) -> None:
+    standin, client = bot
+    standin.conversation(8)
+    event = standin.contact_says(8, SOLDE)
+    forged = _deliver(client, event, secret="not-the-secret")
+    assert forged.status_code == 401 and forged.json()["error"]["code"] == "invalid_signature"
+    stale = signed_delivery(event)
+    stale["headers"]["X-Chatwoot-Timestamp"] = "1000000000"
+    assert client.post("/integrations/chatwoot", **stale).status_code == 401
+    unsigned = client.post("/integrations/chatwoot", json=event)
+    assert unsigned.status_code == 401
+    assert client.post(f"/integrations/chatwoot?secret={SECRET}", json=event).json() == {"accepted": True}
+    wait_until(lambda: len(standin.posted(8)) == 1)  # the webhook URL's secret, for Chatwoot versions that do not sign
+    assert [c for c in standin.calls if c[0] == "POST"] == [c for c in standin.calls if c[0] == "POST"][:1]
+
+
+def test_without_chatwoot_settings_the_webhook_does_not_exist(tiny_settings: Settings, hash_embedder) -> None:
+    service = RagService(tiny_settings, hash_embedder)
+    service.build()
+    with running(create_app(tiny_settings, service), ready_path="/ready") as base:
+        assert httpx.post(base + "/integrations/chatwoot", json={"event": "message_created"}).status_code == 404
