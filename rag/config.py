@@ -24,6 +24,11 @@ DEFAULT_SOURCE = Path(str(files("rag.assets.segur").joinpath("segur-faq.txt")))
 DEFAULT_PROMPTS = Path(str(files("rag.assets.prompts")))
 
 
+def is_url(source: object) -> bool:
+    """Whether a source is a web address (a FAQ page or a sitemap) rather than a file."""
+    return isinstance(source, str) and source.strip().lower().startswith(("http://", "https://"))
+
+
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -37,8 +42,10 @@ class _Group(BaseModel):
 class IndexSettings(_Group):
     """What the index is built from and how: stored in the manifest, any change means a rebuild."""
 
-    sources: list[Path] | None = Field(
-        None, description="FAQ files; default: those the index was built from, else the shipped Ségur FAQ"
+    sources: list[Path | str] | None = Field(
+        None,
+        description="FAQ files, FAQ web pages (https://…) and sitemaps (…/sitemap.xml); default: those the index "
+        "was built from, else the shipped Ségur FAQ",
     )
     index_dir: Path = Path("index/built")
     glossary: Path | None = Field(None, description="glossary file; default: glossary.json beside the sources")
@@ -74,7 +81,10 @@ class IndexSettings(_Group):
     @field_validator("sources", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
-        return _split_csv(value)
+        value = _split_csv(value)
+        if isinstance(value, (list, tuple)):  # a web address stays a text, anything else is a file
+            return [v if isinstance(v, str) and is_url(v) else Path(v) for v in value]
+        return value
 
 
 class RetrievalSettings(_Group):
@@ -230,6 +240,21 @@ class ChannelSettings(_Group):
         return _split_csv(value)
 
 
+class WebSettings(_Group):
+    """FAQ web pages as sources: how they are fetched and kept fresh (``RAG_WEB_…``, ``RAG_SYNC_…``)."""
+
+    web_user_agent: str = Field("faq-rag/1.0 (FAQ cited answers)", description="the User-Agent of every request")
+    web_timeout: float = Field(20.0, gt=0, description="seconds one page may take, all in all")
+    web_max_bytes: int = Field(5_000_000, ge=1000, description="a larger page is skipped (and said)")
+    web_request_interval: float = Field(1.0, ge=0, description="seconds between two requests to the same host")
+    web_max_pages: int = Field(500, ge=1, description="pages read from the sitemaps at most, per sync")
+    web_include: str = Field("", description="a regular expression: the sitemap's pages whose URL matches it only")
+    sync_interval: float = Field(0.0, ge=0, description="seconds between two syncs by `rag serve`; 0 = never")
+    stale_after_days: float = Field(
+        7.0, gt=0, description="entries of a page not checked for this long are flagged stale in results"
+    )
+
+
 class GapSettings(_Group):
     """The gap report and curation (``RAG_GAP_…``)."""
 
@@ -259,6 +284,7 @@ GROUPS: dict[str, tuple[str, type[_Group]]] = {
     "http": ("", HttpSettings),
     "gaps": ("gap_", GapSettings),
     "channels": ("", ChannelSettings),
+    "web": ("", WebSettings),
 }
 # flat name (RAG_ variable without the prefix, lower case) -> (group, field)
 FLAT: dict[str, tuple[str, str]] = {
@@ -314,6 +340,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     gaps: GapSettings = Field(default_factory=GapSettings)
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -58,7 +58,15 @@ def citations_for(text: str, passages: list[Hit]) -> list[Citation]:
         n = int(match.group(1))
         if 1 <= n <= len(passages) and n not in seen:
             hit = passages[n - 1]
-            seen[n] = Citation(n=n, id=hit.id, url=hit.url, question=hit.question, metadata=hit.metadata)
+            seen[n] = Citation(
+                n=n,
+                id=hit.id,
+                url=hit.url,
+                question=hit.question,
+                metadata=hit.metadata,
+                checked_on=hit.checked_on,
+                stale=hit.stale,
+            )
     return list(seen.values())
 
 

@@ -56,6 +56,7 @@ MIGRATIONS = {
         "CREATE TABLE IF NOT EXISTS resolved (answer_id TEXT PRIMARY KEY, gap TEXT NOT NULL, action TEXT NOT NULL, "
         "at {real} NOT NULL)",
     ],
+    3: ["CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until {real} NOT NULL)"],
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -139,6 +140,19 @@ class FeedbackStore(ABC):
             (answer_id, int(helpful), comment, at, at),
         )
         return existed
+
+    def lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take the lease ``name`` for ``seconds`` once the last one (anyone's) ran out: True for the one caller
+        that took it, so that a piece of work is done once per period across replicas."""
+        now = time.time()
+        until = now + seconds
+        self._run(
+            "INSERT INTO leases (name, holder, until) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "holder = excluded.holder, until = excluded.until WHERE leases.until < ?",
+            (name, holder, until, now),
+        )
+        rows = self._run("SELECT holder, until FROM leases WHERE name = ?", (name,))
+        return bool(rows) and rows[0][0] == holder and rows[0][1] == until
 
     def purge(self, before: float) -> int:
         """Forget the answers given before ``before`` (epoch seconds) and the votes on them; how many."""

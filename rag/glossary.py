@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from .analyzer import fold
+from .config import is_url
 from .errors import ConfigError
 
 
@@ -49,14 +50,14 @@ class Glossary:
         return cls(groups)
 
     @classmethod
-    def for_sources(cls, sources: list[Path], explicit: Path | None = None) -> Glossary:
+    def for_sources(cls, sources: list[Path | str], explicit: Path | None = None) -> Glossary:
         """The explicit glossary, else every ``glossary.json`` found beside the sources."""
         if explicit is not None:
             if not Path(explicit).exists():
                 raise ConfigError(f"glossary {explicit} not found; fix RAG_GLOSSARY or remove it")
             return cls.load(explicit)
         groups: list[list[str]] = []
-        for folder in dict.fromkeys(Path(s).resolve().parent for s in sources):
+        for folder in dict.fromkeys(Path(s).resolve().parent for s in sources if not is_url(s)):
             groups.extend(cls.load(folder / "glossary.json").terms)
         return cls(groups)
 

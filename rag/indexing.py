@@ -13,7 +13,7 @@ import numpy as np
 
 from .analyzer import FrenchAnalyzer
 from .chunking import chunk_entries
-from .config import IndexSettings
+from .config import IndexSettings, is_url
 from .curation import Curation
 from .embedders import Embedder
 from .faq_index import FaqIndex, lexical_texts, make_vector_index
@@ -23,6 +23,7 @@ from .manifest import FORMAT_VERSION, Counts, Manifest, SourceRecord, stamp
 from .models import Chunk, Entry
 from .sources import Corpus, load_corpus
 from .text import split_sentences
+from .websources.pages import PageStore
 
 Progress = Callable[[int, int], None]
 # the settings that shape an index: all recorded in its manifest, any change means a rebuild
@@ -45,14 +46,14 @@ def build_options(opts: IndexSettings) -> dict[str, Any]:
     return {name: getattr(opts, name) for name in BUILD_OPTIONS}
 
 
-def stale_reason(manifest: Manifest, opts: IndexSettings, sources: list[Path], embedder_name: str) -> str | None:
+def stale_reason(manifest: Manifest, opts: IndexSettings, sources: list[Path | str], embedder_name: str) -> str | None:
     """Why an index no longer matches the settings and sources (None when it does)."""
     if manifest.embedder != embedder_name:
         return f"built with embedder {manifest.embedder}, configured: {embedder_name}"
     changed = [name for name, value in build_options(opts).items() if manifest.options.get(name) != value]
     if changed:
         return f"built with other options: {', '.join(changed)}"
-    if manifest.corpus_checksum != load_corpus(sources).checksum():
+    if manifest.corpus_checksum != load_corpus(sources, PageStore.read(opts.index_dir)).checksum():
         return "the FAQ sources changed"
     if manifest.glossary_checksum != Glossary.for_sources(sources, opts.glossary).checksum():
         return "the glossary changed"
@@ -224,9 +225,13 @@ def build_index(
     )
 
 
-def source_records(paths: list[Path]) -> list[SourceRecord]:
-    """Each source file's absolute path and checksum, for the manifest."""
+def source_records(paths: list[Path | str], pages: PageStore | None = None) -> list[SourceRecord]:
+    """Each source file's absolute path and checksum, each web source's address and what it gave, for the
+    manifest."""
+    pages = pages or PageStore()
     return [
-        SourceRecord(path=str(Path(p).resolve()), sha256=hashlib.sha256(Path(p).read_bytes()).hexdigest())
+        SourceRecord(path=p, sha256=pages.checksum(p))
+        if is_url(p)
+        else SourceRecord(path=str(Path(p).resolve()), sha256=hashlib.sha256(Path(p).read_bytes()).hexdigest())
         for p in paths
     ]

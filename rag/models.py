@@ -20,6 +20,7 @@ class Entry(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     source: str = ""
     alternates: list[str] = Field(default_factory=list, description="other phrasings of the question (curated)")
+    checked_on: str | None = Field(None, description="the day its web page was last read (ISO date; web sources)")
 
 
 class Chunk(BaseModel):
@@ -59,6 +60,8 @@ class Hit(BaseModel):
     dense_score: float | None = Field(None, description="cosine similarity of the best dense match")
     bm25_score: float | None = Field(None, description="BM25 score of the best lexical match")
     rerank_score: float | None = Field(None, description="the reranker's score, when one is configured")
+    checked_on: str | None = Field(None, description="the day the entry's web page was last checked (web sources)")
+    stale: bool = Field(False, description="its web page has not been checked for RAG_STALE_AFTER_DAYS")
 
 
 class SearchResult(BaseModel):
@@ -95,6 +98,8 @@ class Citation(BaseModel):
     url: str | None = None
     question: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict, description="the entry's other fields (facets)")
+    checked_on: str | None = Field(None, description="the day the entry's web page was last checked (web sources)")
+    stale: bool = Field(False, description="its web page has not been checked for RAG_STALE_AFTER_DAYS")
 
 
 class Answer(BaseModel):

@@ -71,6 +71,7 @@ class Ranking:
             dense_score=round(float(dense), 4) if np.isfinite(dense) else None,
             bm25_score=round(float(lexical), 4) if lexical > 0 else None,
             rerank_score=round(self.reranked[i], 4) if i in self.reranked else None,
+            checked_on=entry.checked_on,
         )
 
 

@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from .cache import LRUCache, cache_key, normalise_query
 from .calibration import Calibration
-from .config import DEFAULT_SOURCE, Settings
+from .config import DEFAULT_SOURCE, Settings, is_url
 from .conversation import connected, elliptical, joined
 from .curation import Curation
 from .decision import Decision
@@ -37,8 +38,9 @@ from .rerank import make_reranker
 from .retriever import HybridRetriever, check_filters
 from .selfcalibration import REUSE_CHANGED, SelfCalibration, changed_share
 from .smalltalk import smalltalk
-from .sources import load_corpus
+from .sources import content_id, load_corpus
 from .versions import CURATION, check_target, manifest_sources, read_manifest, version_dir
+from .websources.pages import PageStore, stale
 
 log = logging.getLogger("rag.service")
 NEVER = "RAG_SELF_CALIBRATION is never"
@@ -54,6 +56,19 @@ class Stages:
     decision: Decision
     extractive: ExtractiveGenerator
     llm: LLMParts | None
+
+
+@dataclasses.dataclass
+class SyncResult:
+    """What ``rag sync`` did: the pages' report, and the version published (when anything changed)."""
+
+    report: Any
+    version: str | None
+    published: bool = False
+    added: list[str] = dataclasses.field(default_factory=list)
+    changed: list[str] = dataclasses.field(default_factory=list)
+    removed: list[str] = dataclasses.field(default_factory=list)
+    embedded: int = 0
 
 
 class RagService:
@@ -176,7 +191,7 @@ class RagService:
             return None
 
     @property
-    def sources(self) -> list[Path]:
+    def sources(self) -> list[Path | str]:
         """The FAQ files: the setting, else the ones the index was built from, else the shipped FAQ."""
         opts = self.settings.index
         return list(opts.sources or manifest_sources(opts.index_dir) or [DEFAULT_SOURCE])
@@ -208,11 +223,12 @@ class RagService:
             opts, sources = self.settings.index, self.sources
             check_target(opts.index_dir)  # before any work: a user's folder, or one that cannot be made, fails at once
             opts.index_dir.mkdir(parents=True, exist_ok=True)
-            corpus = load_corpus(sources)
+            pages = PageStore.read(opts.index_dir)
+            corpus = load_corpus(sources, pages)
             glossary = Glossary.for_sources(sources, opts.glossary)
             previous = seed if seed is not None and seed.manifest.options == build_options(opts) else self._previous()
             curation = self.curation if curation is None else curation
-            records = source_records(sources)
+            records = source_records(sources, pages)
             index = build_index(corpus, self.embedder, opts, glossary, progress, previous, records, curation)
             own = previous if seed is None else None
             index.calibration, index.manifest.calibration = self._calibrate(index, own, sources, calibrating)
@@ -220,6 +236,44 @@ class RagService:
             if install:
                 self._install(index)
             return index
+
+    def fetch_pages(self, progress: Progress | None = None) -> Any:
+        """Read the web sources into the page store beside the index (no index is built); the pages' report."""
+        from .websources.sync import Syncer
+
+        web = [s for s in self.sources if is_url(s)]
+        if not web:
+            raise ConfigError("no web source to sync: RAG_SOURCES (or --source) names no https:// page or sitemap")
+        return Syncer(self.settings.web, self.settings.index.index_dir).sync(web, progress)
+
+    def source_report(self) -> list[Any]:
+        """The sources' quality report (:func:`~rag.quality.check`) on the entries of the FAQ in service."""
+        from .quality import check
+
+        pages = PageStore.read(self.settings.index.index_dir)
+        return check(self.index.entries, pages, self.settings.web.stale_after_days)
+
+    def sync(self, progress: Progress | None = None, building: Progress | None = None) -> SyncResult:
+        """Read the web sources again (:class:`~rag.websources.sync.Syncer`) and, when what they give changed,
+        publish a new version (only the changed passages embedded) and swap it in; what was added, changed and
+        removed."""
+        previous = self._stages.index if self._stages is not None else self._previous()
+        before = {e.id: content_id(e.question, e.answer) for e in previous.entries} if previous else {}
+        report = self.fetch_pages(progress)
+        reason = self.needs_build()
+        if reason is None:
+            return SyncResult(report=report, version=previous.version if previous else None)
+        index = self.build(progress=building)
+        after = {e.id: content_id(e.question, e.answer) for e in index.entries}
+        return SyncResult(
+            report=report,
+            version=index.version,
+            published=True,
+            added=sorted(set(after) - set(before)),
+            removed=sorted(set(before) - set(after)),
+            changed=sorted(i for i in set(after) & set(before) if after[i] != before[i]),
+            embedded=index.manifest.counts.vectors - index.manifest.counts.reused,
+        )
 
     @property
     def curation(self) -> Curation:
@@ -234,7 +288,7 @@ class RagService:
             return Curation()
 
     def _calibrate(
-        self, index: FaqIndex, previous: FaqIndex | None, sources: list[Path], progress: Progress | None
+        self, index: FaqIndex, previous: FaqIndex | None, sources: list[Path | str], progress: Progress | None
     ) -> tuple[Calibration | None, CalibrationRecord]:
         """As ``RAG_SELF_CALIBRATION`` says: the confidence fitted on the FAQ, the previous version's fit while
         little of the FAQ changed, or none (the shipped fit), with how it was made."""
@@ -249,12 +303,12 @@ class RagService:
                 return previous.calibration, previous.manifest.calibration.model_copy(update=update)
         return self.self_calibration().fit(index, progress)
 
-    def _unfitted(self, sources: list[Path]) -> str | None:
+    def _unfitted(self, sources: list[Path | str]) -> str | None:
         """Why the confidence is not to be fitted on these sources (None: it is)."""
         mode = self.settings.index.self_calibration
         if mode == "never":
             return NEVER
-        if mode == "auto" and [Path(s).resolve() for s in sources] == [DEFAULT_SOURCE.resolve()]:
+        if mode == "auto" and [s if is_url(s) else Path(s).resolve() for s in sources] == [DEFAULT_SOURCE.resolve()]:
             return SHIPPED_FAQ
         return None
 
@@ -295,7 +349,12 @@ class RagService:
 
     def load_or_build(self, progress: Progress | None = None) -> FaqIndex:
         """Load the saved index; build it first when there is none, when it no longer matches the settings,
-        or when one of its files is damaged."""
+        or when one of its files is damaged. Web sources never read yet are read first."""
+        pages = PageStore.read(self.settings.index.index_dir)
+        if any(is_url(s) and not pages.of_source(str(s)) for s in self.sources):
+            report = self.fetch_pages()
+            for problem in report.problems:
+                log.warning("%s", problem)
         if self.needs_build():
             return self.build(progress=progress)
         try:
@@ -393,7 +452,11 @@ class RagService:
 
     def link(self, result: SearchResult, base_url: str | None = None) -> SearchResult:
         """Give every hit without a URL of its own its page in this service."""
-        hits = [h.model_copy(update={"url": self.entry_link(h.id, h.url, base_url)}) for h in result.results]
+        after = self.settings.web.stale_after_days
+        hits = [
+            h.model_copy(update={"url": self.entry_link(h.id, h.url, base_url), "stale": stale(h.checked_on, after)})
+            for h in result.results
+        ]
         return result.model_copy(update={"results": hits})
 
     def search(self, question: Question, base_url: str | None = None) -> SearchResult:

@@ -14,16 +14,20 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from .config import is_url
 from .errors import SourceError
 from .models import Entry
 from .text import extract_links
 
+if TYPE_CHECKING:
+    from .websources.pages import PageStore
+
 SEPARATOR = "Cette réponse vous a-t-elle été utile ?"
 FILTER_PREFIX = "Votre question concerne"
-SUFFIXES = (".txt", ".jsonl", ".json", ".csv", ".md", ".markdown")
+SUFFIXES = (".txt", ".jsonl", ".json", ".csv", ".md", ".markdown", ".html", ".htm")
 RESERVED = {"id", "question", "answer", "url", "links"}
 
 
@@ -222,8 +226,32 @@ def load_markdown(path: Path) -> Iterator[Entry]:
         raise SourceError(path, "no '## ' heading found; write one '## Question' heading per entry")
 
 
+def load_html(path: Path) -> Iterator[Entry]:
+    """A FAQ page saved as a file, read like a web page (its canonical link, when it has one, gives the URLs)."""
+    from .websources.extract import read_page
+    from .websources.sync import entry_id
+
+    if not path.exists():
+        raise SourceError(path, "file not found; check the path")
+    page = read_page(path.read_bytes(), path.resolve().as_uri())
+    if not page.pairs:
+        raise SourceError(path, "no FAQ structure found (FAQPage, fr-accordion, details, dl, headings)")
+    where = page.canonical
+    for pair in page.pairs:
+        yield Entry(
+            id=entry_id(where or path.name, pair.anchor),
+            question=pair.question,
+            answer=pair.answer,
+            url=f"{where.split('#', 1)[0]}#{pair.anchor}" if where else None,
+            links=pair.links,
+            source=path.name,
+        )
+
+
 LOADERS = {
     ".txt": load_segur_export,
+    ".html": load_html,
+    ".htm": load_html,
     ".jsonl": load_jsonl,
     ".json": load_json,
     ".csv": load_csv,
@@ -286,8 +314,18 @@ def _safe_links(entry: Entry, path: Path, warnings: list[str]) -> Entry:
     return entry.model_copy(update={"links": links}) if len(links) != len(entry.links) else entry
 
 
-def load_corpus(paths: Iterable[Path]) -> Corpus:
-    """Load every source; keep a repeated entry once and report it.
+def _entries(source: Path | str, pages: PageStore | None) -> list[Entry]:
+    """A file's entries, or what a web page or sitemap gave at the last sync (``pages``)."""
+    if not is_url(source):
+        return load_file(Path(source))
+    found = pages.of_source(str(source)) if pages is not None else []
+    if not found:
+        raise SourceError(source, "has not been read yet; run `rag sync` (or `rag index`) to fetch it")
+    return pages.entries(str(source))
+
+
+def load_corpus(paths: Iterable[Path | str], pages: PageStore | None = None) -> Corpus:
+    """Load every source (web ones from ``pages``); keep a repeated entry once and report it.
 
     An entry repeated with the same id (or, without ids, the same content) is kept once. Two
     records with their own distinct ids but the same text are both kept (each has its own link),
@@ -296,11 +334,11 @@ def load_corpus(paths: Iterable[Path]) -> Corpus:
     entries: dict[str, Entry] = {}
     by_content: dict[str, str] = {}
     warnings: list[str] = []
-    paths = [Path(p) for p in paths]
+    paths = [p if is_url(p) else Path(p) for p in paths]
     if not paths:
         raise SourceError("<none>", "no source given; pass --source FILE or set RAG_SOURCES")
     for path in paths:
-        for entry in load_file(path):
+        for entry in _entries(path, pages):
             entry = _safe_links(entry, path, warnings)
             key = content_id(entry.question, entry.answer)
             known = entries.get(entry.id)

@@ -8,6 +8,7 @@
                                    calibration.json (when the confidence was fitted on this FAQ),
                                    curation.jsonl and out-of-scope.npy (when the team curated questions)
     <index dir>/.tmp-<id>/          a version being written (removed if the build dies)
+    <index dir>/web/pages.json      what the FAQ's web pages gave at the last sync (when sources are web pages)
 
 A version is written in full in a temporary folder, renamed into ``versions/``, then the pointer is
 swapped: at every instant ``current`` names a complete version, so a killed build never leaves the
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from .config import is_url
 from .errors import ConfigError, IndexNotReady
 from .manifest import FORMAT_VERSION, Manifest
 
@@ -43,6 +45,7 @@ CURATION = "curation.jsonl"  # the team's decisions the version was built with, 
 OUT_OF_SCOPE = "out-of-scope.npy"  # the vectors of the questions marked out of scope, when there are any
 # an index folder of an earlier layout held one version's files directly: they are the service's own too
 OWN_NAMES = {CURRENT, VERSIONS, ".lock", "bm25", LATENTS, CALIBRATION, *VERSION_FILES}
+WEB = "web"  # what the FAQ's web pages last gave (rag sync), shared by the versions
 
 
 def version_dir(directory: Path) -> Path:
@@ -60,8 +63,8 @@ def check_target(directory: Path) -> None:
     if not directory.is_dir():
         raise ConfigError(f"{directory} is a file, not an index folder; choose another --index-dir (nothing changed)")
     found = {p.name for p in directory.iterdir()}
-    strangers = sorted(n for n in found - OWN_NAMES if not n.startswith(".tmp-"))
-    if strangers or (found and not found & {CURRENT, VERSIONS, MANIFEST}):
+    strangers = sorted(n for n in found - OWN_NAMES - {WEB} if not n.startswith(".tmp-"))
+    if strangers or (found - {WEB} and not found & {CURRENT, VERSIONS, MANIFEST}):
         raise ConfigError(
             f"{directory} holds files that are not an index ({', '.join(strangers[:5]) or 'no manifest'}); "
             "choose an empty or new folder for --index-dir (nothing was changed)"
@@ -142,8 +145,9 @@ def read_manifest(directory: Path) -> Manifest:
         raise IndexNotReady(f"the index manifest {path} is invalid ({where}: {first['msg']}). {REBUILD_HINT}") from None
 
 
-def manifest_sources(directory: Path) -> list[Path]:
-    """The FAQ files an index was built from (the newest readable version that names existing files)."""
+def manifest_sources(directory: Path) -> list[Path | str]:
+    """The FAQ files and web addresses an index was built from (the newest readable version that names existing
+    files)."""
     directory = Path(directory)
     candidates = [version_dir(directory)]
     if (directory / VERSIONS).is_dir():
@@ -151,9 +155,9 @@ def manifest_sources(directory: Path) -> list[Path]:
     for folder in candidates:
         try:
             sources = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("sources", [])
-            paths = [Path(s["path"]) for s in sources]
+            paths = [s["path"] if is_url(s["path"]) else Path(s["path"]) for s in sources]
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             continue
-        if paths and all(p.is_file() for p in paths):
+        if paths and all(is_url(p) or p.is_file() for p in paths):
             return paths
     return []

@@ -196,9 +196,10 @@ CHROMIUM_FLAGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Chromium from Debian's package, driven by Playwright (no browser download)."""
+    """Headless Chromium from Debian's package, driven by Playwright (no browser download); one per module, as
+    Playwright's loop holds the main thread while it runs."""
     if CHROMIUM is None:
         if os.environ.get("CI"):
             pytest.fail("CI needs Debian's chromium for the browser tests (scripts/bootstrap.sh installs it)")

@@ -161,3 +161,31 @@ def test_the_default_k_is_the_setting(built: Path) -> None:
         "ask", "--json", "--index-dir", str(built), "Comment déposer une demande de solde ?", env={"RAG_DEFAULT_K": "2"}
     )
     assert len(json.loads(answer.stdout)["passages"]) == 2
+
+
+def test_rag_index_sync_and_sources_check_on_a_faq_website(tmp_path: Path) -> None:
+    from .faq_site import EXPECTED, FaqSite
+    from .servers import running
+
+    site = FaqSite()
+    with running(site.app, ready_path=None) as base:
+        site.base = base
+        index_dir = str(tmp_path / "site")
+        env = {"RAG_SELF_CALIBRATION": "never", "RAG_WEB_REQUEST_INTERVAL": "0"}
+        built = rag("index", "--source", base + "/sitemap.xml", "--index-dir", index_dir, env=env)
+        assert built.returncode == 0, built.stderr
+        assert f"indexed {len(EXPECTED)} entries" in built.stderr and "robots.txt disallows it" in built.stderr
+        site.pages["/faq/details.html"] = site.pages["/faq/details.html"].replace("requise", "requise par le Ségur")
+        synced = rag("sync", "--index-dir", index_dir, "--json", env=env)
+        assert synced.returncode == 0, synced.stderr
+        summary = json.loads(synced.stdout)
+        assert summary["published"] and len(summary["changed"]) == 1 and summary["added"] == summary["removed"] == []
+        again = rag("sync", "--index-dir", index_dir, env=env)
+        assert again.returncode == 0 and "nothing changed" in again.stdout
+        checked = rag("sources", "check", "--index-dir", index_dir, "--json", env=env)
+        kinds = {f["kind"] for f in json.loads(checked.stdout)["findings"]}
+        assert kinds == {"no_entries"}  # /about.html has no FAQ, /private/ is refused by robots.txt
+        asked = rag("ask", "--json", "--index-dir", index_dir, "Faut-il une messagerie sécurisée ?", env=env)
+        answer = json.loads(asked.stdout.splitlines()[0])
+        assert answer["citations"][0]["url"] == base + "/faq/details.html#mss"
+        assert answer["citations"][0]["checked_on"]

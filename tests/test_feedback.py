@@ -38,7 +38,7 @@ def store(request, tmp_path: Path):
         made = SqliteStore(tmp_path / "fb.sqlite3").open()
     else:
         made = PostgresStore(request.getfixturevalue("postgres_url")).open(wait=30)
-        made._run("TRUNCATE feedback, answers, resolved, curated")
+        made._run("TRUNCATE feedback, answers, resolved, curated, leases")
     yield made
     made.close()
 
@@ -71,6 +71,14 @@ def test_sqlite_store_writes_ahead(tmp_path: Path) -> None:
     SqliteStore(tmp_path / "fb.sqlite3").open().close()
     mode = sqlite3.connect(tmp_path / "fb.sqlite3").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def test_a_lease_is_taken_by_one_holder_per_period(store) -> None:
+    assert store.lease("sync", "replica-a", 0.5)
+    assert not store.lease("sync", "replica-b", 0.5)  # another holder, while it runs
+    assert not store.lease("sync", "replica-a", 0.5)  # nor again by the same holder: once per period
+    wait_until(lambda: store.lease("sync", "replica-b", 30), timeout=5, interval=0.1)
+    assert not store.lease("sync", "replica-a", 30)
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, rag: RagService | None = None) 
         stop = threading.Event()
         threading.Thread(target=state.follow, args=(stop,), name="index-follower", daemon=True).start()
         threading.Thread(target=state.watch, args=(stop,), name="dependencies", daemon=True).start()
+        threading.Thread(target=state.keep_synced, args=(stop,), name="web-sync", daemon=True).start()
         async with assistants.running():
             yield
         stop.set()

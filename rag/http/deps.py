@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import unicodedata
+import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from ..config import Settings
+from ..config import Settings, is_url
 from ..curator import Curator
-from ..errors import ApiError, StoreUnavailable
+from ..errors import ApiError, RagError, StoreUnavailable
 from ..feedback import FeedbackStore, make_store
 from ..gaps import GapFinder
 from ..handoff import HandoffNotifier, Transcript
@@ -22,6 +25,7 @@ from ..models import Answer, SearchResult
 from ..recorder import make_recorder, new_answer_id
 from ..service import RagService
 from ..versions import version_dir
+from ..websources.pages import PageStore
 from .chatwoot import ChatwootBot
 from .metrics import Metrics
 from .reindex import Reindexer
@@ -42,6 +46,9 @@ class AppState:
     store: FeedbackStore | None = None
     reindexer: Reindexer | None = None
     load_error: str | None = None
+    last_sync: dict[str, Any] | None = None  # when the web sources were last synced here, and what it found
+    _web_state: str = "ok"
+    _web_checked: float = -1e9
 
     def __post_init__(self) -> None:
         http = self.settings.http
@@ -110,7 +117,25 @@ class AppState:
         if store == "ok" and not getattr(self.store, "ready", True):
             store = "connecting"
         embeddings = "degraded" if self.service.embedder.resting else "ok"
-        return {"store": store, "redis": self.redis, "embeddings": embeddings}
+        states = {"store": store, "redis": self.redis, "embeddings": embeddings}
+        web = self.web_state()
+        return states | {"web_sources": web} if web else states
+
+    def web_state(self) -> str | None:
+        """The FAQ's website as the last sync found it (None without web sources): ``ok``, or how many of its
+        pages failed (their entries are still served). Read from the page store at most every few seconds."""
+        if not any(is_url(s) for s in self.service.sources):
+            return None
+        now = time.monotonic()
+        if now - self._web_checked > 5.0:
+            try:
+                pages = PageStore.read(self.settings.index.index_dir).pages.values()
+                failing = sum(1 for page in pages if page.failed)
+                self._web_state = f"{failing} pages failing" if failing else "ok"
+            except RagError as exc:
+                self._web_state = str(exc)
+            self._web_checked = now
+        return self._web_state
 
     def check_dependencies(self) -> dict[str, str]:
         """Ask Redis whether it answers (a quarter of a second at most) and publish every state in /metrics."""
@@ -157,6 +182,30 @@ class AppState:
                 log.info("now serving index version %s", self.service.index.version)
             except Exception as exc:  # the top of the watching thread: keep serving the version in hand
                 log.error("the published index %s could not be loaded: %s", published.name, exc)
+
+    def keep_synced(self, stop: threading.Event) -> None:
+        """Every ``RAG_SYNC_INTERVAL`` seconds, read the web sources again and publish what changed — done by
+        one replica per period (a lease in the store); the others load the version it publishes."""
+        interval = self.settings.web.sync_interval
+        if interval <= 0:
+            return
+        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        while not stop.wait(min(interval / 4, 30.0)):
+            if not self.service.ready or not any(is_url(s) for s in self.service.sources):
+                continue
+            try:
+                if not self.store.lease("sync", holder, interval):
+                    continue
+                done = self.service.sync()
+                self.index_loaded()
+                self.last_sync = {"at": time.time(), "published": done.published, "problems": done.report.problems}
+                changes = f"{len(done.added)} added, {len(done.changed)} changed, {len(done.removed)} removed"
+                log.info("synced %d pages: %s; version %s", done.report.pages, changes, done.version)
+            except StoreUnavailable as exc:
+                log.warning("the web sources are not synced while the store is away (%s)", exc)
+            except Exception as exc:  # the top of the sync thread: the FAQ in service stays as it is
+                self.last_sync = {"at": time.time(), "published": False, "problems": [str(exc)]}
+                log.error("the web sources could not be synced: %s", exc)
 
     def clean_query(self, query: str) -> str:
         text = query.strip()

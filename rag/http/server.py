@@ -9,7 +9,7 @@ from pathlib import Path
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from ..config import Settings
+from ..config import Settings, is_url
 from ..service import RagService
 from .app import create_app
 
@@ -25,7 +25,7 @@ class SharedSocketConfig(uvicorn.Config):
         return tcp
 
 
-def serve(settings: Settings, service: RagService, sources: list[Path]) -> None:
+def serve(settings: Settings, service: RagService, sources: list[Path | str]) -> None:
     http = settings.http
     # forwarded headers are read by the app, and only from RAG_FORWARDED_ALLOW_IPS
     options = {"host": http.host, "port": http.port, "log_config": None, "access_log": False, "proxy_headers": False}
@@ -34,6 +34,6 @@ def serve(settings: Settings, service: RagService, sources: list[Path]) -> None:
         return
     # each worker makes its own app from the environment: the command's options go there
     os.environ.update({"RAG_INDEX_DIR": str(settings.index.index_dir.resolve()), "RAG_WORKERS": str(http.workers)})
-    os.environ["RAG_SOURCES"] = ",".join(str(p.resolve()) for p in sources)
+    os.environ["RAG_SOURCES"] = ",".join(p if is_url(p) else str(Path(p).resolve()) for p in sources)
     config = SharedSocketConfig("rag.http.app:app_from_environment", factory=True, workers=http.workers, **options)
     Multiprocess(config, sockets=[config.bind_socket()]).run()

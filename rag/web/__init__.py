@@ -96,4 +96,13 @@ def entry_page(entry: Entry) -> str:
 <body><main class="entry"><p><a href="/">← Poser une question</a></p>
 <h1>{title}</h1><article>{paragraphs}</article>
 {f"<ul class='meta'>{meta}</ul>" if meta else ""}
-<p class="muted">Entrée <code>{escape(entry.id)}</code> · source {escape(entry.source)}</p></main></body></html>"""
+<p class="muted">Entrée <code>{escape(entry.id)}</code> · source {escape(entry.source)}{checked_on(entry.checked_on)}
+</p>
+</main></body></html>"""
+
+
+def checked_on(day: str | None) -> str:
+    """« · vérifié le 30/11/2026 » for an entry whose web page was checked that day (nothing otherwise)."""
+    if not day or len(day) != 10:
+        return ""
+    return f" · vérifié le {escape(day[8:10])}/{escape(day[5:7])}/{escape(day[:4])}"

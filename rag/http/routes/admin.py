@@ -42,6 +42,14 @@ async def admin_feedback(state: StateDep) -> dict[str, Any]:
     return {"stats": stats, "to_label": await anyio.to_thread.run_sync(state.store.export_queries)}
 
 
+@router.get("/sources")
+async def sources(state: StateDep) -> dict[str, Any]:
+    """The sources' quality report: duplicates, conflicts, empty or overlong answers, pages that gave nothing or
+    could not be read, stale pages; and the last scheduled sync of the web sources."""
+    findings = await anyio.to_thread.run_sync(state.service.source_report)
+    return {"findings": [f.as_dict() for f in findings], "count": len(findings), "last_sync": state.last_sync}
+
+
 @router.get("/gaps")
 async def gaps(request: Request, state: StateDep, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
     """The gap report: questions the FAQ did not answer well, grouped by meaning, those asked most first."""

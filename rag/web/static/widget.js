@@ -28,7 +28,7 @@
       handoffFailed: "La conversation n'a pas pu être transmise. Utilisez le lien du support.",
       down: "Le service ne répond pas. Réessayez dans un instant.", empty: "Écrivez une question.",
       understood: "Question comprise : « {q} ».", newConversation: "Nouvelle conversation", source: "source {n}",
-      entry: "Entrée {id}",
+      entry: "Entrée {id}", checked: "(vérifié le {date})", stale: "(vérifié le {date}, à revérifier)",
     },
     en: {
       launcher: "Any question?", close: "Close", question: "Your question", send: "Ask",
@@ -45,7 +45,7 @@
       handoffFailed: "The conversation could not be sent. Use the support link.",
       down: "The service does not answer. Try again in a moment.", empty: "Write a question.",
       understood: "Question understood as: “{q}”.", newConversation: "New conversation", source: "source {n}",
-      entry: "Entry {id}",
+      entry: "Entry {id}", checked: "(checked on {date})", stale: "(checked on {date}, may be out of date)",
     },
   };
   const lang = (options.lang || document.documentElement.lang || "fr").slice(0, 2) === "en" ? "en" : "fr";
@@ -104,6 +104,12 @@ details summary { cursor: pointer; font-weight: 600; margin: .4em 0; }
     } catch (err) {
       return "#";
     }
+  };
+  // « (vérifié le 30/11/2026) » after a source whose web page was checked that day; « à revérifier » when stale
+  const checked = (c) => {
+    if (!c.checked_on) return "";
+    const [y, m, d] = c.checked_on.split("-");
+    return " " + T(c.stale ? "stale" : "checked", { date: lang === "en" ? c.checked_on : `${d}/${m}/${y}` });
   };
   const parseFacets = (text) => {
     if (!text) return {};
@@ -400,7 +406,7 @@ details summary { cursor: pointer; font-weight: 600; margin: .4em 0; }
 
     finish(view, turn, { passages }, restored) {
       this.renderAnswer(view, turn.answer, passages.length ? passages : turn.citations.map((c) => ({ url: c.url, question: c.question })));
-      view.sources.replaceChildren(...turn.citations.map((c) => el("li", { value: c.n }, el("a", { href: safeHref(c.url), rel: "noopener", target: "_blank" }, c.question || c.url))));
+      view.sources.replaceChildren(...turn.citations.map((c) => el("li", { value: c.n }, el("a", { href: safeHref(c.url), rel: "noopener", target: "_blank" }, c.question || c.url), checked(c))));
       view.sourcesTitle.hidden = !turn.citations.length;
       view.passages.replaceChildren(...passages.map((p) => el("li", {}, el("a", { href: safeHref(p.url), rel: "noopener", target: "_blank" }, p.question || T("entry", { id: p.id })), el("p", {}, p.text))));
       view.passagesBox.hidden = !passages.length;
