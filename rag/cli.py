@@ -212,10 +212,10 @@ def search(
         result = service.search(Question(query=question, k=k, filters=filters), service.address)
         if as_json:
             payload = result.model_dump(include={"query", "abstained", "confidence", "results"})
-            for hit in payload["results"]:  # the retrieval internals stay out; the reranker's score when there is one
-                for key in ("dense_score", "bm25_score", "rerank_score"):
-                    if key != "rerank_score" or hit[key] is None:
-                        hit.pop(key, None)
+            for hit in payload["results"]:  # the retrieval internals stay out
+                hit.pop("dense_score", None)
+                hit.pop("bm25_score", None)
+                _unset_out(hit)
             sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
             continue
         table = Table(title=escape(question), show_lines=False, title_justify="left")
@@ -229,6 +229,13 @@ def search(
             passage = text[:160] + ("…" if len(text) > 160 else "")
             table.add_row(str(rank), f"{hit.score:.3f}", escape(hit.id), escape(passage), escape(hit.url or ""))
         console.print(table)
+
+
+def _unset_out(item: dict[str, Any]) -> None:
+    """Fields that only some FAQs fill (the reranker's score, the web page's check) are left out when unset."""
+    for key in ("rerank_score", "checked_on", "stale"):
+        if item.get(key) is None:
+            item.pop(key, None)
 
 
 def parse_filters(items: list[str]) -> dict[str, list[str]]:
@@ -255,6 +262,8 @@ def ask(
     result = service.ask(Question(query=question, k=k), service.address)
     if as_json:
         payload = result.model_dump(exclude={"citations": {"__all__": {"question"}}})
+        for item in payload["citations"] + payload["passages"]:
+            _unset_out(item)
         sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
         return
     console.print(escape(result.answer), highlight=False)

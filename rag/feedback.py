@@ -155,7 +155,9 @@ class FeedbackStore(ABC):
         return bool(rows) and rows[0][0] == holder and rows[0][1] == until
 
     def purge(self, before: float) -> int:
-        """Forget the answers given before ``before`` (epoch seconds) and the votes on them; how many."""
+        """Forget the answers given before ``before`` (epoch seconds) and the votes on them (and leases run out);
+        how many answers."""
+        self._run("DELETE FROM leases WHERE until < ?", (time.time(),))
         return self.erase(before=before)
 
     def feedback(self) -> list[dict[str, Any]]:

@@ -61,7 +61,7 @@ class Hit(BaseModel):
     bm25_score: float | None = Field(None, description="BM25 score of the best lexical match")
     rerank_score: float | None = Field(None, description="the reranker's score, when one is configured")
     checked_on: str | None = Field(None, description="the day the entry's web page was last checked (web sources)")
-    stale: bool = Field(False, description="its web page has not been checked for RAG_STALE_AFTER_DAYS")
+    stale: bool | None = Field(None, description="its web page has not been checked for RAG_STALE_AFTER_DAYS")
 
 
 class SearchResult(BaseModel):
@@ -99,7 +99,7 @@ class Citation(BaseModel):
     question: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict, description="the entry's other fields (facets)")
     checked_on: str | None = Field(None, description="the day the entry's web page was last checked (web sources)")
-    stale: bool = Field(False, description="its web page has not been checked for RAG_STALE_AFTER_DAYS")
+    stale: bool | None = Field(None, description="its web page has not been checked for RAG_STALE_AFTER_DAYS")
 
 
 class Answer(BaseModel):

@@ -454,7 +454,12 @@ class RagService:
         """Give every hit without a URL of its own its page in this service."""
         after = self.settings.web.stale_after_days
         hits = [
-            h.model_copy(update={"url": self.entry_link(h.id, h.url, base_url), "stale": stale(h.checked_on, after)})
+            h.model_copy(
+                update={
+                    "url": self.entry_link(h.id, h.url, base_url),
+                    "stale": stale(h.checked_on, after) if h.checked_on else None,
+                }
+            )
             for h in result.results
         ]
         return result.model_copy(update={"results": hits})

@@ -150,3 +150,24 @@ def test_without_chatwoot_settings_the_webhook_does_not_exist(tiny_settings: Set
     service.build()
     with running(create_app(tiny_settings, service), ready_path="/ready") as base:
         assert httpx.post(base + "/integrations/chatwoot", json={"event": "message_created"}).status_code == 404
+
+
+def test_a_delivery_sent_to_two_replicas_is_answered_once(chatwoot, tiny_settings: Settings, hash_embedder) -> None:
+    standin, chatwoot_url = chatwoot
+    settings = tiny_settings.replace(
+        chatwoot_url=chatwoot_url, chatwoot_bot_token=TOKEN, chatwoot_webhook_secret=SECRET, min_confidence=0.5
+    )
+    services = [RagService(settings, hash_embedder) for _ in range(2)]
+    services[0].build()
+    services[1].load()
+    standin.conversation(9)
+    event = standin.contact_says(9, SOLDE)
+    with (
+        running(create_app(settings, services[0]), ready_path="/ready") as one,
+        running(create_app(settings, services[1]), ready_path="/ready") as two,
+    ):
+        first = httpx.post(one + "/integrations/chatwoot", **signed_delivery(event, delivery="d-9"))
+        again = httpx.post(two + "/integrations/chatwoot", **signed_delivery(event, delivery="d-9"))
+        assert first.json() == {"accepted": True} and again.json() == {"accepted": False}
+        wait_until(lambda: len(standin.posted(9)) == 1)
+    assert len(standin.posted(9)) == 1

@@ -71,7 +71,10 @@ def sites(tmp_path_factory, segur_index: Path) -> Iterator[Sites]:
 
     async def page(request: Request) -> HTMLResponse:
         style = HOSTILE if request.path_params["kind"] == "hostile" else ""
-        return HTMLResponse(PAGE.format(style=style, service=holder["service"]))
+        html = PAGE.format(style=style, service=holder["service"])
+        if "bare" in request.query_params:  # the same page without the widget
+            html = html.split("<script src=")[0] + "</body></html>"
+        return HTMLResponse(html)
 
     desk = Helpdesk()
     host_app = Starlette(routes=[Route("/{kind}.html", page)])
@@ -174,6 +177,23 @@ def test_the_host_pages_styles_change_nothing(sites: Sites, browser) -> None:
         page.close()
     assert boxes[0] == boxes[1]
     assert boxes[0][0]["width"] > 40 and boxes[0][2] == "16px"
+
+
+def test_the_widget_changes_nothing_of_the_host_page(sites: Sites, browser) -> None:
+    measure = """() => [...document.querySelectorAll('body, header, a, main, h1, p')].map((node) => {
+        const box = node.getBoundingClientRect(), style = getComputedStyle(node);
+        return [node.tagName, box.x, box.y, box.width, box.height, style.font, style.color, style.margin];
+    })"""
+    for kind in ("plain", "hostile"):
+        seen = []
+        for query in ("?bare=1", ""):
+            page = browser.new_page(viewport={"width": 1000, "height": 900})
+            page.goto(f"{sites.host}/{kind}.html{query}")
+            if not query:
+                _widget(page).get_by_role("button", name="Une question ?").wait_for()
+            seen.append(page.evaluate(measure))
+            page.close()
+        assert seen[0] == seen[1] and len(seen[0]) >= 5, kind
 
 
 def test_the_keyboard_alone_opens_asks_and_closes(sites: Sites, browser) -> None:

@@ -120,16 +120,24 @@ class ChatwootBot:
         log_answer: Callable[[Answer, str], None],
         count: Callable[[str], None],
         workers: int = 2,
+        first: Callable[[str], bool] | None = None,
     ) -> None:
-        """``log_answer`` puts each question into the question log; ``count`` counts what the bot did."""
+        """``log_answer`` puts each question into the question log; ``count`` counts what the bot did;
+        ``first`` says whether a delivery is seen for the first time by any replica (None: by this process)."""
         self.service, self.client, self.log_answer, self.count = service, client, log_answer, count
+        self.first = first
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="chatwoot")
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, service: RagService, log_answer: Callable[[Answer, str], None], count: Callable
+        cls,
+        settings: Settings,
+        service: RagService,
+        log_answer: Callable[[Answer, str], None],
+        count: Callable,
+        first: Callable[[str], bool] | None = None,
     ) -> ChatwootBot | None:
         channels = settings.channels
         if not (channels.chatwoot_url and channels.chatwoot_bot_token):
@@ -137,7 +145,7 @@ class ChatwootBot:
         client = ChatwootClient(
             channels.chatwoot_url, channels.chatwoot_bot_token, channels.chatwoot_timeout, channels.chatwoot_retries
         )
-        return cls(service, client, log_answer, count)
+        return cls(service, client, log_answer, count, first=first)
 
     def accept(self, event: dict[str, Any], delivery: str | None) -> bool:
         """Take a delivery: True when it is a message to answer (answered in the background), False when there
@@ -146,12 +154,13 @@ class ChatwootBot:
             return False
         key = delivery or f"message:{event.get('id')}"
         with self._lock:
-            if key in self._seen:
-                self.count("duplicate")
-                return False
+            seen = key in self._seen
             self._seen[key] = None
             while len(self._seen) > REMEMBERED:
                 self._seen.popitem(last=False)
+        if seen or (self.first is not None and not self.first(key)):
+            self.count("duplicate")
+            return False
         self._pool.submit(self._answer_safely, event)
         return True
 

@@ -74,9 +74,24 @@ class AppState:
         self.redis = limits.state  # the last look at Redis (it is a network call: on a schedule of its own)
 
     @cached_property
+    def holder(self) -> str:
+        """This process, as it takes leases in the store."""
+        return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    @cached_property
     def chatwoot(self) -> ChatwootBot | None:
         """The Chatwoot agent bot, when Chatwoot is configured."""
-        return ChatwootBot.from_settings(self.settings, self.service, self._log_chatwoot, self._count_chatwoot)
+        return ChatwootBot.from_settings(
+            self.settings, self.service, self._log_chatwoot, self._count_chatwoot, first=self._first_delivery
+        )
+
+    def _first_delivery(self, key: str) -> bool:
+        """Whether no replica took this Chatwoot delivery yet (a lease of a day in the store); the store away,
+        this process's memory alone decides."""
+        try:
+            return self.store.lease(f"chatwoot:{key}", self.holder, 86400)
+        except StoreUnavailable:
+            return True
 
     def _log_chatwoot(self, answer: Answer, channel: str) -> None:
         self.log(new_answer_id(), answer, channel)
@@ -189,7 +204,7 @@ class AppState:
         interval = self.settings.web.sync_interval
         if interval <= 0:
             return
-        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        holder = self.holder
         while not stop.wait(min(interval / 4, 30.0)):
             if not self.service.ready or not any(is_url(s) for s in self.service.sources):
                 continue
