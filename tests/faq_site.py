@@ -166,6 +166,7 @@ class FaqSite:
     async def sitemap(self, request: Request) -> Response:
         self._log(request)
         urls = "".join(f"<url><loc>{self.base}{p}</loc></url>" for p in [*SITEMAP_PATHS, "/about.html"])
+        urls += "<url><loc>http://169.254.169.254/latest/meta-data/</loc></url>"  # another host: never fetched
         namespace = "http://www.sitemaps.org/schemas/sitemap/0.9"
         body = f'<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="{namespace}">{urls}</urlset>'
         return Response(body, media_type="application/xml")

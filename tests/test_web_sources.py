@@ -66,6 +66,8 @@ def test_every_structure_gives_its_entries_with_their_anchors(site: FaqSite, tmp
     assert site.asked("/private/interne.html") == []  # robots.txt disallows it: never requested
     assert any("robots.txt disallows it" in p for p in done.report.problems)
     assert any("/about.html: no FAQ structure found" in p for p in done.report.problems)
+    assert any("1 addresses not on 127.0.0.1:" in p for p in done.report.problems)
+    assert not any("169.254" in url for url in done.report.requested)
     assert any("javascript: link in an answer was dropped" in p for p in done.report.problems)
     va = next(e for e in service.index.entries if e.question == "Qui signe la vérification d'aptitude ?")
     assert "javascript" not in va.answer and "ce lien" in va.answer and f"{site.base}/guide.pdf" in va.answer

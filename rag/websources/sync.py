@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..config import WebSettings, is_url
 from ..models import Entry
@@ -112,7 +113,11 @@ class Syncer:
             return known.pages
         kind = SITEMAP_NS.sub("", root.tag)
         locations = [(loc.text or "").strip() for loc in root.iter() if SITEMAP_NS.sub("", loc.tag) == "loc"]
-        locations = [loc for loc in locations if is_url(loc)]
+        host = urlsplit(url).netloc
+        foreign = [loc for loc in locations if not is_url(loc) or urlsplit(loc).netloc != host]
+        if foreign:  # the sitemaps protocol lists a site's own pages: another host's are never fetched
+            report.problems.append(f"{url}: {len(foreign)} addresses not on {host} were left out")
+        locations = [loc for loc in locations if loc not in foreign]
         if kind == "sitemapindex" and depth == 0:
             pages = [p for child in locations for p in self._sitemap(fetcher, store, child, report, depth + 1)]
         else:
