@@ -231,6 +231,16 @@ def search(
         console.print(table)
 
 
+def _emit(text: str, out: Path | None, wrote: str) -> None:
+    """JSON lines to the file ``out`` (saying what was written), or to standard output."""
+    if out is None:
+        sys.stdout.write(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    err.print(f"wrote {wrote}")
+
+
 def _unset_out(item: dict[str, Any]) -> None:
     """Fields that only some FAQs fill (the reranker's score, the web page's check) are left out when unset."""
     for key in ("rerank_score", "checked_on", "stale"):
@@ -692,12 +702,7 @@ def feedback_export(
     """Unhelpful and unanswered questions as an eval queries file, for a person to label."""
     rows = _store(db).export_queries()
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-        err.print(f"wrote {len(rows)} questions to {out}; fill in 'relevant' with the right entry ids")
-    else:
-        sys.stdout.write(text)
+    _emit(text, out, f"{len(rows)} questions to {out}; fill in 'relevant' with the right entry ids")
 
 
 @feedback_app.command("stats")
@@ -827,12 +832,7 @@ def curation_export(
 ) -> None:
     """Every curated item as JSONL, for review in version control."""
     text = _store(db).curation().to_jsonl()
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-        err.print(f"wrote {text.count(chr(10))} curated items to {out}")
-    else:
-        sys.stdout.write(text)
+    _emit(text, out, f"{text.count(chr(10))} curated items to {out}")
 
 
 @curation_app.command("import")
