@@ -210,3 +210,17 @@ def browser():
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.slow)])
+def store(request, tmp_path: Path):
+    """A feedback store, empty: the same tests run against SQLite and PostgreSQL."""
+    from rag.feedback import PostgresStore, SqliteStore
+
+    if request.param == "sqlite":
+        made = SqliteStore(tmp_path / "fb.sqlite3").open()
+    else:
+        made = PostgresStore(request.getfixturevalue("postgres_url")).open(wait=30)
+        made._run("TRUNCATE feedback, answers, resolved, curated, leases")
+    yield made
+    made.close()

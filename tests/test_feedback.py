@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from rag.config import Settings
-from rag.feedback import SCHEMA_VERSION, PostgresStore, SqliteStore, UnknownAnswer
+from rag.feedback import SCHEMA_VERSION, SqliteStore, UnknownAnswer
 from rag.http import create_app
 from rag.models import Answer, Citation, Hit
 
@@ -29,18 +29,6 @@ def _answer(query: str, cited: list[str], abstained: bool = False) -> Answer:
     hits = [Hit(id=i, text="t", score=1.0, url=f"/entries/{i}") for i in cited]
     citations = [Citation(n=n, id=i, url=f"/entries/{i}") for n, i in enumerate(cited, start=1)]
     return Answer(query=query, answer="a", abstained=abstained, citations=citations, passages=hits)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.slow)])
-def store(request, tmp_path: Path):
-    """The same tests run against both stores."""
-    if request.param == "sqlite":
-        made = SqliteStore(tmp_path / "fb.sqlite3").open()
-    else:
-        made = PostgresStore(request.getfixturevalue("postgres_url")).open(wait=30)
-        made._run("TRUNCATE feedback, answers, resolved, curated, leases")
-    yield made
-    made.close()
 
 
 def test_store_records_updates_exports_and_counts(store) -> None:

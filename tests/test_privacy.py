@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from rag.cli import app as cli
 from rag.config import Settings
-from rag.feedback import SCHEMA, SCHEMA_VERSION, PostgresStore, SqliteStore, answer_row
+from rag.feedback import SCHEMA, SCHEMA_VERSION, SqliteStore, answer_row
 from rag.http import create_app
 from rag.models import Answer
 from rag.privacy import scrub
@@ -67,17 +67,6 @@ def _leaks(rows: list[tuple]) -> list[str]:
 
 def _answer(query: str) -> Answer:
     return Answer(query=query, answer=f"Vous avez écrit : {query}", abstained=False, citations=[], passages=[])
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.slow)])
-def store(request, tmp_path: Path):
-    if request.param == "sqlite":
-        made = SqliteStore(tmp_path / "fb.sqlite3").open()
-    else:
-        made = PostgresStore(request.getfixturevalue("postgres_url")).open(wait=30)
-        made._run("TRUNCATE feedback, answers, resolved, curated")
-    yield made
-    made.close()
 
 
 def test_nothing_personal_reaches_the_store_or_the_spool(store, tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ class AppState:
     reindexer: Reindexer | None = None
     load_error: str | None = None
     last_sync: dict[str, Any] | None = None  # when the web sources were last synced here, and what it found
-    _web_state: str = "ok"
+    _web_state: str | None = None
     _web_checked: float = -1e9
 
     def __post_init__(self) -> None:
@@ -138,19 +138,22 @@ class AppState:
 
     def web_state(self) -> str | None:
         """The FAQ's website as the last sync found it (None without web sources): ``ok``, or how many of its
-        pages failed (their entries are still served). Read from the page store at most every few seconds."""
-        if not any(is_url(s) for s in self.service.sources):
-            return None
+        pages failed (their entries are still served). Looked at on disk at most every few seconds."""
         now = time.monotonic()
         if now - self._web_checked > 5.0:
-            try:
-                pages = PageStore.read(self.settings.index.index_dir).pages.values()
-                failing = sum(1 for page in pages if page.failed)
-                self._web_state = f"{failing} pages failing" if failing else "ok"
-            except RagError as exc:
-                self._web_state = str(exc)
             self._web_checked = now
+            self._web_state = self._look_at_web_sources()
         return self._web_state
+
+    def _look_at_web_sources(self) -> str | None:
+        if not any(is_url(s) for s in self.service.sources):
+            return None
+        try:
+            pages = PageStore.read(self.settings.index.index_dir).pages.values()
+        except RagError as exc:
+            return str(exc)
+        failing = sum(1 for page in pages if page.failed)
+        return f"{failing} pages failing" if failing else "ok"
 
     def check_dependencies(self) -> dict[str, str]:
         """Ask Redis whether it answers (a quarter of a second at most) and publish every state in /metrics."""

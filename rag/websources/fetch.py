@@ -58,12 +58,6 @@ class Fetcher:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> Fetcher:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
     def _pause(self, host: str) -> None:
         with self._lock:
             wait = self._last.get(host, 0.0) + self.interval - time.monotonic()

@@ -10,7 +10,6 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -100,7 +99,3 @@ def stale(checked_on: str | None, after_days: float, today: dt.date | None = Non
     except ValueError:
         return False
     return ((today or dt.date.today()) - day).days > after_days
-
-
-def as_dict(record: BaseModel) -> dict[str, Any]:
-    return json.loads(record.model_dump_json())

@@ -28,7 +28,6 @@ class SyncReport:
 
     pages: int = 0
     unchanged: int = 0  # answered 304, or the same body
-    read: int = 0
     problems: list[str] = field(default_factory=list)
     requested: list[str] = field(default_factory=list)
 
@@ -163,7 +162,6 @@ class Syncer:
                 url=url, source=source, error=reason, entries=kept, notes=notes, checked_on=checked
             )
             return
-        report.read += 1
         if known is not None and [e.model_dump() for e in known.entries] == [e.model_dump() for e in entries]:
             report.unchanged += 1
         store.pages[url] = PageRecord(
