@@ -176,10 +176,17 @@ class HybridRetriever:
             return
         want = min(len(index.chunks), max(self.params.candidates * 4, 64))
         mask = None if allowed is None else allowed[index.chunk_entry].astype(np.float32)
-        docs, scores = index.bm25.retrieve([terms], k=want, show_progress=False, weight_mask=mask, n_threads=0)
-        for row, score in zip(docs[0], scores[0]):
+        ids = index.bm25.get_tokens_ids(terms)
+        if not ids:
+            return
+        # the scores of every chunk and their top rows, without bm25s's retrieve (a progress bar, and a
+        # process-wide lock, per call)
+        scores = index.bm25.get_scores_from_ids(ids, weight_mask=mask)
+        top = np.argpartition(-scores, want - 1)[:want] if want < len(scores) else np.arange(len(scores))
+        for row in top[np.argsort(-scores[top], kind="stable")]:
+            score = float(scores[row])
             if score <= 0:
-                continue
+                break
             entry = index.chunk_entry[row]
             if score > best[entry]:
                 best[entry] = score
