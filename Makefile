@@ -5,7 +5,7 @@ VENV ?= .venv
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test test-fast lint eval bench index calibrate clean
+.PHONY: serve test test-fast lint eval bench bench-compare index calibrate clean
 
 serve:
 	./scripts/bootstrap.sh run
@@ -50,6 +50,12 @@ bench:
 	$(VENV)/bin/python -m bench.embeddings
 	$(VENV)/bin/python -m bench.calibration
 	$(VENV)/bin/python -m bench.faults
+
+# the quick benchmarks on BASE and on the working tree, side by side; fails when a ratio worsened beyond the noise
+BASE ?= origin/main
+bench-compare:
+	./scripts/bootstrap.sh dev
+	$(VENV)/bin/python -m bench.run --compare $(BASE)
 
 clean:
 	rm -rf index/built $(VENV) .pytest_cache .ruff_cache

@@ -330,7 +330,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer rounds, no 1M-vector runs")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run these sections, keep the others' results")
+    parser.add_argument("--compare", metavar="BASE", help="compare with this git revision (bench/compare.py)")
+    parser.add_argument("--against", default="WORKTREE", help="with --compare: the new side (default: working tree)")
+    parser.add_argument("--rounds", type=int, default=4, help="with --compare: rounds, both sides in each")
+    parser.add_argument("--seconds", type=int, default=6, help="with --compare: seconds of load per measure")
+    parser.add_argument("--questions", type=int, default=40, help="with --compare: questions timed per round")
+    parser.add_argument("--tolerance", type=float, default=0.05, help="with --compare: a change within it is noise")
     args = parser.parse_args()
+    if args.compare:
+        from bench.compare import compare
+
+        raise SystemExit(compare(args))
     only = set(args.only or SECTIONS)
     rounds = 2 if args.quick else 5
     questions = [q.query for q in load_queries(ROOT / "eval" / "segur.jsonl")]

@@ -34,7 +34,8 @@ STOP_GRACE = 30.0  # seconds a worker has to finish its requests once asked to s
 def listening_socket(host: str, port: int, listen: bool = True) -> socket.socket:
     """A TCP socket bound to ``host:port`` with ``SO_REUSEPORT``. Made with its protocol, so that asyncio sets
     TCP_NODELAY on the connections it accepts (small replies would otherwise wait ~40 ms for delayed ACKs)."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = found[0]
     sock = socket.socket(family, kind, proto or socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
