@@ -17,8 +17,8 @@ from pathlib import Path
 
 from bench.run import CNIL, OUT, machine
 from rag.config import Settings
-from rag.service import RagService
-from rag.sources import load_corpus
+from rag.corpus.sources import load_corpus
+from rag.query.service import RagService
 
 
 def faqs(folder: Path, quick: bool) -> dict[str, Path]:

@@ -25,11 +25,11 @@ import numpy as np
 
 from bench.run import CNIL, OUT, ROOT, free_port, machine
 from rag.config import Settings
+from rag.corpus.sources import load_corpus
 from rag.embedders import encoder_threads
 from rag.evaluation.run import load_queries
 from rag.models import Question
-from rag.service import RagService
-from rag.sources import load_corpus
+from rag.query.service import RagService
 
 QUESTIONS = [q.query for q in load_queries(ROOT / "eval" / "segur.jsonl")]
 MODEL = "multilingual-e5-small-q4"

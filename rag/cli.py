@@ -17,11 +17,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .config import Settings, is_url, load_settings
-from .errors import ConfigError, RagError
-from .manifest import CalibrationRecord
-from .models import Question
-from .service import RagService
+from rag.config import Settings, is_url, load_settings
+from rag.errors import ConfigError, RagError
+from rag.indexing.manifest import CalibrationRecord
+from rag.models import Question
+from rag.query.service import RagService
 
 app = typer.Typer(help="Cited answers over FAQ corpora.", no_args_is_help=True, add_completion=False)
 console = Console()
@@ -295,8 +295,8 @@ def serve(
     build: Annotated[bool, typer.Option("--build/--no-build", help="build the index first if it is missing")] = True,
 ) -> None:
     """Run the HTTP API and web page."""
-    from .http.server import serve as run_server
-    from .logs import configure as configure_logging
+    from rag.http.server import serve as run_server
+    from rag.logs import configure as configure_logging
 
     settings = make_settings(index_dir, host=host, port=port, workers=workers)
     configure_logging(settings)  # one JSON line per request on stderr (rag.access), and the service's own messages
@@ -310,10 +310,10 @@ def serve(
 @friendly
 def mcp(index_dir: IndexDir = None) -> None:
     """Serve the FAQ to AI assistants over the Model Context Protocol, on stdin/stdout."""
-    from .feedback import make_store
-    from .logs import configure as configure_logging
-    from .mcp_server import make_server
-    from .recorder import make_recorder, new_answer_id
+    from rag.channels.mcp import make_server
+    from rag.logs import configure as configure_logging
+    from rag.store.feedback import make_store
+    from rag.store.recorder import make_recorder, new_answer_id
 
     settings = make_settings(index_dir)
     configure_logging(settings)  # stderr: stdout is the protocol
@@ -366,8 +366,8 @@ def eval_cmd(
     as_json: JsonOut = False,
 ) -> None:
     """Score retrieval and answers on an eval set (with --holdout: how the service declines what the FAQ lacks)."""
-    from .evaluation.reports import write_outputs
-    from .evaluation.run import HttpBackend, InProcessBackend, load_queries, score
+    from rag.evaluation.reports import write_outputs
+    from rag.evaluation.run import HttpBackend, InProcessBackend, load_queries, score
 
     if ctx.invoked_subcommand is not None:
         return
@@ -405,7 +405,7 @@ def eval_cmd(
 
 def _llm_client(settings: Settings) -> tuple[Any, Any]:
     """The configured LLM's client and prompts; a clear line when there is none."""
-    from .llm import ChatClient, PromptSet
+    from rag.llm import ChatClient, PromptSet
 
     if not settings.llm.base_url:
         raise ConfigError("this needs an LLM: set RAG_LLM_BASE_URL (and RAG_LLM_MODEL) to an OpenAI-compatible server")
@@ -413,7 +413,7 @@ def _llm_client(settings: Settings) -> tuple[Any, Any]:
 
 
 def _eval_judge(settings: Settings, items: list, outcomes: list, votes: int) -> dict[str, Any]:
-    from .evaluation.grading import Cache, Grader, grade_run
+    from rag.evaluation.grading import Cache, Grader, grade_run
 
     client, prompts = _llm_client(settings)
     cache = Cache(settings.index.index_dir.parent / "eval-cache" / "judge.jsonl")
@@ -443,7 +443,7 @@ def eval_generate(
     index_dir: IndexDir = None,
 ) -> None:
     """A test set drawn from the FAQ, for a person to review (JSONL for rag eval, CSV to edit)."""
-    from .evaluation import generate as gen
+    from rag.evaluation import generate as gen
 
     settings = make_settings(index_dir)
     if from_votes:
@@ -487,9 +487,9 @@ def eval_compare(
     as_json: JsonOut = False,
 ) -> None:
     """Each metric's difference with a paired bootstrap 95 % interval, and the questions that flipped."""
-    from .evaluation.compare import compare, markdown
-    from .evaluation.html import compare_page
-    from .evaluation.reports import read_results
+    from rag.evaluation.compare import compare, markdown
+    from rag.evaluation.html import compare_page
+    from rag.evaluation.reports import read_results
 
     runs = read_results(base), read_results(new)
     comparison = compare(*runs, resamples=resamples, tolerance=tolerance)
@@ -545,7 +545,7 @@ def _eval_service(index_dir: Path | None, corpus: list[Path] | None) -> RagServi
 
 
 def _eval_run(items: list, backend: Any, k: int) -> list:
-    from .evaluation.run import run_eval
+    from rag.evaluation.run import run_eval
 
     columns = (TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as progress:
@@ -557,7 +557,7 @@ def _eval_holdout(
     service: RagService, items: list, size: int, count: int, judgements: Path | None, k: int
 ) -> tuple[list, list, dict[str, Any]]:
     """Every fold's questions and outcomes, one after the other (ids prefixed by the fold), and what to report."""
-    from .evaluation.holdout import Judgements, choose_folds, held_out_answers, run_holdout
+    from rag.evaluation.holdout import Judgements, choose_folds, held_out_answers, run_holdout
 
     judged = Judgements.load(judgements)
     chosen = choose_folds(items, {e.id for e in service.index.entries}, size, count)
@@ -586,7 +586,7 @@ def _eval_holdout(
 
 
 def _gate(report: dict[str, Any], gate: Path) -> None:
-    from .evaluation.run import check_gate
+    from rag.evaluation.run import check_gate
 
     failures = check_gate(report, json.loads(Path(gate).read_text(encoding="utf-8")))
     if failures:
@@ -604,7 +604,7 @@ def eval_index_dir(settings: Settings, corpus: list[Path]) -> Path:
 
 
 def print_report(report: dict[str, Any], title: str) -> None:
-    from .evaluation.run import MAIN_METRICS, TABLES, holdout_line
+    from rag.evaluation.run import MAIN_METRICS, TABLES, holdout_line
 
     table = Table(
         title=f"{title}: {report['in_scope']} in scope, {report['out_of_scope']} out of scope", title_justify="left"
@@ -644,8 +644,8 @@ def calibrate(
 ) -> None:
     """Fit the confidence (the probability that the FAQ answers): on the FAQ in service (--auto), or on the
     calibration questions of a plan."""
-    from .evaluation.calibrate import calibrate as fit_calibration
-    from .evaluation.calibrate import collect, read_plan
+    from rag.evaluation.calibrate import calibrate as fit_calibration
+    from rag.evaluation.calibrate import collect, read_plan
 
     settings = make_settings(index_dir)
     if auto:
@@ -682,7 +682,7 @@ app.add_typer(feedback_app, name="feedback")
 
 def _store(db: Path | None):
     """The SQLite file given, else the configured store (RAG_DATABASE_URL, else the file beside the index)."""
-    from .feedback import SqliteStore, make_store
+    from rag.store.feedback import SqliteStore, make_store
 
     settings = make_settings()
     if db is None and settings.http.database_url:
@@ -743,8 +743,8 @@ Db = Annotated[Path | None, typer.Option("--db", help="feedback database (defaul
 
 def _curator(db: Path | None, index_dir: Path | None = None):
     """The curation of the configured store and index (loaded)."""
-    from .curator import Curator
-    from .gaps import GapFinder
+    from rag.publishing.gap_resolution import Curator
+    from rag.publishing.gaps import GapFinder
 
     settings = make_settings(index_dir)
     service = RagService(settings)
@@ -814,7 +814,7 @@ def gaps_resolve(
     """Resolve a gap and publish a new index version (a running service follows it)."""
     from pydantic import ValidationError
 
-    from .curator import Resolution
+    from rag.publishing.gap_resolution import Resolution
 
     try:
         resolution = Resolution(action=action, question=question, answer=answer, url=url, entry_id=entry_id)
@@ -841,7 +841,7 @@ def curation_import(
     path: Annotated[Path, typer.Argument(help="a JSONL export")], db: Db = None, index_dir: IndexDir = None
 ) -> None:
     """Keep the curated items of a JSONL export (each once) and publish a new index version with them."""
-    from .curation import Curation
+    from rag.corpus.curated import Curation
 
     curation = Curation.read(path)
     done = _curator(db, index_dir).import_(curation)

@@ -17,7 +17,7 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .errors import ConfigError
+from rag.errors import ConfigError
 
 # shipped as package data (see pyproject.toml): the Ségur FAQ with its titles and glossary, and the prompts
 DEFAULT_SOURCE = Path(str(files("rag.assets.segur").joinpath("segur-faq.txt")))

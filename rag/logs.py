@@ -6,7 +6,7 @@ import logging
 import re
 import sys
 
-from .config import Settings
+from rag.config import Settings
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s:]+(?::[^/@\s]*)?@")
 _BEARER = re.compile(r"(?i)(bearer\s+)\S+")

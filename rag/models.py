@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from .handoff import Handoff
+from rag.channels.handoff import Handoff
 
 
 class Entry(BaseModel):

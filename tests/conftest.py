@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.analyzer import FrenchAnalyzer
 from rag.config import DEFAULT_SOURCE, Settings
 from rag.embedders import Embedder
-from rag.latents import Latents
+from rag.embedders.latents import Latents
+from rag.language.analyzer import FrenchAnalyzer
 from rag.models import Question
-from rag.service import RagService
+from rag.query.service import RagService
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,7 +215,7 @@ def browser():
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.slow)])
 def store(request, tmp_path: Path):
     """A feedback store, empty: the same tests run against SQLite and PostgreSQL."""
-    from rag.feedback import PostgresStore, SqliteStore
+    from rag.store.feedback import PostgresStore, SqliteStore
 
     if request.param == "sqlite":
         made = SqliteStore(tmp_path / "fb.sqlite3").open()

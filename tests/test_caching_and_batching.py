@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.batching import MicroBatcher
-from rag.cache import LRUCache, normalise_query
 from rag.config import Settings
-from rag.service import RagService
+from rag.query.batching import MicroBatcher
+from rag.query.cache import LRUCache, normalise_query
+from rag.query.service import RagService
 
 from .conftest import Q
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.calibration import DENSE_FEATURES, FEATURES, LATENT_FEATURES, Calibration, fit
 from rag.config import Settings
 from rag.errors import ConfigError
 from rag.evaluation.run import load_queries
-from rag.service import RagService
-from rag.smalltalk import smalltalk
+from rag.indexing.calibration import DENSE_FEATURES, FEATURES, LATENT_FEATURES, Calibration, fit
+from rag.language.smalltalk import smalltalk
+from rag.query.service import RagService
 
 from .conftest import ROOT, Q
 

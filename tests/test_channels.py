@@ -15,11 +15,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from rag.channels.handoff import asks_for_person
+from rag.channels.widget import WidgetTokens
 from rag.config import Settings
-from rag.handoff import asks_for_person
 from rag.http import create_app
-from rag.http.widget import WidgetTokens
-from rag.service import RagService
+from rag.query.service import RagService
 
 from .servers import running
 

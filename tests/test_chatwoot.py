@@ -11,7 +11,7 @@ import pytest
 
 from rag.config import Settings
 from rag.http import create_app
-from rag.service import RagService
+from rag.query.service import RagService
 
 from .chatwoot_standin import SECRET, TOKEN, ChatwootStandIn, signed_delivery
 from .servers import running, wait_until

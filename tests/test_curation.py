@@ -12,11 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rag.config import Settings
-from rag.curation import CuratedItem, Curation, new_entry
+from rag.corpus.curated import CuratedItem, Curation, new_entry
 from rag.evaluation.run import load_queries
 from rag.http import create_app
 from rag.models import Question
-from rag.service import RagService
+from rag.query.service import RagService
 
 from .servers import wait_until
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from rag.config import DEFAULT_SOURCE, Settings
-from rag.service import RagService
-from rag.sources import load_file
+from rag.corpus.sources import load_file
+from rag.query.service import RagService
 
 from .conftest import Q
 

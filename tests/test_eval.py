@@ -14,7 +14,7 @@ from rag.config import Settings
 from rag.evaluation.reports import write_outputs
 from rag.evaluation.run import HttpBackend, InProcessBackend, check_gate, load_queries, run_eval, score
 from rag.http import create_app
-from rag.service import RagService
+from rag.query.service import RagService
 
 from .conftest import ROOT
 from .servers import running
@@ -111,7 +111,7 @@ def test_eval_over_http_matches_in_process(service: RagService, tmp_path: Path) 
 
 def test_cnil_benchmark_loads_and_scores(cnil_faq: Path, tmp_path: Path) -> None:
     """A cheap check on the second corpus: the queries' gold ids all exist in the loaded FAQ."""
-    from rag.sources import load_corpus
+    from rag.corpus.sources import load_corpus
 
     ids = {e.id for e in load_corpus([cnil_faq]).entries}
     queries = load_queries(cnil_faq.parent / "queries.jsonl")

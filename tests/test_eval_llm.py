@@ -13,7 +13,7 @@ from rag.evaluation.generate import Generator, from_votes, write
 from rag.evaluation.grading import Cache, Grader, grade_run, parse
 from rag.evaluation.run import EvalQuery, Outcome
 from rag.llm import ChatClient, PromptSet
-from rag.service import RagService
+from rag.query.service import RagService
 
 from .fake_llm import ScriptedTransport
 

@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from rag.config import Settings
-from rag.feedback import SCHEMA_VERSION, SqliteStore, UnknownAnswer
 from rag.http import create_app
 from rag.models import Answer, Citation, Hit
+from rag.store.feedback import SCHEMA_VERSION, SqliteStore, UnknownAnswer
 
 from .servers import free_port, running, wait_until
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from rag.config import Settings
 from rag.http import create_app
-from rag.service import RagService
+from rag.query.service import RagService
 
 from .servers import wait_until
 

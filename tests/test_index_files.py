@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from rag.config import IndexSettings, RetrievalSettings
+from rag.corpus.sources import load_corpus
 from rag.errors import ConfigError, IndexNotReady
-from rag.faq_index import FaqIndex, make_vector_index
-from rag.glossary import Glossary
-from rag.indexing import build_index
-from rag.retriever import HybridRetriever
-from rag.sources import load_corpus
-from rag.versions import version_dir
+from rag.indexing.build import build_index
+from rag.indexing.faq_index import FaqIndex, make_vector_index
+from rag.indexing.versions import version_dir
+from rag.language.glossary import Glossary
+from rag.query.retriever import HybridRetriever
 
 from .conftest import Q
 
@@ -187,7 +187,7 @@ def test_a_crash_between_writing_a_version_and_switching_to_it_leaves_the_old_on
         raise KeyboardInterrupt("killed")
 
     with monkeypatch.context() as patch:
-        patch.setattr("rag.versions.os.replace", crash)
+        patch.setattr("rag.indexing.versions.os.replace", crash)
         with pytest.raises(KeyboardInterrupt):
             _build(tiny_jsonl, hash_embedder).save(target)
     assert version_dir(target).name == before and FaqIndex.load(target).entries

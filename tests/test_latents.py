@@ -7,17 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.batching import MicroBatcher
-from rag.calibration import FEATURES, LATENT_FEATURES, fit
 from rag.config import IndexSettings
-from rag.decision import Decision
+from rag.corpus.sources import load_corpus
+from rag.embedders.latents import Latents, overlap
 from rag.errors import IndexNotReady
-from rag.faq_index import FaqIndex
-from rag.glossary import Glossary
-from rag.indexing import build_index
-from rag.latents import Latents, overlap
-from rag.sources import load_corpus
-from rag.versions import LATENTS, version_dir
+from rag.indexing.build import build_index
+from rag.indexing.calibration import FEATURES, LATENT_FEATURES, fit
+from rag.indexing.faq_index import FaqIndex
+from rag.indexing.versions import LATENTS, version_dir
+from rag.language.glossary import Glossary
+from rag.query.batching import MicroBatcher
+from rag.query.decision import Decision
 
 from .conftest import LatentHashEmbedder, Q
 
@@ -149,7 +149,7 @@ def test_the_setting_is_a_build_option(make_service) -> None:
 
 @pytest.fixture
 def latent_service(tiny_settings, latent_embedder):
-    from rag.service import RagService
+    from rag.query.service import RagService
 
     service = RagService(tiny_settings, latent_embedder)
     service.build()
@@ -176,11 +176,11 @@ class _FailingQueries(LatentHashEmbedder):
 
 
 def test_a_failing_latent_pass_leaves_the_question_answered(tiny_settings, caplog) -> None:
-    from rag.service import RagService
+    from rag.query.service import RagService
 
     service = RagService(tiny_settings, _FailingQueries())
     service.build()
-    with caplog.at_level(logging.WARNING, logger="rag.decision"):
+    with caplog.at_level(logging.WARNING, logger="rag.query.decision"):
         result = service.retrieve(Q("Quelle messagerie sécurisée utiliser ?"))
         signals = service.diagnose(Q("Quelle messagerie sécurisée pour un cabinet ?")).signals
     assert result.results and result.results[0].id == "mss"
@@ -281,7 +281,7 @@ def _deciding(source: _Source, band: tuple[float, float]) -> Decision:
     """The shipped calibration, waiting for latent terms always (band 0..1) or never (band 2..2)."""
     from dataclasses import replace
 
-    from rag.calibration import Calibration
+    from rag.indexing.calibration import Calibration
 
     return Decision(replace(Calibration.load(), latent_band=band), latents=source)
 
@@ -321,7 +321,7 @@ def test_the_batcher_reports_its_load() -> None:
 def test_questions_decided_together_leave_latent_terms_to_when_they_are_needed(latent_service, latent_embedder) -> None:
     import threading
 
-    from rag.retriever import HybridRetriever
+    from rag.query.retriever import HybridRetriever
 
     inside, release = threading.Event(), threading.Event()
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.faq_index import FaqIndex
-from rag.versions import version_dir
+from rag.indexing.faq_index import FaqIndex
+from rag.indexing.versions import version_dir
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from rag.http import create_app
 from rag.llm import Reset
 from rag.llm.drafting import verify_markers
 from rag.llm.prompts import PromptSet, PromptTemplate
-from rag.service import RagService
+from rag.query.service import RagService
 
 from .conftest import ROOT, Q
 from .fake_llm import FakeLLM

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from rag.calibration import Calibration
-from rag.decision import Decision
-from rag.extractive import ExtractiveGenerator
+from rag.indexing.calibration import Calibration
 from rag.llm import LLMParts, Reset
-from rag.service import RagService
+from rag.query.decision import Decision
+from rag.query.extractive import ExtractiveGenerator
+from rag.query.service import RagService
 
 from .conftest import Q
 from .fake_llm import ScriptedTransport
@@ -198,10 +198,10 @@ def test_with_an_llm_the_confidence_is_fitted_on_its_rewordings_of_the_entries(
 def test_a_gap_gets_the_title_the_llm_proposes_and_keeps_its_question_when_the_llm_fails(
     make_llm_service, llm, tmp_path
 ) -> None:
-    from rag.curator import Curator
-    from rag.feedback import SqliteStore, answer_row
-    from rag.gaps import GapFinder
     from rag.models import Answer
+    from rag.publishing.gap_resolution import Curator
+    from rag.publishing.gaps import GapFinder
+    from rag.store.feedback import SqliteStore, answer_row
 
     service = make_llm_service(llm_judge=False)
     store = SqliteStore(tmp_path / "log.sqlite3").open()

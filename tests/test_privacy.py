@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 
 from rag.cli import app as cli
 from rag.config import Settings
-from rag.feedback import SCHEMA, SCHEMA_VERSION, SqliteStore, answer_row
 from rag.http import create_app
 from rag.models import Answer
-from rag.privacy import scrub
-from rag.recorder import Recorder
-from rag.service import RagService
-from rag.spool import Spool
+from rag.query.service import RagService
+from rag.store.feedback import SCHEMA, SCHEMA_VERSION, SqliteStore, answer_row
+from rag.store.privacy import scrub
+from rag.store.recorder import Recorder
+from rag.store.spool import Spool
 
 from .servers import wait_until
 

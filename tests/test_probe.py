@@ -12,7 +12,7 @@ import pytest
 
 from rag.config import Settings
 from rag.http import create_app
-from rag.service import RagService
+from rag.query.service import RagService
 
 from .servers import running
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from rag.errors import StoreUnavailable, UnknownAnswer
-from rag.feedback import SqliteStore
 from rag.models import Answer, Citation, Hit
-from rag.recorder import Recorder, new_answer_id
-from rag.spool import Spool
+from rag.store.feedback import SqliteStore
+from rag.store.recorder import Recorder, new_answer_id
+from rag.store.spool import Spool
 
 from .servers import wait_until
 

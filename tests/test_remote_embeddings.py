@@ -19,7 +19,7 @@ from rag.embedders import make_embedder
 from rag.embedders.openai_server import token_counter
 from rag.errors import ConfigError, EmbeddingsUnavailable
 from rag.http import create_app
-from rag.service import RagService
+from rag.query.service import RagService
 
 from .conftest import Q
 from .fake_embeddings import FakeEmbeddings

@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 from mcp import Client
 
+from rag.channels.mcp import make_server
 from rag.http import create_app
-from rag.mcp_server import make_server
-from rag.service import RagService
+from rag.query.service import RagService
 
 from .conftest import Q
 

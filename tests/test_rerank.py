@@ -9,8 +9,8 @@ import pytest
 from rag.config import Settings
 from rag.embedders.sentence_transformers import packaged_minilm_path
 from rag.errors import ConfigError
-from rag.rerank import CrossEncoderReranker
-from rag.service import RagService
+from rag.query.rerank import CrossEncoderReranker
+from rag.query.service import RagService
 
 from .conftest import Q
 

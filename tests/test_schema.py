@@ -12,7 +12,7 @@ from schemathesis.checks import positive_data_acceptance
 
 from rag.config import Settings
 from rag.http import create_app
-from rag.service import RagService
+from rag.query.service import RagService
 
 from .conftest import TINY_FAQ, HashEmbedder
 

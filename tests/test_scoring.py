@@ -6,7 +6,7 @@ import pytest
 
 from rag.evaluation import scoring
 from rag.evaluation.run import EvalQuery, Outcome, check_gate, score
-from rag.text import sentence_units
+from rag.language.text import sentence_units
 
 
 def test_recall_mrr_ndcg_by_hand() -> None:

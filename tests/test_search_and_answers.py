@@ -132,7 +132,7 @@ def test_a_reader_of_another_language_is_told_the_sources_are_quoted_as_they_are
     ],
 )
 def test_what_counts_as_an_elliptical_follow_up(question: str, expected: bool) -> None:
-    from rag.conversation import elliptical
+    from rag.query.conversation import elliptical
 
     assert elliptical(question) is expected
 
@@ -149,8 +149,8 @@ def test_a_follow_up_is_read_with_the_question_before(make_service) -> None:
 
 def test_the_answer_prefers_sentences_with_the_question_s_own_words() -> None:
     from rag.config import AnswerSettings
-    from rag.extractive import ExtractiveGenerator
     from rag.models import Hit, SearchResult
+    from rag.query.extractive import ExtractiveGenerator
 
     text = "Organisme payeur. Organisme payeur agréé par l'État pour les paiements. Le dossier non signé est refusé."
     hit = Hit(id="e", question=None, text=text, score=1.0, url="/entries/e")

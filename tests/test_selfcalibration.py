@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.calibration import Calibration, log_odds, recalibrate
 from rag.errors import ConfigError, SourceError
 from rag.evaluation.holdout import Judgements, as_asked, choose_folds, run_holdout
 from rag.evaluation.run import EvalQuery, score
-from rag.probes import STYLES, ProbeWriter
-from rag.selfcalibration import SelfCalibration, duplicates, out_of_scope_questions
-from rag.service import RagService
-from rag.versions import CALIBRATION, version_dir
+from rag.indexing.calibration import Calibration, log_odds, recalibrate
+from rag.indexing.versions import CALIBRATION, version_dir
+from rag.publishing.probes import STYLES, ProbeWriter
+from rag.publishing.selfcalibration import SelfCalibration, duplicates, out_of_scope_questions
+from rag.query.service import RagService
 
 from .conftest import Q
 

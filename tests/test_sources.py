@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from rag.corpus.sources import content_id, extract_links, load_corpus, load_file
 from rag.errors import SourceError
-from rag.sources import content_id, extract_links, load_corpus, load_file
 
 
 def test_segur_export_gives_twenty_entries(segur_source: Path) -> None:

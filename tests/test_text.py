@@ -1,11 +1,11 @@
 """Shared text rules: chunking, sentences, the French analyzer, the glossary and language detection."""
 
-from rag.analyzer import FrenchAnalyzer, fold
-from rag.chunking import chunk_entry
-from rag.glossary import Glossary
-from rag.language import detect
+from rag.corpus.chunking import chunk_entry
+from rag.language.analyzer import FrenchAnalyzer, fold
+from rag.language.detect import detect
+from rag.language.glossary import Glossary
+from rag.language.text import split_sentences
 from rag.models import Entry
-from rag.text import split_sentences
 
 
 def count(text: str) -> int:

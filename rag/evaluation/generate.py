@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cache import normalise_query
-from ..errors import LLMError
-from ..faq_index import FaqIndex
-from ..llm.client import ChatClient
-from ..llm.prompts import PromptSet, quote
+from rag.errors import LLMError
+from rag.indexing.faq_index import FaqIndex
+from rag.llm.client import ChatClient
+from rag.llm.prompts import PromptSet, quote
+from rag.query.cache import normalise_query
 
 STYLES = {"proche": "close", "quotidien": "everyday", "court": "short", "anglais": "english"}
 _LINE = re.compile(r"^\W*(proche|quotidien|court|anglais)\s*:\s*(.+)$", re.IGNORECASE)

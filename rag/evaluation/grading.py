@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..analyzer import fold
-from ..errors import LLMError
-from ..llm.client import ChatClient
-from ..llm.prompts import PromptTemplate, quote
-from .run import EvalQuery, Outcome
+from rag.errors import LLMError
+from rag.evaluation.run import EvalQuery, Outcome
+from rag.language.analyzer import fold
+from rag.llm.client import ChatClient
+from rag.llm.prompts import PromptTemplate, quote
 
 CRITERIA = ("correct", "complete", "supported")
 _NAMES = {"correcte": "correct", "complete": "complete", "fondee": "supported"}

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..cache import normalise_query
-from ..errors import ConfigError, SourceError
-from ..faq_index import FaqIndex
-from ..service import RagService
-from ..sources import load_corpus, read_jsonl
-from .run import EvalQuery, InProcessBackend, Outcome, run_eval
+from rag.corpus.sources import load_corpus, read_jsonl
+from rag.errors import ConfigError, SourceError
+from rag.evaluation.run import EvalQuery, InProcessBackend, Outcome, run_eval
+from rag.indexing.faq_index import FaqIndex
+from rag.query.cache import normalise_query
+from rag.query.service import RagService
 
 
 @dataclass

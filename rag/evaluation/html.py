@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-from .run import MAIN_METRICS, TABLES, EvalQuery, Outcome
+from rag.evaluation.run import MAIN_METRICS, TABLES, EvalQuery, Outcome
 
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:1rem 1.5rem;color:#161616}

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import SourceError
-from ..sources import read_jsonl
-from . import scoring
-from .html import run_page
-from .run import EvalQuery, Outcome, correct, markdown_table
+from rag.corpus.sources import read_jsonl
+from rag.errors import SourceError
+from rag.evaluation import scoring
+from rag.evaluation.html import run_page
+from rag.evaluation.run import EvalQuery, Outcome, correct, markdown_table
 
 
 def write_outputs(

@@ -11,11 +11,11 @@ from typing import Any, Protocol
 
 import httpx
 
-from ..errors import ConfigError, SourceError
-from ..models import Question
-from ..service import RagService
-from ..sources import read_jsonl
-from . import scoring
+from rag.corpus.sources import read_jsonl
+from rag.errors import ConfigError, SourceError
+from rag.evaluation import scoring
+from rag.models import Question
+from rag.query.service import RagService
 
 K_VALUES = (1, 3, 5, 10)
 ANSWER_DEPTH = 3  # the answer is drawn from this many first entries

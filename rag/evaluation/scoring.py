@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..analyzer import FrenchAnalyzer
-from ..text import MARKER, sentence_units
+from rag.language.analyzer import FrenchAnalyzer
+from rag.language.text import MARKER, sentence_units
 
 SUPPORT_THRESHOLD = 0.6
 _analyzer = FrenchAnalyzer()

@@ -1,5 +1,5 @@
 """The HTTP layer: an app factory, routers per area, dependencies, middleware and error handlers."""
 
-from .app import create_app
+from rag.http.app import create_app
 
 __all__ = ["create_app"]

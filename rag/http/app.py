@@ -12,18 +12,18 @@ import anyio
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from .. import __version__
-from ..config import Settings, load_settings
-from ..logs import configure as configure_logging
-from ..service import RagService
-from ..web import STATIC_DIR
-from .assistants import McpEndpoint
-from .deps import AppState
-from .errors import install_error_handlers
-from .middleware import install_middleware
-from .routes import admin, answers, channels, chat, docs, entries, feedback, health, integrations, web
-from .schemas import ErrorResponse
-from .security import Guarded
+from rag import __version__
+from rag.config import Settings, load_settings
+from rag.http.deps import AppState
+from rag.http.errors import install_error_handlers
+from rag.http.mcp import McpEndpoint
+from rag.http.middleware import install_middleware
+from rag.http.routes import admin, answers, channels, chat, docs, entries, feedback, health, integrations, web
+from rag.http.schemas import ErrorResponse
+from rag.http.security import Guarded
+from rag.logs import configure as configure_logging
+from rag.query.service import RagService
+from rag.web import STATIC_DIR
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 415, 422, 429, 503)

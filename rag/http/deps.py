@@ -15,23 +15,23 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from ..config import Settings, is_url
-from ..curator import Curator
-from ..errors import ApiError, RagError, StoreUnavailable
-from ..feedback import FeedbackStore, make_store
-from ..gaps import GapFinder
-from ..handoff import HandoffNotifier, Transcript
-from ..models import Answer, SearchResult
-from ..recorder import make_recorder, new_answer_id
-from ..service import RagService
-from ..versions import version_dir
-from ..websources.pages import PageStore
-from .chatwoot import ChatwootBot
-from .metrics import Metrics
-from .reindex import Reindexer
-from .schemas import AskResponse
-from .security import Access, LimitStore
-from .widget import WidgetTokens, secret_for
+from rag.channels.chatwoot import ChatwootBot
+from rag.channels.handoff import HandoffNotifier, Transcript
+from rag.channels.widget import WidgetTokens, secret_for
+from rag.config import Settings, is_url
+from rag.corpus.web.pages import PageStore
+from rag.errors import ApiError, RagError, StoreUnavailable
+from rag.http.metrics import Metrics
+from rag.http.schemas import AskResponse
+from rag.http.security import Access, LimitStore
+from rag.indexing.versions import version_dir
+from rag.models import Answer, SearchResult
+from rag.publishing.gap_resolution import Curator
+from rag.publishing.gaps import GapFinder
+from rag.publishing.reindex import Reindexer
+from rag.query.service import RagService
+from rag.store.feedback import FeedbackStore, make_store
+from rag.store.recorder import make_recorder, new_answer_id
 
 log = logging.getLogger("rag.api")
 

@@ -10,10 +10,10 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 
-from .deps import AppState
-from .errors import BodyLimitMiddleware, unexpected
-from .security import ForwardedHeaders, networks
-from .widget import WidgetOrigins
+from rag.http.cors import WidgetOrigins
+from rag.http.deps import AppState
+from rag.http.errors import BodyLimitMiddleware, unexpected
+from rag.http.security import ForwardedHeaders, networks
 
 access_log = logging.getLogger("rag.access")
 

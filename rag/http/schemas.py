@@ -6,7 +6,7 @@ from typing import Annotated, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from ..models import Answer, Entry, Question, SearchResult
+from rag.models import Answer, Entry, Question, SearchResult
 
 
 def _encodable(text: str) -> str:

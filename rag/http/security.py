@@ -18,9 +18,9 @@ from limits.strategies import MovingWindowRateLimiter
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import ApiError
-from .errors import error_response
-from .widget import TOKEN_PATHS, TOKEN_PREFIX, WidgetTokens
+from rag.channels.widget import TOKEN_PATHS, TOKEN_PREFIX, WidgetTokens
+from rag.errors import ApiError
+from rag.http.errors import error_response
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 log = logging.getLogger("rag.api")

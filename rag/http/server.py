@@ -21,10 +21,10 @@ from typing import Any
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
-from ..config import Settings, is_url
-from ..errors import ConfigError
-from ..service import RagService
-from .app import create_app
+from rag.config import Settings, is_url
+from rag.errors import ConfigError
+from rag.http.app import create_app
+from rag.query.service import RagService
 
 log = logging.getLogger("rag.serve")
 APP = "rag.http.app:app_from_environment"

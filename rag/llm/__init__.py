@@ -9,15 +9,15 @@ from dataclasses import dataclass
 
 import httpx
 
-from ..config import Settings
-from ..extractive import ExtractiveGenerator
-from .client import ChatClient
-from .drafting import LLMGenerator, Reset
-from .judge import Judge
-from .prompts import PromptSet
-from .rewordings import Rewordings
-from .rewriter import Rewriter
-from .titles import Titler
+from rag.config import Settings
+from rag.llm.client import ChatClient
+from rag.llm.drafting import LLMGenerator, Reset
+from rag.llm.judge import Judge
+from rag.llm.prompts import PromptSet
+from rag.llm.rewordings import Rewordings
+from rag.llm.rewriter import Rewriter
+from rag.llm.titles import Titler
+from rag.query.extractive import ExtractiveGenerator
 
 __all__ = ["ChatClient", "Judge", "LLMGenerator", "LLMParts", "PromptSet", "Reset", "Rewordings", "Rewriter", "Titler"]
 

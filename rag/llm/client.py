@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from ..config import LLMSettings
-from ..errors import ConfigError, LLMError
+from rag.config import LLMSettings
+from rag.errors import ConfigError, LLMError
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 _END = object()

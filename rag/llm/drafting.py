@@ -12,14 +12,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..config import AnswerSettings
-from ..errors import LLMError
-from ..extractive import ExtractiveGenerator, abstained_answer, citations_for, pieces
-from ..language import detect
-from ..models import Answer, SearchResult
-from ..text import MARKER_GROUP, is_dont_know
-from .client import ChatClient
-from .prompts import PromptSet
+from rag.config import AnswerSettings
+from rag.errors import LLMError
+from rag.language.detect import detect
+from rag.language.text import MARKER_GROUP, is_dont_know
+from rag.llm.client import ChatClient
+from rag.llm.prompts import PromptSet
+from rag.models import Answer, SearchResult
+from rag.query.extractive import ExtractiveGenerator, abstained_answer, citations_for, pieces
 
 
 class Reset:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 import time
 
-from ..calibration import log_odds, probability
-from ..config import LLMSettings
-from ..errors import LLMError
-from ..models import Hit
-from .client import ChatClient
-from .prompts import PromptTemplate, quote
+from rag.config import LLMSettings
+from rag.errors import LLMError
+from rag.indexing.calibration import log_odds, probability
+from rag.llm.client import ChatClient
+from rag.llm.prompts import PromptTemplate, quote
+from rag.models import Hit
 
 _VERDICT = re.compile(r"^\W*(oui|non|yes|no)\b", re.IGNORECASE)
 

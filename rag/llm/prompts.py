@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from ..config import DEFAULT_PROMPTS
-from ..errors import PromptError
-from ..text import DONT_KNOW
+from rag.config import DEFAULT_PROMPTS
+from rag.errors import PromptError
+from rag.language.text import DONT_KNOW
 
 LANGUAGE_NAMES = {"fr": "français", "en": "anglais (English)"}
 

@@ -1,6 +1,7 @@
 """Questions about FAQ entries written by the LLM, as users would ask them, to fit the confidence on the FAQ
-(:mod:`rag.selfcalibration`): closer to users' wording than the questions made offline (:mod:`rag.probes`).
-One bounded call per entry; an entry whose call fails gets the offline questions instead."""
+(:mod:`rag.publishing.selfcalibration`): closer to users' wording than the questions made offline
+(:mod:`rag.publishing.probes`). One bounded call per entry; an entry whose call fails gets the offline questions
+instead."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ..config import LLMSettings
-from ..errors import LLMError
-from ..faq_index import FaqIndex
-from ..probes import Probe, ProbeWriter
-from .client import ChatClient
-from .prompts import PromptTemplate, quote
+from rag.config import LLMSettings
+from rag.errors import LLMError
+from rag.indexing.faq_index import FaqIndex
+from rag.llm.client import ChatClient
+from rag.llm.prompts import PromptTemplate, quote
+from rag.publishing.probes import Probe, ProbeWriter
 
 log = logging.getLogger("rag.llm")
 PER_ENTRY = 3

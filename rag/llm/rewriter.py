@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 
-from ..config import LLMSettings
-from ..errors import LLMError
-from .client import ChatClient
-from .prompts import PromptTemplate, quote
+from rag.config import LLMSettings
+from rag.errors import LLMError
+from rag.llm.client import ChatClient
+from rag.llm.prompts import PromptTemplate, quote
 
 
 class Rewriter:

@@ -7,8 +7,8 @@ from html import escape
 from importlib.resources import files
 from pathlib import Path
 
-from ..models import Entry
-from ..text import URL
+from rag.language.text import URL
+from rag.models import Entry
 
 PER_PAGE = 50
 

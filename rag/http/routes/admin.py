@@ -9,10 +9,10 @@ import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 
-from ...curation import Curation
-from ...curator import Resolution
-from ...errors import ApiError, ConfigError
-from ..deps import StateDep, base_url, get_state, json_body
+from rag.corpus.curated import Curation
+from rag.errors import ApiError, ConfigError
+from rag.http.deps import StateDep, base_url, get_state, json_body
+from rag.publishing.gap_resolution import Resolution
 
 
 async def admin(request: Request, state: StateDep) -> None:

@@ -12,10 +12,10 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from ...llm import Reset
-from ...models import SearchResult
-from ..deps import StateDep, base_url, guard, json_body
-from ..schemas import AskRequest, AskResponse, SearchRequest, SearchResponse
+from rag.http.deps import StateDep, base_url, guard, json_body
+from rag.http.schemas import AskRequest, AskResponse, SearchRequest, SearchResponse
+from rag.llm import Reset
+from rag.models import SearchResult
 
 log = logging.getLogger("rag.api")
 router = APIRouter(tags=["answers"], dependencies=[Depends(guard), Depends(json_body)])

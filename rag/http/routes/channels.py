@@ -9,12 +9,12 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 
-from ...errors import ApiError
-from ...handoff import HandoffUnavailable, Transcript
-from ...sources import safe_url
-from ...web import FACET_LABELS, STATIC_DIR
-from ..deps import StateDep, guard, json_body
-from ..widget import origin_of
+from rag.channels.handoff import HandoffUnavailable, Transcript
+from rag.channels.widget import origin_of
+from rag.corpus.sources import safe_url
+from rag.errors import ApiError
+from rag.http.deps import StateDep, guard, json_body
+from rag.web import FACET_LABELS, STATIC_DIR
 
 router = APIRouter(tags=["channels"])
 

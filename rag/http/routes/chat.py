@@ -14,12 +14,12 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from ...errors import ApiError
-from ...language import detect, message
-from ...llm import Reset
-from ...models import Answer, Question, SearchResult
-from ..deps import AppState, StateDep, base_url, guard
-from ..schemas import Text
+from rag.errors import ApiError
+from rag.http.deps import AppState, StateDep, base_url, guard
+from rag.http.schemas import Text
+from rag.language.detect import detect, message
+from rag.llm import Reset
+from rag.models import Answer, Question, SearchResult
 
 MODEL_ID = "faq-rag"
 

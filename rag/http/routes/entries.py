@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
-from ...errors import ApiError
-from ...web import PER_PAGE, SECURITY_HEADERS, entries_page, entry_page
-from ..deps import ServiceDep, base_url, guard
-from ..schemas import EntryResponse
+from rag.errors import ApiError
+from rag.http.deps import ServiceDep, base_url, guard
+from rag.http.schemas import EntryResponse
+from rag.web import PER_PAGE, SECURITY_HEADERS, entries_page, entry_page
 
 router = APIRouter(tags=["entries"], dependencies=[Depends(guard)])
 

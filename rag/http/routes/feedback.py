@@ -7,9 +7,9 @@ from typing import Any
 import anyio
 from fastapi import APIRouter, Depends
 
-from ...errors import ApiError
-from ..deps import StateDep, guard, json_body
-from ..schemas import FeedbackRequest
+from rag.errors import ApiError
+from rag.http.deps import StateDep, guard, json_body
+from rag.http.schemas import FeedbackRequest
 
 router = APIRouter(tags=["feedback"], dependencies=[Depends(guard), Depends(json_body)])
 

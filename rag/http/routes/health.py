@@ -7,7 +7,7 @@ import os
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from ..deps import StateDep, guard
+from rag.http.deps import StateDep, guard
 
 router = APIRouter(tags=["service"])
 

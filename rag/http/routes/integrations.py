@@ -8,9 +8,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from ...errors import ApiError
-from ..chatwoot import authentic
-from ..deps import StateDep
+from rag.channels.chatwoot import authentic
+from rag.errors import ApiError
+from rag.http.deps import StateDep
 
 router = APIRouter(prefix="/integrations", tags=["integrations"])
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from ...errors import ApiError
-from ...web import SECURITY_HEADERS, admin_page, index_page, privacy_notice
-from ..deps import ServiceDep
+from rag.errors import ApiError
+from rag.http.deps import ServiceDep
+from rag.web import SECURITY_HEADERS, admin_page, index_page, privacy_notice
 
 router = APIRouter(include_in_schema=False)
 

@@ -1,0 +1,103 @@
+"""Handoff to a human: when the service declines, or when the user asks for a person, every channel offers it;
+with ``RAG_HANDOFF_WEBHOOK`` set, the conversation's transcript — questions, answers, cited entries, confidence,
+why — is posted as JSON to any ticketing tool's inbound webhook, so the ticket opens with its context."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Literal
+
+import httpx
+from pydantic import BaseModel, Field
+
+from rag.errors import RagError
+from rag.language.analyzer import fold
+
+log = logging.getLogger("rag.channels.handoff")
+Reason = Literal["declined", "asked"]
+
+# a request for a person, in French or English, once accents and case are folded
+_ASKS = re.compile(
+    r"\b(?:parler|discuter|echanger|etre mis en relation|mettre en relation|joindre|contacter|appeler|avoir)\b.{0,30}"
+    r"\b(?:conseiller|conseillere|humain|humaine|personne|agent|operateur|operatrice|quelqu un|support|equipe)\b"
+    r"|\b(?:un|une|le|la) (?:conseiller|conseillere|humain|agent|operateur|operatrice) svp\b"
+    r"|\b(?:talk|speak|chat)\b.{0,20}\b(?:human|person|agent|someone|somebody|operator|representative)\b"
+    r"|\b(?:human|real person|live agent) please\b"
+    r"|^\s*(?:conseiller|humain|agent|human|operator)\s*[!?.]*\s*$"
+)
+
+
+def asks_for_person(text: str) -> bool:
+    """Whether the message asks to talk to a person (« je veux parler à un conseiller », "talk to a human")."""
+    return bool(_ASKS.search(fold(text).replace("'", " ")))
+
+
+class Handoff(BaseModel):
+    """Offered with an answer when a person should take over."""
+
+    reason: Reason = Field(description="declined: the FAQ does not answer; asked: the user asked for a person")
+    support_url: str | None = Field(None, description="where to reach the helpdesk (RAG_SUPPORT_URL)")
+    form: bool = Field(False, description="POST /handoff can send the conversation to the helpdesk")
+
+
+class Turn(BaseModel):
+    """One question of the conversation and what was answered."""
+
+    question: str = Field(max_length=4000)
+    answer: str = Field("", max_length=20000)
+    citations: list[dict[str, str | None]] = Field(default_factory=list, max_length=20)
+    confidence: float | None = None
+    declined: bool = False
+    answer_id: str | None = Field(None, max_length=64)
+
+
+class Transcript(BaseModel):
+    """What a helpdesk receives: the conversation, why it is handed off, and how to reach the user."""
+
+    reason: Reason
+    turns: list[Turn] = Field(min_length=1, max_length=50)
+    contact: str | None = Field(None, max_length=300, description="how the user wants to be reached, if they say")
+    message: str | None = Field(None, max_length=4000, description="what the user adds for the agent")
+    channel: str = Field("api", max_length=20)
+
+
+class HandoffUnavailable(RagError):
+    """The helpdesk's webhook could not be reached."""
+
+    code = "handoff_unavailable"
+    status = 503
+    public = True
+
+
+class HandoffNotifier:
+    """Posts transcripts to ``url`` within ``timeout`` seconds, tried ``retries`` more times on 5xx and lost
+    connections."""
+
+    def __init__(self, url: str, timeout: float = 5.0, retries: int = 2, faq_name: str = "") -> None:
+        self.url, self.timeout, self.retries, self.faq_name = url, timeout, retries, faq_name
+        self._client = httpx.Client(timeout=timeout)
+
+    def send(self, transcript: Transcript) -> None:
+        """Deliver the transcript, or raise :class:`HandoffUnavailable` (retryable) saying why."""
+        body = {"faq": self.faq_name, "sent_at": time.time(), **transcript.model_dump()}
+        deadline = time.monotonic() + self.timeout * (self.retries + 1)
+        problem = "no answer"
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._client.post(self.url, json=body, timeout=max(0.1, deadline - time.monotonic()))
+                if response.status_code < 400:
+                    return
+                problem = f"HTTP {response.status_code}"
+                if response.status_code < 500 and response.status_code != 429:
+                    break
+            except httpx.HTTPError as exc:
+                problem = type(exc).__name__
+            if attempt < self.retries and time.monotonic() < deadline:
+                time.sleep(min(0.2 * 2**attempt, max(0.0, deadline - time.monotonic())))
+        log.warning("the handoff webhook failed (%s)", problem)
+        raise HandoffUnavailable(f"the helpdesk could not be reached ({problem}); try again, or use the support link")
+
+    def close(self) -> None:
+        self._client.close()

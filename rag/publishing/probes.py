@@ -1,0 +1,112 @@
+"""Questions made from a FAQ's own entries, as its users would ask them, to fit the confidence on that FAQ.
+
+A user rarely types an entry's title: they ask about one detail of the answer, in fewer words, or in the
+terms of their trade. Offline, without a model that writes, three kinds of question come close:
+
+- ``detail``: the most distinctive words of one sentence of the answer, behind a question's opening
+  (« Est-ce que … ? »);
+- ``partial``: the entry's question with part of its words left out and a distinctive word of the answer
+  in their place;
+- ``keywords``: a few distinctive words of the entry, as typed in a search box.
+
+"Distinctive" weighs a word by how rare it is in the FAQ (its inverse document frequency), so a question
+names what sets its entry apart, as a user's does, and shares words with its neighbours as a user's does.
+Each entry's questions come from a random generator seeded by its id: the same FAQ gives the same
+questions. With an LLM, :mod:`rag.llm.rewordings` writes them instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.indexing.faq_index import FaqIndex
+from rag.language.analyzer import FrenchAnalyzer
+from rag.language.text import URL, sentence_units
+
+STYLES = ("detail", "partial", "keywords")
+OPENINGS = ("Est-ce que", "Comment", "Que faire pour", "Faut-il", "Quand", "Qui", "Pourquoi", "Quelles")
+_WORD = re.compile(r"[^\W\d_][\w'’-]*[^\W_]|[^\W\d_]", re.UNICODE)
+_analyzer = FrenchAnalyzer()
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A question about one entry (its row in the index)."""
+
+    entry: int
+    text: str
+    style: str
+
+
+def _rng(entry_id: str, seed: int) -> np.random.Generator:
+    digest = hashlib.sha256(f"{seed}:{entry_id}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def _words(text: str) -> list[tuple[str, str]]:
+    """The content words of a text as written, each with its BM25 term."""
+    out = []
+    for word in _WORD.findall(URL.sub(" ", text)):
+        terms = _analyzer(word)
+        if len(terms) == 1:
+            out.append((word, terms[0]))
+    return out
+
+
+class ProbeWriter:
+    """Writes questions about the entries of one index."""
+
+    def __init__(self, index: FaqIndex, seed: int = 0) -> None:
+        self.index, self.seed = index, seed
+
+    def _weight(self, term: str) -> float:
+        return self.index.idf.get(term, self.index.unknown_idf)
+
+    def _pick(self, words: list[tuple[str, str]], count: int, rng: np.random.Generator) -> list[str]:
+        """``count`` distinct words, drawn with a chance that grows with their rarity, kept in text order."""
+        unique: dict[str, tuple[int, str]] = {}
+        for position, (word, term) in enumerate(words):
+            unique.setdefault(term, (position, word))
+        if not unique:
+            return []
+        terms = list(unique)
+        weights = np.array([self._weight(t) for t in terms]) ** 2
+        chosen = rng.choice(len(terms), size=min(count, len(terms)), replace=False, p=weights / weights.sum())
+        return [unique[terms[i]][1] for i in sorted(chosen, key=lambda i: unique[terms[i]][0])]
+
+    def detail(self, entry: int, rng: np.random.Generator) -> str | None:
+        sentences = [s for s in sentence_units(self.index.entries[entry].answer) if len(_words(s)) >= 3]
+        if not sentences:
+            return None
+        picked = self._pick(_words(sentences[rng.integers(len(sentences))]), int(rng.integers(3, 6)), rng)
+        return f"{OPENINGS[rng.integers(len(OPENINGS))]} {' '.join(picked).lower()} ?"
+
+    def partial(self, entry: int, rng: np.random.Generator) -> str | None:
+        question = self.index.entries[entry].question
+        if not question:
+            return None
+        title = _words(question)
+        kept = self._pick(title, max(2, round(len(title) * rng.uniform(0.4, 0.7))), rng)
+        added = self._pick(_words(self.index.entries[entry].answer), int(rng.integers(1, 3)), rng)
+        words = kept + [w for w in added if w.lower() not in {k.lower() for k in kept}]
+        return f"{OPENINGS[rng.integers(len(OPENINGS))]} {' '.join(words).lower()} ?"
+
+    def keywords(self, entry: int, rng: np.random.Generator) -> str | None:
+        found = self.index.entries[entry]
+        picked = self._pick(_words(f"{found.question or ''} {found.answer}"), int(rng.integers(2, 5)), rng)
+        return " ".join(picked).lower() or None
+
+    def write(self, entries: list[int]) -> list[Probe]:
+        """One question of each style about each entry (fewer when an entry has no title or little text)."""
+        probes = []
+        for entry in entries:
+            rng = _rng(self.index.entries[entry].id, self.seed)
+            for style in STYLES:
+                text = getattr(self, style)(entry, rng)
+                if text:
+                    probes.append(Probe(entry, text, style))
+        return probes

@@ -1,0 +1,154 @@
+"""Writes the store could not take, kept on local disk until it can.
+
+One append-only file of JSON lines per process (``<folder>/<host>-<pid>-<random>.jsonl``), locked for the
+process's life; a line is flushed and synced to disk before the write it holds is acknowledged. When the
+store answers again, the lines are replayed in order: the process's own file, and the files of processes
+that died (their lock is free) — a replica killed during an outage loses nothing it acknowledged. Replaying
+is idempotent (answers are inserted once, a vote keeps the latest by time), so a line replayed twice after
+a crash changes nothing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from rag.errors import StoreUnavailable
+
+log = logging.getLogger("rag.store.spool")
+Apply = Callable[[dict[str, Any]], bool]  # replays one record: True when done, False to keep it for later
+
+
+class Spool:
+    """The local spool of one process (see the module's text)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._lock = threading.Lock()
+        self._own: IO[str] | None = None
+        self._path: Path | None = None
+        self._pending = 0
+
+    def _open(self) -> IO[str]:
+        if self._own is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+            self._path = self.folder / name
+            handle = open(self._path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the process's life
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._own = handle
+        return self._own
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Keep ``record``; returns once it is on disk. :class:`StoreUnavailable` when it cannot be."""
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        with self._lock:
+            try:
+                handle = self._open()
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError as exc:
+                raise StoreUnavailable(
+                    f"the store is unavailable and the local spool {self.folder} cannot be written ({exc}); "
+                    "try again later",
+                    headers={"Retry-After": "5"},
+                ) from None
+            self._pending += 1
+
+    @property
+    def pending(self) -> int:
+        """Records this process appended that are not replayed yet."""
+        return self._pending
+
+    def replay(self, apply: Apply) -> tuple[int, int]:
+        """Replay every record that can be — this process's, then those of processes that died, each file in
+        order — keeping those ``apply`` puts off; returns (replayed, kept). Stops at the first
+        :class:`StoreUnavailable`, keeping the rest. Appends go on meanwhile, into a new file."""
+        done = kept = 0
+        files = self._rotated() + self._orphans()
+        try:
+            for handle, path in files:
+                replayed, left, interrupted = self._replay_file(handle, path, apply)
+                done, kept = done + replayed, kept + left
+                if interrupted:
+                    break
+        finally:
+            for handle, _ in files:
+                handle.close()  # its lock goes with it: a file kept is replayed at the next round
+        return done, kept
+
+    def _rotated(self) -> list[tuple[IO[str], Path]]:
+        """This process's file, handed over for replaying; appends go to a new one."""
+        with self._lock:
+            if self._own is None or self._path is None or self._pending == 0:
+                return []
+            handed = (self._own, self._path)
+            self._own, self._path, self._pending = None, None, 0
+        return [handed]
+
+    def _orphans(self) -> list[tuple[IO[str], Path]]:
+        """The files of processes that died (their lock is free), oldest first, each locked for replaying."""
+        if not self.folder.is_dir():
+            return []
+        found = []
+        for path in sorted(self.folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime):
+            if path == self._path:
+                continue
+            try:
+                handle = open(path, "r+", encoding="utf-8")  # noqa: SIM115 - closed by replay()
+            except OSError:
+                continue
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()  # a live process's file
+                continue
+            found.append((handle, path))
+        return found
+
+    def _replay_file(self, handle: IO[str], path: Path, apply: Apply) -> tuple[int, int, bool]:
+        handle.seek(0)
+        lines = [line for line in handle.read().splitlines() if line.strip()]
+        keep: list[str] = []
+        done, interrupted = 0, False
+        for number, line in enumerate(lines):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                log.warning("dropped a damaged line of the spool %s", path.name)  # a line cut by a crash
+                continue
+            try:
+                if apply(record):
+                    done += 1
+                else:
+                    keep.append(line)
+            except StoreUnavailable:
+                keep.extend(lines[number:])
+                interrupted = True
+                break
+        if keep:
+            handle.seek(0)
+            handle.truncate()
+            handle.write("".join(line + "\n" for line in keep))
+            handle.flush()
+            os.fsync(handle.fileno())
+        else:
+            path.unlink(missing_ok=True)
+        return done, len(keep), interrupted
+
+    def close(self) -> None:
+        with self._lock:
+            if self._own is not None:
+                self._own.close()
+                if self._path is not None and self._pending == 0:
+                    self._path.unlink(missing_ok=True)
+                self._own = None
