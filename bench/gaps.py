@@ -31,7 +31,8 @@ import httpx
 from rag.config import Settings
 from rag.corpus.sources import content_id, load_corpus
 from rag.http import create_app
-from rag.query.service import RagService
+from rag.publishing.publisher import Publisher
+from rag.query.service import QueryService
 from tests.servers import running, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,8 +65,8 @@ def simulate(
         admin_token=ADMIN["Authorization"].split()[1],
         index_poll_seconds=0,
     )
-    service = RagService(settings)
-    service.build()
+    service = QueryService(settings)
+    Publisher(service).build()
     by_id = {e["id"]: e for e in entries}
     owner = {q["query"]: (q["relevant"][0] if q["relevant"] and q["relevant"][0] in held else None) for q in asked}
     measures: dict[str, Any] = {"held_out_entries": held_out, "questions": len(asked)}

@@ -21,14 +21,15 @@ from rag.config import Settings
 from rag.corpus.curated import CuratedItem, Curation, item_id
 from rag.evaluation.run import load_queries
 from rag.models import Question
-from rag.query.service import RagService
+from rag.publishing.publisher import Publisher
+from rag.query.service import QueryService
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPICS = ROOT / "eval" / "curation" / "out-of-scope.jsonl"
 SEGUR = ROOT / "eval" / "segur.jsonl"
 
 
-def _declined(service: RagService, questions: list[str]) -> float:
+def _declined(service: QueryService, questions: list[str]) -> float:
     return round(sum(service.retrieve(Question(query=q)).abstained for q in questions) / len(questions), 3)
 
 
@@ -37,15 +38,15 @@ def measure(folder: Path, topics: Path = TOPICS, eval_queries: Path = SEGUR) -> 
     marked = [r for r in rows if r["mark"]]
     others = [r["query"] for r in rows if not r["mark"]]
     in_scope = [q.query for q in load_queries(eval_queries) if q.relevant]
-    service = RagService(Settings(index_dir=folder / "index"))
-    service.build()
+    service = QueryService(Settings(index_dir=folder / "index"))
+    Publisher(service).build()
     before = {"other_wordings_declined": _declined(service, others), "in_scope_answered": 0.0}
     before["in_scope_answered"] = round(1 - _declined(service, in_scope), 3)
     by_topic: dict[str, list[str]] = {}
     for row in marked:
         by_topic.setdefault(row["topic"], []).append(row["query"])
     items = [CuratedItem(id=item_id("out_of_scope", t), kind="out_of_scope", questions=q) for t, q in by_topic.items()]
-    service.build(curation=Curation.of(items))
+    Publisher(service).build(curation=Curation.of(items))
     after = {
         "other_wordings_declined": _declined(service, others),
         "in_scope_answered": round(1 - _declined(service, in_scope), 3),

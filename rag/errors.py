@@ -58,6 +58,18 @@ class ConfigError(RagError):
     code = "bad_config"
 
 
+class ParentChanged(RagError):
+    """Another version was published while this one was being built from the one before: publishing it would
+    undo that one. Build again (a scheduled sync does, at its next turn)."""
+
+    code = "version_conflict"
+    status = 409
+    public = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{message}; nothing was published, build again to include it")
+
+
 class EmbeddingsUnavailable(RagError):
     """The embeddings server could not give vectors (down, too slow, refusing, or answering nonsense)."""
 

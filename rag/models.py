@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StrictStr
 
-from rag.channels.handoff import Handoff
+
+def _encodable(text: str) -> str:
+    """Refuse lone surrogates (``"\\ud800"``): valid JSON, but no text can be made of them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("the text holds a lone surrogate (an invalid \\uXXXX escape); send valid Unicode") from None
+    return text
+
+
+Text = Annotated[StrictStr, AfterValidator(_encodable)]
+
+Reason = Literal["declined", "asked"]
+
+
+class Handoff(BaseModel):
+    """Offered with an answer when a person should take over."""
+
+    reason: Reason = Field(description="declined: the FAQ does not answer; asked: the user asked for a person")
+    support_url: str | None = Field(None, description="where to reach the helpdesk (RAG_SUPPORT_URL)")
+    form: bool = Field(False, description="POST /handoff can send the conversation to the helpdesk")
 
 
 class Entry(BaseModel):

@@ -15,7 +15,8 @@ from rag.embedders import Embedder
 from rag.embedders.latents import Latents
 from rag.language.analyzer import FrenchAnalyzer
 from rag.models import Question
-from rag.query.service import RagService
+from rag.publishing.publisher import Publisher
+from rag.query.service import QueryService
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +81,16 @@ class LatentHashEmbedder(HashEmbedder):
         return Latents.from_dense(out)
 
 
+class Recorded:
+    """An answer log that keeps what it is given, in memory (where a channel's recording is looked at)."""
+
+    def __init__(self) -> None:
+        self.answers: list[tuple[str, object, str, bool]] = []
+
+    def record_answer(self, answer_id: str, answer, channel: str = "api", question: bool = True) -> None:
+        self.answers.append((answer_id, answer, channel, question))
+
+
 TINY_FAQ = [
     {
         "id": "psc",
@@ -135,9 +146,9 @@ def tiny_settings(tmp_path: Path, tiny_jsonl: Path) -> Settings:
 def make_service(tiny_settings: Settings, hash_embedder: HashEmbedder):
     """A built service over the tiny FAQ with the hash embedder; keyword arguments change settings."""
 
-    def make(**changes: object) -> RagService:
-        service = RagService(tiny_settings.replace(**changes), hash_embedder)
-        service.build()
+    def make(**changes: object) -> QueryService:
+        service = QueryService(tiny_settings.replace(**changes), hash_embedder)
+        Publisher(service).build()
         return service
 
     return make
@@ -147,7 +158,7 @@ def make_service(tiny_settings: Settings, hash_embedder: HashEmbedder):
 def segur_index(tmp_path_factory) -> Path:
     """The shipped Ségur FAQ indexed once per test session with the default settings (read-only)."""
     index_dir = tmp_path_factory.mktemp("segur") / "idx"
-    RagService(Settings(index_dir=index_dir)).build()
+    Publisher(QueryService(Settings(index_dir=index_dir))).build()
     return index_dir
 
 
@@ -215,12 +226,14 @@ def browser():
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.slow)])
 def store(request, tmp_path: Path):
     """A feedback store, empty: the same tests run against SQLite and PostgreSQL."""
-    from rag.store.feedback import PostgresStore, SqliteStore
+    from rag.store import Store
+    from rag.store.database import SqliteDatabase
+    from rag.store.postgres import PostgresDatabase
 
     if request.param == "sqlite":
-        made = SqliteStore(tmp_path / "fb.sqlite3").open()
+        made = Store(SqliteDatabase(tmp_path / "fb.sqlite3")).open()
     else:
-        made = PostgresStore(request.getfixturevalue("postgres_url")).open(wait=30)
-        made._run("TRUNCATE feedback, answers, resolved, curated, leases")
+        made = Store(PostgresDatabase(request.getfixturevalue("postgres_url"))).open(wait=30)
+        made.db.run("TRUNCATE feedback, answers, resolved, curated, leases")
     yield made
     made.close()

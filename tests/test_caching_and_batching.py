@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from rag.config import Settings
+from rag.publishing.publisher import Publisher
 from rag.query.batching import MicroBatcher
 from rag.query.cache import LRUCache, normalise_query
-from rag.query.service import RagService
+from rag.query.service import QueryService
 
 from .conftest import Q
 
@@ -96,8 +97,10 @@ def test_encoder_errors_reach_every_caller() -> None:
 
 
 def test_service_caches_results_until_the_index_changes(tmp_path: Path, tiny_jsonl: Path, hash_embedder) -> None:
-    service = RagService(Settings(sources=[tiny_jsonl], index_dir=tmp_path / "idx", min_confidence=0.0), hash_embedder)
-    service.build()
+    service = QueryService(
+        Settings(sources=[tiny_jsonl], index_dir=tmp_path / "idx", min_confidence=0.0), hash_embedder
+    )
+    Publisher(service).build()
     calls = hash_embedder.calls
     first = service.search(Q("Paiement du solde ?", 2))
     assert hash_embedder.calls == calls + 1
@@ -105,7 +108,7 @@ def test_service_caches_results_until_the_index_changes(tmp_path: Path, tiny_jso
     assert hash_embedder.calls == calls + 1 and again.query == "  paiement du SOLDE"
     assert [h.id for h in again.results] == [h.id for h in first.results]
     assert service.search(Q("Paiement du solde ?", 1)).results != first.results or len(first.results) == 1
-    service.build()  # a new index clears the result cache
+    Publisher(service).build()  # a new index clears the result cache
     assert len(service.results) == 0
     service.search(Q("Paiement du solde ?", 2))
     assert len(service.results) == 1

@@ -18,7 +18,7 @@ from rag.errors import ConfigError
 from rag.evaluation.run import load_queries
 from rag.indexing.calibration import DENSE_FEATURES, FEATURES, LATENT_FEATURES, Calibration, fit
 from rag.language.smalltalk import smalltalk
-from rag.query.service import RagService
+from rag.query.service import QueryService
 
 from .conftest import ROOT, Q
 
@@ -125,8 +125,8 @@ DIRECT = ["Comment déposer une demande de solde ?", "Qui doit signer la vérifi
 
 
 @pytest.fixture(scope="module")
-def service(segur_index: Path) -> RagService:
-    svc = RagService(Settings(index_dir=segur_index, cache_size=0))
+def service(segur_index: Path) -> QueryService:
+    svc = QueryService(Settings(index_dir=segur_index, cache_size=0))
     svc.load()
     return svc
 
@@ -140,7 +140,7 @@ def test_cli_declines_plainly_unrelated_questions_far_from_the_threshold(segur_i
         check=True,
     ).stdout
     results = [json.loads(line) for line in out.splitlines()]
-    threshold = _logit(service.decision.default_threshold)
+    threshold = _logit(service.stages.decision.default_threshold)
     for result in results[: len(UNRELATED)]:
         assert result["abstained"] and result["results"] == [], result["query"]
         assert _logit(result["confidence"]) < threshold - 1.0, result  # far below, not within a hair
@@ -180,10 +180,10 @@ class _NoisyLatents:
 
 
 @pytest.mark.slow
-def test_noise_of_cpu_kernel_size_changes_no_decision_on_the_eval_set(service: RagService) -> None:
+def test_noise_of_cpu_kernel_size_changes_no_decision_on_the_eval_set(service: QueryService) -> None:
     queries = load_queries(ROOT / "eval" / "segur.jsonl")
     before = {q.query: service.retrieve(Q(q.query)).abstained for q in queries}
-    retriever, decision = service.stages.retriever, service.decision
+    retriever, decision = service.stages.retriever, service.stages.decision
     clean, clean_latents = retriever.encode, decision.latents
     assert clean_latents is not None  # the packaged encoder gives latent terms: they are perturbed too
     try:

@@ -15,11 +15,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from rag.channels.handoff import asks_for_person
 from rag.channels.widget import WidgetTokens
 from rag.config import Settings
 from rag.http import create_app
-from rag.query.service import RagService
+from rag.language.smalltalk import asks_for_person
+from rag.publishing.publisher import Publisher
+from rag.query.service import QueryService
 
 from .servers import running
 
@@ -50,8 +51,8 @@ def helpdesk() -> Iterator[tuple[Helpdesk, str]]:
 
 
 def _client(settings: Settings, hash_embedder) -> TestClient:
-    service = RagService(settings, hash_embedder)
-    service.build()
+    service = QueryService(settings, hash_embedder)
+    Publisher(service).build()
     return TestClient(create_app(settings, service))
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from rag.config import Settings
 from rag.http import create_app
-from rag.query.service import RagService
+from rag.publishing.publisher import Publisher
+from rag.query.service import QueryService
 
 from .chatwoot_standin import SECRET, TOKEN, ChatwootStandIn, signed_delivery
 from .servers import running, wait_until
@@ -38,8 +39,8 @@ def bot(chatwoot, tiny_settings: Settings, hash_embedder) -> Iterator[tuple[Chat
         min_confidence=0.5,
         public_url="https://faq.example.org",
     )
-    service = RagService(settings, hash_embedder)
-    service.build()
+    service = QueryService(settings, hash_embedder)
+    Publisher(service).build()
     with running(create_app(settings, service), ready_path="/ready") as base, httpx.Client(base_url=base) as client:
         yield standin, client
 
@@ -146,8 +147,8 @@ def test_a_forged_or_stale_delivery_is_refused(bot) -> None:
 
 
 def test_without_chatwoot_settings_the_webhook_does_not_exist(tiny_settings: Settings, hash_embedder) -> None:
-    service = RagService(tiny_settings, hash_embedder)
-    service.build()
+    service = QueryService(tiny_settings, hash_embedder)
+    Publisher(service).build()
     with running(create_app(tiny_settings, service), ready_path="/ready") as base:
         assert httpx.post(base + "/integrations/chatwoot", json={"event": "message_created"}).status_code == 404
 
@@ -157,8 +158,8 @@ def test_a_delivery_sent_to_two_replicas_is_answered_once(chatwoot, tiny_setting
     settings = tiny_settings.replace(
         chatwoot_url=chatwoot_url, chatwoot_bot_token=TOKEN, chatwoot_webhook_secret=SECRET, min_confidence=0.5
     )
-    services = [RagService(settings, hash_embedder) for _ in range(2)]
-    services[0].build()
+    services = [QueryService(settings, hash_embedder) for _ in range(2)]
+    Publisher(services[0]).build()
     services[1].load()
     standin.conversation(9)
     event = standin.contact_says(9, SOLDE)
@@ -168,6 +169,16 @@ def test_a_delivery_sent_to_two_replicas_is_answered_once(chatwoot, tiny_setting
     ):
         first = httpx.post(one + "/integrations/chatwoot", **signed_delivery(event, delivery="d-9"))
         again = httpx.post(two + "/integrations/chatwoot", **signed_delivery(event, delivery="d-9"))
-        assert first.json() == {"accepted": True} and again.json() == {"accepted": False}
-        wait_until(lambda: len(standin.posted(9)) == 1)
+        assert first.status_code == again.status_code == 200  # both acknowledged: Chatwoot never sends it again
+        # one replica takes the delivery's lease and answers, the other finds it taken
+        wait_until(lambda: _counted(one, "duplicate") + _counted(two, "duplicate") == 1)
+        wait_until(lambda: _counted(one, "answered") + _counted(two, "answered") == 1)
     assert len(standin.posted(9)) == 1
+
+
+def _counted(base: str, outcome: str) -> int:
+    text = httpx.get(base + "/metrics").text
+    line = next(
+        (x for x in text.splitlines() if x.startswith(f'rag_chatwoot_messages_total{{outcome="{outcome}"}}')), ""
+    )
+    return int(float(line.split()[-1])) if line else 0

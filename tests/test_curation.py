@@ -16,7 +16,8 @@ from rag.corpus.curated import CuratedItem, Curation, new_entry
 from rag.evaluation.run import load_queries
 from rag.http import create_app
 from rag.models import Question
-from rag.query.service import RagService
+from rag.publishing.publisher import Publisher
+from rag.query.service import QueryService
 
 from .servers import wait_until
 
@@ -35,10 +36,10 @@ def admin_client(tiny_settings: Settings, hash_embedder) -> Iterator:
     """``admin_client(**settings)``: a TestClient (admin token ``adm``) and the service behind it."""
 
     @contextmanager
-    def make(**changes: object) -> Iterator[tuple[TestClient, RagService]]:
+    def make(**changes: object) -> Iterator[tuple[TestClient, QueryService]]:
         settings = tiny_settings.replace(admin_token="adm", **changes)
-        service = RagService(settings, hash_embedder)
-        service.build()
+        service = QueryService(settings, hash_embedder)
+        Publisher(service).build()
         with TestClient(create_app(settings, service)) as client:
             yield client, service
 
@@ -144,8 +145,8 @@ def test_admin_routes_and_page_need_the_token(admin_client, tiny_settings: Setti
         assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
         bad = client.post("/admin/curation", content=b'{"kind": "new_entry"}\n', headers=ADMIN)
         assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_curation"
-    service = RagService(tiny_settings, hash_embedder)
-    service.build()
+    service = QueryService(tiny_settings, hash_embedder)
+    Publisher(service).build()
     with TestClient(create_app(tiny_settings, service)) as client:
         assert client.get("/admin").status_code == 404
         assert client.get("/admin/gaps").status_code == 404
@@ -156,7 +157,7 @@ def test_alternate_phrasings_are_searched_like_the_entrys_own_question(make_serv
     asked = "PSC carte vitale appli mobile identification"
     before = service.retrieve(Question(query=asked, k=3))
     item = CuratedItem(id="alt-1", kind="alternate", entry_id="psc", questions=[asked])
-    service.build(curation=Curation.of([item]))
+    Publisher(service, lambda: Curation.of([item])).build()
     after = service.retrieve(Question(query=asked, k=3))
     assert after.results[0].id == "psc"
     assert after.results[0].dense_score > (before.results[0].dense_score if before.results[0].id == "psc" else 0)
@@ -170,7 +171,7 @@ def test_out_of_scope_questions_lower_the_confidence_of_their_other_wordings(mak
     unrelated_in_scope = "Comment se connecter avec Pro Santé Connect ?"
     before = {q: service.retrieve(Question(query=q)) for q in (other_wording, unrelated_in_scope)}
     item = CuratedItem(id="oos-1", kind="out_of_scope", questions=[asked])
-    service.build(curation=Curation.of([item]))
+    Publisher(service, lambda: Curation.of([item])).build()
     after = {q: service.retrieve(Question(query=q)) for q in (other_wording, unrelated_in_scope)}
     assert after[other_wording].confidence < 0.2 * before[other_wording].confidence
     assert after[other_wording].signals["scope"] < 0.2
@@ -180,13 +181,14 @@ def test_out_of_scope_questions_lower_the_confidence_of_their_other_wordings(mak
 def test_curation_is_carried_into_later_builds_and_imported_elsewhere(make_service, tmp_path) -> None:
     service = make_service()
     entry = new_entry("Où trouver le guide d'installation ?", "Le guide est sur l'espace éditeur.")
-    service.build(curation=Curation.of([CuratedItem(id="new-1", kind="new_entry", entry=entry, questions=["guide ?"])]))
-    rebuilt = service.build()  # a plain rebuild keeps the decisions of the version in service
+    item = CuratedItem(id="new-1", kind="new_entry", entry=entry, questions=["guide ?"])
+    Publisher(service, lambda: Curation.of([item])).build()
+    rebuilt = Publisher(service).build()  # a plain rebuild keeps the decisions of the version in service
     assert rebuilt.entry(entry.id) is not None and rebuilt.manifest.curated["new_entry"] == 1
     exported = tmp_path / "curation.jsonl"
     exported.write_text(rebuilt.curation.to_jsonl(), encoding="utf-8")
-    elsewhere = RagService(service.settings.replace(index_dir=tmp_path / "other"), service.embedder)
-    elsewhere.build(curation=Curation.read(exported))
+    elsewhere = QueryService(service.settings.replace(index_dir=tmp_path / "other"), service.embedder)
+    Publisher(elsewhere, lambda: Curation.read(exported)).build()
     assert elsewhere.index.entry(entry.id).source == "curated"
     assert elsewhere.index.manifest.corpus_checksum == rebuilt.manifest.corpus_checksum  # the sources' own
-    assert elsewhere.needs_build() is None
+    assert Publisher(elsewhere).needs_build() is None

@@ -14,7 +14,8 @@ from rag.config import Settings
 from rag.evaluation.reports import write_outputs
 from rag.evaluation.run import HttpBackend, InProcessBackend, check_gate, load_queries, run_eval, score
 from rag.http import create_app
-from rag.query.service import RagService
+from rag.publishing.publisher import Publisher
+from rag.query.service import QueryService
 
 from .conftest import ROOT
 from .servers import running
@@ -25,13 +26,13 @@ THRESHOLDS = json.loads((ROOT / "eval" / "thresholds.json").read_text())
 
 
 @pytest.fixture(scope="module")
-def service(segur_index: Path) -> RagService:
-    svc = RagService(Settings(index_dir=segur_index))
+def service(segur_index: Path) -> QueryService:
+    svc = QueryService(Settings(index_dir=segur_index))
     svc.load()
     return svc
 
 
-def test_segur_set_is_well_formed(service: RagService) -> None:
+def test_segur_set_is_well_formed(service: QueryService) -> None:
     queries = load_queries(SEGUR_SET)
     ids = {e.id for e in service.index.entries}
     inside = [q for q in queries if q.in_scope]
@@ -41,7 +42,7 @@ def test_segur_set_is_well_formed(service: RagService) -> None:
     assert {e.id for e in service.index.entries} == {r for q in inside for r in q.relevant}
 
 
-def test_default_settings_pass_the_gate_and_write_reports(service: RagService, tmp_path: Path) -> None:
+def test_default_settings_pass_the_gate_and_write_reports(service: QueryService, tmp_path: Path) -> None:
     queries = load_queries(SEGUR_SET)
     outcomes = run_eval(queries, InProcessBackend(service), k=10)
     report = score(queries, outcomes)
@@ -61,8 +62,10 @@ def test_default_settings_pass_the_gate_and_write_reports(service: RagService, t
 
 
 def test_degraded_retrieval_fails_the_gate(tmp_path: Path) -> None:
-    degraded = RagService(Settings(index_dir=tmp_path / "idx", fusion="bm25", expand_queries=False, min_confidence=0.0))
-    degraded.build()
+    degraded = QueryService(
+        Settings(index_dir=tmp_path / "idx", fusion="bm25", expand_queries=False, min_confidence=0.0)
+    )
+    Publisher(degraded).build()
     queries = load_queries(SEGUR_SET)
     report = score(queries, run_eval(queries, InProcessBackend(degraded), k=10))
     failures = check_gate(report, THRESHOLDS)
@@ -70,7 +73,7 @@ def test_degraded_retrieval_fails_the_gate(tmp_path: Path) -> None:
     assert any(f.startswith("abstention_recall") for f in failures)
 
 
-def test_cli_gate_exit_codes(service: RagService, tmp_path: Path) -> None:
+def test_cli_gate_exit_codes(service: QueryService, tmp_path: Path) -> None:
     env = {**os.environ, "RAG_INDEX_DIR": str(service.settings.index.index_dir)}
     args = [
         sys.executable,
@@ -98,7 +101,7 @@ def test_cli_gate_exit_codes(service: RagService, tmp_path: Path) -> None:
     assert bad.returncode == 2 and "gate failed" in bad.stderr
 
 
-def test_eval_over_http_matches_in_process(service: RagService, tmp_path: Path) -> None:
+def test_eval_over_http_matches_in_process(service: QueryService, tmp_path: Path) -> None:
     queries = load_queries(SEGUR_SET)[::6]
     settings = service.settings.replace(feedback_db=tmp_path / "fb.sqlite3")
     with running(create_app(settings), ready_path="/ready") as base:
@@ -118,7 +121,7 @@ def test_cnil_benchmark_loads_and_scores(cnil_faq: Path, tmp_path: Path) -> None
     assert len(queries) == 167 and all(set(q.relevant) <= ids for q in queries)
 
 
-def test_follow_ups_are_answered_from_the_right_entries(service: RagService) -> None:
+def test_follow_ups_are_answered_from_the_right_entries(service: QueryService) -> None:
     queries = load_queries(ROOT / "eval" / "followups.jsonl")
     assert len(queries) >= 30 and all(q.history for q in queries)
     with_history = score(queries, run_eval(queries, InProcessBackend(service), k=10))

@@ -13,7 +13,8 @@ from rag.evaluation.generate import Generator, from_votes, write
 from rag.evaluation.grading import Cache, Grader, grade_run, parse
 from rag.evaluation.run import EvalQuery, Outcome
 from rag.llm import ChatClient, PromptSet
-from rag.query.service import RagService
+from rag.publishing.publisher import Publisher
+from rag.query.service import QueryService
 
 from .fake_llm import ScriptedTransport
 
@@ -81,8 +82,8 @@ def test_malformed_replies_and_a_server_that_fails_mid_run_are_said(llm, tmp_pat
 def test_a_test_set_is_written_from_the_faq_in_four_styles_and_near_questions(
     llm, tmp_path, tiny_settings, hash_embedder
 ) -> None:
-    service = RagService(tiny_settings, hash_embedder)
-    service.build()
+    service = QueryService(tiny_settings, hash_embedder)
+    Publisher(service).build()
     llm.script(
         {
             "text": "proche : Comment se connecter à PSC ?\nquotidien : Comment je me connecte avec ma carte ?\n"
@@ -110,8 +111,8 @@ def test_a_test_set_is_written_from_the_faq_in_four_styles_and_near_questions(
 
 
 def test_a_generator_that_loses_the_llm_keeps_what_it_wrote(llm, tmp_path, tiny_settings, hash_embedder) -> None:
-    service = RagService(tiny_settings, hash_embedder)
-    service.build()
+    service = QueryService(tiny_settings, hash_embedder)
+    Publisher(service).build()
     llm.script({"text": "proche : Quelle messagerie ?"}, *[{"status": 500}] * 3)
     kept: list[int] = []
     made = Generator(_client(llm), _prompts(), "Ségur").run(

@@ -16,9 +16,12 @@ import httpx
 import pytest
 
 from rag.config import Settings
+from rag.errors import UnknownAnswer
 from rag.http import create_app
 from rag.models import Answer, Citation, Hit
-from rag.store.feedback import SCHEMA_VERSION, SqliteStore, UnknownAnswer
+from rag.store import sqlite_store as SqliteStore
+from rag.store.answers import answer_row
+from rag.store.schema import SCHEMA_VERSION
 
 from .servers import free_port, running, wait_until
 
@@ -32,27 +35,27 @@ def _answer(query: str, cited: list[str], abstained: bool = False) -> Answer:
 
 
 def test_store_records_updates_exports_and_counts(store) -> None:
-    store.record_answer("a1", _answer("q1", ["e1"]))
-    store.record_answer("a2", _answer("q2", ["e2", "e1"]))
-    store.record_answer("a3", _answer("q3", [], abstained=True))
-    assert store.add_feedback("a1", True, None) is False
-    assert store.add_feedback("a2", True, "bien") is False
-    assert store.add_feedback("a2", False, "en fait non") is True  # updated, not duplicated
+    store.answers.insert(answer_row("a1", _answer("q1", ["e1"])))
+    store.answers.insert(answer_row("a2", _answer("q2", ["e2", "e1"])))
+    store.answers.insert(answer_row("a3", _answer("q3", [], abstained=True)))
+    assert store.votes.add("a1", True, None) is False
+    assert store.votes.add("a2", True, "bien") is False
+    assert store.votes.add("a2", False, "en fait non") is True  # updated, not duplicated
     with pytest.raises(UnknownAnswer):
-        store.add_feedback("nope", True, None)
-    rows = store.feedback()
+        store.votes.add("nope", True, None)
+    rows = store.votes.all()
     assert [(r["answer_id"], r["helpful"], r["comment"]) for r in rows] == [
         ("a1", True, None),
         ("a2", False, "en fait non"),
     ]
-    exported = store.export_queries()
+    exported = store.votes.to_label()
     assert [(e["query"], e["reason"]) for e in exported] == [("q2", "unhelpful"), ("q3", "unanswered")]
     assert exported[0]["relevant"] == [] and exported[0]["cited"] == ["e2", "e1"]
-    stats = store.stats()
+    stats = store.votes.stats()
     assert stats["answers"] == 3 and stats["ratings"] == 2
     assert stats["per_day"][0]["helpful_rate"] == 0.5
     assert stats["least_helpful_entries"][0] == {"id": "e2", "ratings": 1, "helpful_rate": 0.0}
-    assert store._run("SELECT MAX(version) FROM schema_version") == [(SCHEMA_VERSION,)]
+    assert store.db.run("SELECT MAX(version) FROM schema_version") == [(SCHEMA_VERSION,)]
 
 
 def test_sqlite_store_writes_ahead(tmp_path: Path) -> None:
@@ -62,11 +65,11 @@ def test_sqlite_store_writes_ahead(tmp_path: Path) -> None:
 
 
 def test_a_lease_is_taken_by_one_holder_per_period(store) -> None:
-    assert store.lease("sync", "replica-a", 0.5)
-    assert not store.lease("sync", "replica-b", 0.5)  # another holder, while it runs
-    assert not store.lease("sync", "replica-a", 0.5)  # nor again by the same holder: once per period
-    wait_until(lambda: store.lease("sync", "replica-b", 30), timeout=5, interval=0.1)
-    assert not store.lease("sync", "replica-a", 30)
+    assert store.leases.claim("sync", "replica-a", 0.5)
+    assert not store.leases.claim("sync", "replica-b", 0.5)  # another holder, while it runs
+    assert not store.leases.claim("sync", "replica-a", 0.5)  # nor again by the same holder: once per period
+    wait_until(lambda: store.leases.claim("sync", "replica-b", 30), timeout=5, interval=0.1)
+    assert not store.leases.claim("sync", "replica-a", 30)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +104,7 @@ def test_feedback_api_and_concurrent_clients(built_dir: Path, tmp_path: Path) ->
         admin = httpx.get(f"{base}/admin/feedback", headers={"Authorization": "Bearer adm"}).json()
         assert admin["stats"]["ratings"] == 61
         assert httpx.get(f"{base}/admin/feedback").status_code == 401
-    rows = {r["answer_id"]: r for r in SqliteStore(db).open().feedback()}
+    rows = {r["answer_id"]: r for r in SqliteStore(db).open().votes.all()}
     assert set(ids) | {first} == set(rows)
     for i, answer_id in enumerate(ids):
         assert rows[answer_id]["helpful"] is (i % 2 == 0) and rows[answer_id]["comment"] == f"client {i}"

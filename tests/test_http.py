@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 
 from rag.config import Settings
 from rag.http import create_app
-from rag.query.service import RagService
+from rag.publishing.publisher import Publisher
+from rag.query.service import QueryService
 
 from .servers import wait_until
 
@@ -27,8 +28,8 @@ def client_for(tiny_settings: Settings, hash_embedder) -> Iterator:
     @contextmanager
     def make(peer: str = "testclient", **changes: object) -> Iterator[TestClient]:
         settings = tiny_settings.replace(**changes)
-        service = RagService(settings, hash_embedder)
-        service.build()
+        service = QueryService(settings, hash_embedder)
+        Publisher(service).build()
         with TestClient(create_app(settings, service), client=(peer, 50000)) as client:
             yield client
 
@@ -164,16 +165,16 @@ def test_cors_origins_are_a_setting(client_for) -> None:
         assert "access-control-allow-origin" not in other.headers
 
 
-class SlowService(RagService):
+class SlowService(QueryService):
     """Holds its index load until released, to observe /ready before the index is there."""
 
     def __init__(self, settings: Settings, embedder) -> None:
         super().__init__(settings, embedder)
         self.release = threading.Event()
 
-    def load_or_build(self, progress=None):
+    def install(self, index):  # a loaded or a built version alike
         self.release.wait(30)
-        return super().load_or_build(progress)
+        return super().install(index)
 
 
 def test_ready_is_503_until_the_index_is_loaded(tiny_settings: Settings, hash_embedder) -> None:
@@ -235,7 +236,7 @@ def test_an_unexpected_fault_is_a_json_500(client: TestClient, monkeypatch) -> N
     def broken(*_, **__):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(client.app.state.rag.service, "search", broken)
+    monkeypatch.setattr(client.app.state.services.query, "search", broken)
     response = client.post("/search", json={"query": SOLDE})
     assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"
     assert "boom" not in response.text and client.get("/health").status_code == 200
@@ -245,8 +246,8 @@ def test_a_broken_feedback_store_never_takes_answers_down(tiny_settings: Setting
     unwritable = tmp_path / "a-folder"  # SQLite cannot open a folder: the store fails as on a full disk
     unwritable.mkdir()
     settings = tiny_settings.replace(feedback_db=unwritable, spool_dir=tmp_path / "spool")
-    service = RagService(settings, hash_embedder)
-    service.build()
+    service = QueryService(settings, hash_embedder)
+    Publisher(service).build()
     with TestClient(create_app(settings, service)) as client:
         answer = client.post("/ask", json={"query": SOLDE})
         assert answer.status_code == 200 and answer.json()["citations"]
@@ -270,8 +271,8 @@ def test_what_can_be_kept_nowhere_is_a_retryable_503(tiny_settings: Settings, ha
     for name in ("a-folder", "spool-file"):
         (tmp_path / name).mkdir() if name == "a-folder" else (tmp_path / name).write_text("not a folder")
     settings = tiny_settings.replace(feedback_db=tmp_path / "a-folder", spool_dir=tmp_path / "spool-file")
-    service = RagService(settings, hash_embedder)
-    service.build()
+    service = QueryService(settings, hash_embedder)
+    Publisher(service).build()
     with TestClient(create_app(settings, service)) as client:
         answer = client.post("/ask", json={"query": SOLDE})
         assert answer.status_code == 200
@@ -285,7 +286,7 @@ def test_a_stream_that_fails_ends_with_an_error_event(client: TestClient, monkey
         yield "Début "
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(client.app.state.rag.service, "ask_stream", failing)
+    monkeypatch.setattr(client.app.state.services.query, "ask_stream", failing)
     with client.stream("POST", "/ask", json={"query": SOLDE, "stream": True}) as response:
         lines = list(response.iter_lines())
     names = [line[7:] for line in lines if line.startswith("event: ")]
@@ -357,7 +358,7 @@ def test_a_newly_published_index_is_picked_up(client_for, tiny_settings: Setting
         rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines()]
         rows.append({"id": "new", "question": "Où trouver le calendrier ?", "answer": "Le calendrier est en ligne."})
         source.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
-        publisher = RagService(tiny_settings, hash_embedder)  # another process would do the same: rag index
+        publisher = Publisher(QueryService(tiny_settings, hash_embedder))  # as another process would: rag index
         published = publisher.build().version
         wait_until(lambda: client.get("/ready").json()["index_version"] == published)
         assert published != before and client.get("/entries/new").status_code == 200

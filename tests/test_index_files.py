@@ -14,6 +14,7 @@ from rag.indexing.build import build_index
 from rag.indexing.faq_index import FaqIndex, make_vector_index
 from rag.indexing.versions import version_dir
 from rag.language.glossary import Glossary
+from rag.publishing.publisher import Publisher
 from rag.query.retriever import HybridRetriever
 
 from .conftest import Q
@@ -116,10 +117,11 @@ def test_an_index_is_never_written_over_a_users_files(tmp_path: Path, tiny_jsonl
 
 def test_any_build_option_change_means_a_rebuild(make_service) -> None:
     service = make_service()
-    assert service.needs_build() is None
+    assert Publisher(service).needs_build() is None
     for change in ({"chunk_max_tokens": 200}, {"sentence_vectors": True}, {"question_vectors": False}):
         other = type(service)(service.settings.replace(**change), service.embedder)
-        assert "chunk_max_tokens" in other.needs_build() or "vectors" in other.needs_build()
+        reason = Publisher(other).needs_build() or ""
+        assert "chunk_max_tokens" in reason or "vectors" in reason
 
 
 def _corrupt(folder: Path, how: str) -> None:
@@ -163,8 +165,8 @@ def test_the_service_rebuilds_a_damaged_index_from_its_own_sources(make_service,
     _corrupt(version_dir(tiny_settings.index.index_dir), "views out of range")
     # no sources in the settings: the index's manifest says which FAQ it was built from
     service = type(built)(tiny_settings.replace(sources=None), built.embedder)
-    assert service.sources == list(tiny_settings.index.sources)
-    index = service.load_or_build()
+    assert Publisher(service).sources == list(tiny_settings.index.sources)
+    index = Publisher(service).load_or_build()
     assert [e.id for e in index.entries] == ["psc", "solde", "mss"]
     assert service.search(Q("paiement du solde")).results[0].id == "solde"
 
@@ -172,7 +174,7 @@ def test_the_service_rebuilds_a_damaged_index_from_its_own_sources(make_service,
 def test_an_index_remembers_its_faq(make_service, tiny_settings) -> None:
     make_service()
     service = type(make_service())(tiny_settings.replace(sources=None), make_service().embedder)
-    assert service.needs_build() is None  # not rebuilt from the shipped FAQ
+    assert Publisher(service).needs_build() is None  # not rebuilt from the shipped FAQ
     assert service.load().manifest.sources[0].path == str(tiny_settings.index.sources[0].resolve())
 
 

@@ -16,8 +16,10 @@ from rag.indexing.calibration import FEATURES, LATENT_FEATURES, fit
 from rag.indexing.faq_index import FaqIndex
 from rag.indexing.versions import LATENTS, version_dir
 from rag.language.glossary import Glossary
+from rag.publishing.publisher import Publisher
 from rag.query.batching import MicroBatcher
 from rag.query.decision import Decision
+from rag.query.service import QueryService
 
 from .conftest import LatentHashEmbedder, Q
 
@@ -142,17 +144,15 @@ def test_a_latents_file_that_disagrees_with_the_chunks_is_refused(tmp_path: Path
 
 def test_the_setting_is_a_build_option(make_service) -> None:
     service = make_service()
-    assert service.needs_build() is None
+    assert Publisher(service).needs_build() is None
     other = type(service)(service.settings.replace(latent_terms=False), service.embedder)
-    assert "latent_terms" in (other.needs_build() or "")
+    assert "latent_terms" in (Publisher(other).needs_build() or "")
 
 
 @pytest.fixture
 def latent_service(tiny_settings, latent_embedder):
-    from rag.query.service import RagService
-
-    service = RagService(tiny_settings, latent_embedder)
-    service.build()
+    service = QueryService(tiny_settings, latent_embedder)
+    Publisher(service).build()
     return service
 
 
@@ -176,10 +176,8 @@ class _FailingQueries(LatentHashEmbedder):
 
 
 def test_a_failing_latent_pass_leaves_the_question_answered(tiny_settings, caplog) -> None:
-    from rag.query.service import RagService
-
-    service = RagService(tiny_settings, _FailingQueries())
-    service.build()
+    service = QueryService(tiny_settings, _FailingQueries())
+    Publisher(service).build()
     with caplog.at_level(logging.WARNING, logger="rag.query.decision"):
         result = service.retrieve(Q("Quelle messagerie sécurisée utiliser ?"))
         signals = service.diagnose(Q("Quelle messagerie sécurisée pour un cabinet ?")).signals

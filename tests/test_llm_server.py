@@ -18,7 +18,7 @@ from rag.http import create_app
 from rag.llm import Reset
 from rag.llm.drafting import verify_markers
 from rag.llm.prompts import PromptSet, PromptTemplate
-from rag.query.service import RagService
+from rag.query.service import QueryService
 
 from .conftest import ROOT, Q
 from .fake_llm import FakeLLM
@@ -48,7 +48,7 @@ def fake(llm: FakeLLM) -> FakeLLM:
     return llm
 
 
-def make_service(built_dir: Path, fake: FakeLLM, tmp_path: Path, **extra) -> RagService:
+def make_service(built_dir: Path, fake: FakeLLM, tmp_path: Path, **extra) -> QueryService:
     options = {"llm_total_timeout": 3.0, "llm_first_token_timeout": 2.0, **extra}
     settings = Settings(
         index_dir=built_dir,
@@ -57,7 +57,7 @@ def make_service(built_dir: Path, fake: FakeLLM, tmp_path: Path, **extra) -> Rag
         feedback_db=tmp_path / "fb.sqlite3",
         **options,
     )
-    service = RagService(settings)
+    service = QueryService(settings)
     service.load()
     return service
 
@@ -129,7 +129,7 @@ def test_llm_down_falls_back(built_dir, tmp_path) -> None:
     settings = Settings(
         index_dir=built_dir, llm_base_url="http://127.0.0.1:9/v1", llm_retries=1, feedback_db=tmp_path / "fb.sqlite3"
     )
-    service = RagService(settings)
+    service = QueryService(settings)
     service.load()
     answer = service.ask(Q(SOLDE))
     assert answer.fallback and answer.fallback_reason == "connection" and answer.citations
@@ -290,9 +290,9 @@ def _logit(p: float) -> float:
 
 
 def test_the_llm_judges_only_where_its_verdict_can_change_the_decision(built_dir, fake, tmp_path) -> None:
-    plain = RagService(Settings(index_dir=built_dir))
+    plain = QueryService(Settings(index_dir=built_dir))
     plain.load()
-    threshold = _logit(plain.decision.default_threshold)
+    threshold = _logit(plain.stages.decision.default_threshold)
     questions = [
         "Comment déposer une demande de solde ?",  # plainly answered
         "Comment intégrer le service d'annuaire santé dans notre logiciel ?",  # near the line
@@ -309,7 +309,7 @@ def test_the_llm_judges_only_where_its_verdict_can_change_the_decision(built_dir
         if asked:
             assert result.judge == "no" and "OUI ou NON" in fake.requests[0]["messages"][0]["content"]
             assert math.isclose(_logit(result.confidence), _logit(base[question]) - 4.0, abs_tol=1e-2)
-            assert result.abstained is (result.confidence < service.decision.default_threshold)
+            assert result.abstained is (result.confidence < service.stages.decision.default_threshold)
         else:
             assert result.judge is None and result.confidence == base[question]
     assert any(abs(_logit(c) - threshold) < 4.0 for c in base.values())  # the set does exercise the judge
@@ -322,7 +322,7 @@ def test_the_llm_judges_only_where_its_verdict_can_change_the_decision(built_dir
 )
 def test_a_verdict_raises_the_confidence_or_leaves_it(built_dir, fake, tmp_path, script, verdict) -> None:
     question = "Comment intégrer le service d'annuaire santé dans notre logiciel ?"
-    plain = RagService(Settings(index_dir=built_dir))
+    plain = QueryService(Settings(index_dir=built_dir))
     plain.load()
     before = plain.retrieve(Q(question)).confidence
     fake.script(script)

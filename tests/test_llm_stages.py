@@ -10,11 +10,12 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from rag.answer.extractive import ExtractiveGenerator
 from rag.indexing.calibration import Calibration
 from rag.llm import LLMParts, Reset
+from rag.publishing.publisher import Publisher
 from rag.query.decision import Decision
-from rag.query.extractive import ExtractiveGenerator
-from rag.query.service import RagService
+from rag.query.service import QueryService
 
 from .conftest import Q
 from .fake_llm import ScriptedTransport
@@ -37,12 +38,12 @@ def make_llm_service(tiny_settings, hash_embedder, llm, tmp_path):
     change settings."""
     SOFT.save(tmp_path / "soft.json")
 
-    def make(**changes: object) -> RagService:
+    def make(**changes: object) -> QueryService:
         llm_settings = {"llm_base_url": "http://llm.test/v1", "llm_retries": 1, "llm_backoff": 0}
         settings = tiny_settings.replace(calibration=tmp_path / "soft.json", **llm_settings, **changes)
         parts = LLMParts.make(settings, ExtractiveGenerator(settings.answer), transport=llm)
-        service = RagService(settings, hash_embedder, llm=parts)
-        service.build()
+        service = QueryService(settings, hash_embedder, llm=parts)
+        Publisher(service).build()
         return service
 
     return make
@@ -117,12 +118,12 @@ def test_a_follow_up_is_rewritten_by_the_llm_and_joined_when_it_gives_nothing(ma
     assert service.ask(follow_up).resolved == f"{SOLDE} Et pour la radiologie ?"
 
 
-def _judged(service: RagService, llm: ScriptedTransport, reply: dict) -> tuple[float, float, str | None]:
+def _judged(service: QueryService, llm: ScriptedTransport, reply: dict) -> tuple[float, float, str | None]:
     """The confidence of SOLDE without the LLM and with its verdict, and the verdict."""
-    plain = service.decision.judge
-    service.decision.judge = None
+    plain = service.stages.decision.judge
+    service.stages.decision.judge = None
     before = service.retrieve(Q(SOLDE)).confidence
-    service.decision.judge = plain
+    service.stages.decision.judge = plain
     service.results.clear()
     llm.script(reply)
     after = service.retrieve(Q(SOLDE))
@@ -162,7 +163,7 @@ def test_with_a_reranker_the_confidence_and_the_verdict_describe_the_entry_shown
     retriever = service.stages.retriever
     calibration = SOFT
     plain = Decision(calibration).decide(retriever.prepare(SOLDE), retriever.rank, 3)
-    judged = Decision(calibration, judge=service.decision.judge, reranker=_Reversed(), min_confidence=0.5)
+    judged = Decision(calibration, judge=service.stages.decision.judge, reranker=_Reversed(), min_confidence=0.5)
     llm.script({"text": "NON"})
     reranked = judged.decide(retriever.prepare(SOLDE), retriever.rank, 3)
     assert plain.results[0].id == "solde" and reranked.results[0].id != "solde"
@@ -186,12 +187,12 @@ def test_with_an_llm_the_confidence_is_fitted_on_its_rewordings_of_the_entries(
     llm.default = "Comment ça marche ?\n- Une question sur ce sujet précis ?\n2) Et le délai ?"
     llm.script({"status": 500})  # the first entry's call fails: that entry gets the questions made offline
     parts = LLMParts.make(settings, ExtractiveGenerator(settings.answer), transport=llm)
-    service = RagService(settings, hash_embedder, llm=parts)
-    index = service.build()
+    service = QueryService(settings, hash_embedder, llm=parts)
+    index = Publisher(service).build()
     record = index.manifest.calibration
     assert record.kind == "fitted" and record.source == "the LLM's rewordings of the entries"
     assert len(llm.requests) == 6 and "<entry>" in llm.requests[0]["messages"][0]["content"]
-    probes = service.self_calibration().rewordings(index, [1])
+    probes = Publisher(service).self_calibration().rewordings(index, [1])
     assert [p.text for p in probes] == ["Comment ça marche ?", "Une question sur ce sujet précis ?", "Et le délai ?"]
 
 
@@ -201,18 +202,23 @@ def test_a_gap_gets_the_title_the_llm_proposes_and_keeps_its_question_when_the_l
     from rag.models import Answer
     from rag.publishing.gap_resolution import Curator
     from rag.publishing.gaps import GapFinder
-    from rag.store.feedback import SqliteStore, answer_row
+    from rag.store import sqlite_store as SqliteStore
+    from rag.store.answers import answer_row
 
     service = make_llm_service(llm_judge=False)
     store = SqliteStore(tmp_path / "log.sqlite3").open()
     for n, query in enumerate(["frais de déplacement remboursés ?", "remboursement des frais de déplacement"]):
         declined = Answer(query=query, answer="", abstained=True, citations=[], passages=[])
-        store.insert_answer(answer_row(f"{n:032x}", declined, at=1000.0 + n))
-    curator = Curator(service, store, GapFinder(service.embedder, service.settings.gaps), tmp_path / "golden.jsonl")
+        store.answers.insert(answer_row(f"{n:032x}", declined, at=1000.0 + n))
+    finder = GapFinder(service.embedder, service.settings.gaps)
+    curator = Curator(Publisher(service), store, finder, tmp_path / "golden.jsonl")
     llm.script({"text": "« Comment se faire rembourser ses frais de déplacement ? »"})
     (gap,) = curator.gaps()
     assert gap.title == "Comment se faire rembourser ses frais de déplacement ?"
     assert "frais de déplacement remboursés ?" in llm.requests[-1]["messages"][0]["content"]
+    asked = len(llm.requests)
+    (cached,) = curator.gaps()  # the report loaded again: the title is not asked again
+    assert cached.title == gap.title and len(llm.requests) == asked
     llm.script({"status": 500}, {"status": 500})
-    (again,) = curator.gaps()
+    (again,) = Curator(Publisher(service), store, finder, tmp_path / "golden.jsonl").gaps()
     assert again.title is None and again.question in gap.questions and again.id == gap.id

@@ -16,10 +16,13 @@ from rag.cli import app as cli
 from rag.config import Settings
 from rag.http import create_app
 from rag.models import Answer
-from rag.query.service import RagService
-from rag.store.feedback import SCHEMA, SCHEMA_VERSION, SqliteStore, answer_row
+from rag.publishing.publisher import Publisher
+from rag.query.service import QueryService
+from rag.store import sqlite_store as SqliteStore
+from rag.store.answers import answer_row
 from rag.store.privacy import scrub
 from rag.store.recorder import Recorder
+from rag.store.schema import SCHEMA, SCHEMA_VERSION
 from rag.store.spool import Spool
 
 from .servers import wait_until
@@ -75,11 +78,11 @@ def test_nothing_personal_reaches_the_store_or_the_spool(store, tmp_path: Path) 
     try:
         for n, (raw, _) in enumerate(PERSONAL):
             recorder.record_answer(f"{n:032x}", _answer(f"Mon cas : {raw}. Que faire ?"), "page")
-        wait_until(lambda: store._run("SELECT COUNT(*) FROM answers")[0][0] == len(PERSONAL), timeout=30)
+        wait_until(lambda: store.db.run("SELECT COUNT(*) FROM answers")[0][0] == len(PERSONAL), timeout=30)
         recorder.add_feedback(f"{0:032x}", False, f"rappelez-moi : {PERSONAL[1][0]} ou {PERSONAL[0][0]}")
     finally:
         recorder.close()
-    rows = store._run("SELECT query, answer FROM answers") + store._run("SELECT comment FROM feedback")
+    rows = store.db.run("SELECT query, answer FROM answers") + store.db.run("SELECT comment FROM feedback")
     assert _leaks(rows) == []
     assert any("[EMAIL]" in str(r) for r in rows) and any("[NIR]" in str(r) for r in rows)
     spooled = "".join(p.read_text() for p in (tmp_path / "spool").glob("*")) if (tmp_path / "spool").exists() else ""
@@ -88,8 +91,8 @@ def test_nothing_personal_reaches_the_store_or_the_spool(store, tmp_path: Path) 
 
 def test_the_http_api_logs_questions_without_personal_data(tiny_settings: Settings, hash_embedder) -> None:
     settings = tiny_settings.replace(admin_token="adm")
-    service = RagService(settings, hash_embedder)
-    service.build()
+    service = QueryService(settings, hash_embedder)
+    Publisher(service).build()
     with TestClient(create_app(settings, service)) as client:
         ids = []
         for raw, _ in PERSONAL:
@@ -109,33 +112,33 @@ def test_the_http_api_logs_questions_without_personal_data(tiny_settings: Settin
 
 
 def test_a_greeting_can_be_voted_on_and_stays_out_of_the_question_log(tiny_settings: Settings, hash_embedder) -> None:
-    service = RagService(tiny_settings, hash_embedder)
-    service.build()
+    service = QueryService(tiny_settings, hash_embedder)
+    Publisher(service).build()
     with TestClient(create_app(tiny_settings, service)) as client:
         greeting = client.post("/ask", json={"query": "Bonjour"}).json()
         question = client.post("/ask", json={"query": "Quelle est la recette de la tarte tatin ?"}).json()
         assert greeting["abstained"]
         for body in (greeting, question):  # both votes reach the store, none waits for an answer never recorded
             assert client.post("/feedback", json={"answer_id": body["answer_id"], "helpful": False}).status_code == 200
-        state = client.app.state.rag
-        wait_until(lambda: state.recorder.pending == 0 and len(state.store.feedback()) == 2)
-        logged = [row["query"] for row in state.store.question_log(low_confidence=2.0)]
+        state = client.app.state.services
+        wait_until(lambda: state.recorder.pending == 0 and len(state.store.votes.all()) == 2)
+        logged = [row["query"] for row in state.store.answers.question_log(low_confidence=2.0)]
     assert logged == [question["query"]]
 
 
 def test_rows_older_than_the_retention_are_erased(store, tmp_path: Path) -> None:
     now = time.time()
     for answer_id, days in (("old", 40), ("older", 400), ("recent", 2)):
-        store.insert_answer(answer_row(answer_id, _answer("q"), at=now - days * 86400))
-    store.add_feedback("old", False, "non", at=now - 39 * 86400)
+        store.answers.insert(answer_row(answer_id, _answer("q"), at=now - days * 86400))
+    store.votes.add("old", False, "non", at=now - 39 * 86400)
     recorder = Recorder(store, Spool(tmp_path / "spool"), retention_days=30)
     recorder.start()
     try:
-        wait_until(lambda: store._run("SELECT COUNT(*) FROM answers")[0][0] == 1, timeout=30)
+        wait_until(lambda: store.db.run("SELECT COUNT(*) FROM answers")[0][0] == 1, timeout=30)
     finally:
         recorder.close()
-    assert store._run("SELECT id FROM answers") == [("recent",)]
-    assert store._run("SELECT COUNT(*) FROM feedback") == [(0,)]
+    assert store.db.run("SELECT id FROM answers") == [("recent",)]
+    assert store.db.run("SELECT COUNT(*) FROM feedback") == [(0,)]
 
 
 def test_store_questions_false_keeps_counts_and_no_text(store, tmp_path: Path) -> None:
@@ -143,13 +146,13 @@ def test_store_questions_false_keeps_counts_and_no_text(store, tmp_path: Path) -
     recorder.start()
     try:
         recorder.record_answer("a" * 32, _answer("Comment déposer le solde de Mme Durand ?"))
-        wait_until(lambda: store._run("SELECT COUNT(*) FROM answers")[0][0] == 1, timeout=30)
+        wait_until(lambda: store.db.run("SELECT COUNT(*) FROM answers")[0][0] == 1, timeout=30)
         recorder.add_feedback("a" * 32, False, "Mme Durand n'est pas contente")
     finally:
         recorder.close()
-    assert store._run("SELECT query, answer FROM answers") == [("", "")]
-    assert store._run("SELECT helpful, comment FROM feedback") == [(0, None)]
-    assert store.stats()["answers"] == 1 and store.stats()["ratings"] == 1
+    assert store.db.run("SELECT query, answer FROM answers") == [("", "")]
+    assert store.db.run("SELECT helpful, comment FROM feedback") == [(0, None)]
+    assert store.votes.stats()["answers"] == 1 and store.votes.stats()["ratings"] == 1
 
 
 def test_an_old_database_is_brought_forward_and_keeps_its_rows(tmp_path: Path) -> None:
@@ -161,24 +164,24 @@ def test_an_old_database_is_brought_forward_and_keeps_its_rows(tmp_path: Path) -
     db.commit()
     db.close()
     store = SqliteStore(path).open()
-    assert store._run("SELECT id, channel, confidence FROM answers") == [("a1", "api", None)]
-    assert store._run("SELECT MAX(version) FROM schema_version") == [(SCHEMA_VERSION,)]
+    assert store.db.run("SELECT id, channel, confidence FROM answers") == [("a1", "api", None)]
+    assert store.db.run("SELECT MAX(version) FROM schema_version") == [(SCHEMA_VERSION,)]
     store.close()
-    assert SqliteStore(path).open()._run("SELECT COUNT(*) FROM schema_version") == [(SCHEMA_VERSION,)]  # each once
+    assert SqliteStore(path).open().db.run("SELECT COUNT(*) FROM schema_version") == [(SCHEMA_VERSION,)]  # each once
 
 
 def test_rag_log_erase_forgets_on_request(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "fb.sqlite3"
     store = SqliteStore(path).open()
     now = time.time()
-    store.insert_answer(answer_row("a1", _answer("question de Mme Durand sur le solde"), at=now))
-    store.insert_answer(answer_row("a2", _answer("autre question"), at=now - 10 * 86400))
-    store.insert_answer(answer_row("a3", _answer("dernière question"), at=now))
+    store.answers.insert(answer_row("a1", _answer("question de Mme Durand sur le solde"), at=now))
+    store.answers.insert(answer_row("a2", _answer("autre question"), at=now - 10 * 86400))
+    store.answers.insert(answer_row("a3", _answer("dernière question"), at=now))
     runner = CliRunner()
     erased = runner.invoke(cli, ["log", "erase", "--containing", "durand", "--db", str(path)])
     assert erased.exit_code == 0 and "erased 1" in erased.output
     day = time.strftime("%Y-%m-%d", time.gmtime(now - 86400))
     assert runner.invoke(cli, ["log", "erase", "--before", day, "--db", str(path)]).exit_code == 0
-    assert store._run("SELECT id FROM answers") == [("a3",)]
+    assert store.db.run("SELECT id FROM answers") == [("a3",)]
     refused = runner.invoke(cli, ["log", "erase", "--db", str(path)])
     assert refused.exit_code == 1 and "--all" in refused.output and "Traceback" not in refused.output

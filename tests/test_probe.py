@@ -12,7 +12,7 @@ import pytest
 
 from rag.config import Settings
 from rag.http import create_app
-from rag.query.service import RagService
+from rag.query.service import QueryService
 
 from .servers import running
 
@@ -88,7 +88,7 @@ RAW = [
 def server(tmp_path_factory, segur_index: Path) -> str:
     folder = tmp_path_factory.mktemp("probe")
     settings = Settings(index_dir=segur_index, feedback_db=folder / "fb.sqlite3", admin_token="adm")
-    service = RagService(settings)
+    service = QueryService(settings)
     with running(create_app(settings, service), ready_path="/ready") as base:
         yield base
 

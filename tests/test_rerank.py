@@ -10,7 +10,7 @@ from rag.config import Settings
 from rag.embedders.sentence_transformers import packaged_minilm_path
 from rag.errors import ConfigError
 from rag.query.rerank import CrossEncoderReranker
-from rag.query.service import RagService
+from rag.query.service import QueryService
 
 from .conftest import Q
 
@@ -32,9 +32,9 @@ def cross_encoder(tmp_path_factory) -> Path:
 
 
 def test_the_reranker_reorders_the_best_entries_by_its_own_scores(segur_index: Path, cross_encoder: Path) -> None:
-    plain = RagService(Settings(index_dir=segur_index))
+    plain = QueryService(Settings(index_dir=segur_index))
     plain.load()
-    reranked = RagService(Settings(index_dir=segur_index, reranker=f"st:{cross_encoder}", rerank_depth=20))
+    reranked = QueryService(Settings(index_dir=segur_index, reranker=f"st:{cross_encoder}", rerank_depth=20))
     reranked.load()
     before = plain.retrieve(Q(QUESTION, 20))
     after = reranked.retrieve(Q(QUESTION, 20))
@@ -50,6 +50,6 @@ def test_the_reranker_reorders_the_best_entries_by_its_own_scores(segur_index: P
 
 
 def test_a_missing_reranker_model_is_one_clear_error(segur_index: Path, tmp_path: Path) -> None:
-    service = RagService(Settings(index_dir=segur_index, reranker=f"st:{tmp_path / 'nowhere'}"))
+    service = QueryService(Settings(index_dir=segur_index, reranker=f"st:{tmp_path / 'nowhere'}"))
     with pytest.raises(ConfigError, match="cannot load the reranker"):
         service.load()

@@ -12,7 +12,8 @@ from schemathesis.checks import positive_data_acceptance
 
 from rag.config import Settings
 from rag.http import create_app
-from rag.query.service import RagService
+from rag.publishing.publisher import Publisher
+from rag.query.service import QueryService
 
 from .conftest import TINY_FAQ, HashEmbedder
 
@@ -23,8 +24,8 @@ def _app():
     source = folder / "tiny.jsonl"
     source.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in TINY_FAQ) + "\n", encoding="utf-8")
     app_settings = Settings(sources=[source], index_dir=folder / "idx", feedback_db=folder / "fb.sqlite3")
-    service = RagService(app_settings, HashEmbedder())
-    service.build()
+    service = QueryService(app_settings, HashEmbedder())
+    Publisher(service).build()
     return create_app(app_settings, service)
 
 

@@ -148,9 +148,9 @@ def test_a_follow_up_is_read_with_the_question_before(make_service) -> None:
 
 
 def test_the_answer_prefers_sentences_with_the_question_s_own_words() -> None:
+    from rag.answer.extractive import ExtractiveGenerator
     from rag.config import AnswerSettings
     from rag.models import Hit, SearchResult
-    from rag.query.extractive import ExtractiveGenerator
 
     text = "Organisme payeur. Organisme payeur agréé par l'État pour les paiements. Le dossier non signé est refusé."
     hit = Hit(id="e", question=None, text=text, score=1.0, url="/entries/e")

@@ -16,8 +16,9 @@ from rag.evaluation.run import EvalQuery, score
 from rag.indexing.calibration import Calibration, log_odds, recalibrate
 from rag.indexing.versions import CALIBRATION, version_dir
 from rag.publishing.probes import STYLES, ProbeWriter
+from rag.publishing.publisher import Publisher
 from rag.publishing.selfcalibration import SelfCalibration, duplicates, out_of_scope_questions
-from rag.query.service import RagService
+from rag.query.service import QueryService
 
 from .conftest import Q
 
@@ -81,9 +82,9 @@ def faq8(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def service8(faq8: Path, tiny_settings, hash_embedder) -> RagService:
-    service = RagService(tiny_settings.replace(sources=[faq8], min_confidence=None), hash_embedder)
-    service.build()
+def service8(faq8: Path, tiny_settings, hash_embedder) -> QueryService:
+    service = QueryService(tiny_settings.replace(sources=[faq8], min_confidence=None), hash_embedder)
+    Publisher(service).build()
     return service
 
 
@@ -102,8 +103,10 @@ def test_an_entry_left_out_is_ranked_and_read_as_if_the_faq_lacked_it(service8) 
     solde = index.by_id["solde"]
     present, lacking = retriever.rank(question), retriever.rank(question, exclude={solde})
     assert present.order[0] == solde and solde not in lacking.order
-    decided = service8.decision.decide(question, lambda p: retriever.rank(p, exclude={solde}), 3, all_signals=True)
-    full = service8.decision.decide(question, retriever.rank, 3, all_signals=True)
+    decided = service8.stages.decision.decide(
+        question, lambda p: retriever.rank(p, exclude={solde}), 3, all_signals=True
+    )
+    full = service8.stages.decision.decide(question, retriever.rank, 3, all_signals=True)
     # "versement" is a word of that entry only: without it, the FAQ does not know it
     assert decided.signals["vocab_cover"] < full.signals["vocab_cover"]
     assert index.known(frozenset({solde}))("vers") is False and index.known()("vers") is True
@@ -115,8 +118,8 @@ def test_entries_with_the_same_answer_are_left_out_together(service8, tmp_path) 
     ]
     path = tmp_path / "twins.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    twin = RagService(service8.settings.replace(sources=[path], index_dir=tmp_path / "twins"), service8.embedder)
-    twin.build()
+    twin = QueryService(service8.settings.replace(sources=[path], index_dir=tmp_path / "twins"), service8.embedder)
+    Publisher(twin).build()
     index = twin.index
     found = duplicates(index, [index.by_id["solde"], index.by_id["psc"]])
     assert found[index.by_id["solde"]] == {index.by_id["solde"], index.by_id["solde-bis"]}
@@ -150,8 +153,11 @@ def test_a_faq_gets_a_confidence_fitted_on_its_own_questions(service8) -> None:
     assert record.kind == "fitted" and record.entries == 8 and record.questions == 24
     assert record.out_of_scope == len(out_of_scope_questions()) and record.expected is not None
     assert (version_dir(service8.settings.index.index_dir) / CALIBRATION).exists()
-    assert service8.decision.calibration == index.calibration and service8.decision.threshold(index.calibration) == 0.5
-    reloaded = RagService(service8.settings, service8.embedder)
+    assert (
+        service8.stages.decision.calibration == index.calibration
+        and service8.stages.decision.threshold(index.calibration) == 0.5
+    )
+    reloaded = QueryService(service8.settings, service8.embedder)
     reloaded.load()
     assert reloaded.index.calibration == index.calibration
     asked = service8.retrieve(Q("Comment demander le paiement du solde ?"))
@@ -165,13 +171,13 @@ def test_too_few_entries_keep_the_shipped_fit_and_say_why(make_service) -> None:
 
 
 def test_the_setting_and_the_shipped_faq_keep_the_shipped_fit(service8, segur_source, hash_embedder, tmp_path) -> None:
-    never = RagService(service8.settings.replace(self_calibration="never"), hash_embedder)
-    assert "RAG_SELF_CALIBRATION" in (never.needs_build() or "")
-    never.build()
+    never = QueryService(service8.settings.replace(self_calibration="never"), hash_embedder)
+    assert "RAG_SELF_CALIBRATION" in (Publisher(never).needs_build() or "")
+    Publisher(never).build()
     assert never.index.calibration is None and never.index.manifest.calibration.kind == "shipped"
-    assert never.decision.calibration == Calibration.load()
-    shipped = RagService(service8.settings.replace(sources=[segur_source], index_dir=tmp_path / "s"), hash_embedder)
-    record = shipped.build().manifest.calibration
+    assert never.stages.decision.calibration == Calibration.load()
+    shipped = QueryService(service8.settings.replace(sources=[segur_source], index_dir=tmp_path / "s"), hash_embedder)
+    record = Publisher(shipped).build().manifest.calibration
     assert record.kind == "shipped" and record.reason == "the shipped FAQ keeps the fit made on its questions"
 
 
@@ -180,18 +186,18 @@ def test_a_rebuild_keeps_the_fit_while_little_of_the_faq_changed(service8, faq8)
     rows = [json.loads(line) for line in faq8.read_text(encoding="utf-8").splitlines()]
     rows[0]["answer"] += " Un justificatif de paiement est demandé."
     faq8.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    kept = service8.build()
+    kept = Publisher(service8).build()
     # one entry of eight is 12 %, under the 20 % that calls for a new fit
     assert kept.manifest.calibration.kind == "reused" and kept.calibration == fitted
     for row in rows[1:3]:
         row["answer"] += " Précision ajoutée."
     faq8.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    assert service8.build().manifest.calibration.kind == "fitted"
+    assert Publisher(service8).build().manifest.calibration.kind == "fitted"
 
 
 def test_recalibrating_publishes_a_new_version(service8) -> None:
     before = service8.index.version
-    after = service8.recalibrate()
+    after = Publisher(service8).recalibrate()
     assert after.version != before and version_dir(service8.settings.index.index_dir).name == after.version
     assert after.manifest.calibration.kind == "fitted" and service8.index is after
 
@@ -247,7 +253,7 @@ def test_held_out_questions_are_out_of_scope_unless_a_person_judged_a_remaining_
 
 def test_a_holdout_run_builds_each_fold_without_its_entries(service8, tmp_path) -> None:
     folds = choose_folds(_queries(), {e.id for e in service8.index.entries}, 2, 2)
-    done = run_holdout(service8, _queries(), folds, Judgements(), tmp_path / "holdout")
+    done = run_holdout(Publisher(service8), _queries(), folds, Judgements(), tmp_path / "holdout")
     for fold in done:
         held_out = [q for q in fold.queries if q.tags.get("scope") == "held_out"]
         assert len(held_out) == 2 and fold.calibration["kind"] == "fitted"

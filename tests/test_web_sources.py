@@ -17,7 +17,8 @@ from rag.corpus.quality import check
 from rag.corpus.sources import load_corpus
 from rag.http import create_app
 from rag.models import Question
-from rag.query.service import RagService
+from rag.publishing.publisher import Publisher
+from rag.query.service import QueryService
 
 from .faq_site import EXPECTED, FaqSite
 from .servers import running, wait_until
@@ -44,17 +45,17 @@ def _settings(tmp_path: Path, sources: list[str], **changes) -> Settings:
     )
 
 
-def _service(settings: Settings, hash_embedder) -> RagService:
-    return RagService(settings, hash_embedder)
+def _service(settings: Settings, hash_embedder) -> QueryService:
+    return QueryService(settings, hash_embedder)
 
 
-def _by_question(service: RagService) -> dict[str, str]:
+def _by_question(service: QueryService) -> dict[str, str]:
     return {e.question: e.url for e in service.index.entries}
 
 
 def test_every_structure_gives_its_entries_with_their_anchors(site: FaqSite, tmp_path: Path, hash_embedder) -> None:
     service = _service(_settings(tmp_path, [site.base + "/sitemap.xml"]), hash_embedder)
-    done = service.sync()
+    done = Publisher(service).sync()
     assert done.published and set(done.removed) == set() and len(done.added) == len(EXPECTED)
     assert _by_question(service) == {q: site.base + path for q, path in EXPECTED.items()}
     entry = next(e for e in service.index.entries if e.question == "Qui peut demander le forfait de financement ?")
@@ -80,8 +81,8 @@ def test_a_second_sync_is_conditional_and_an_edit_embeds_that_entry_only(
     site: FaqSite, tmp_path: Path, hash_embedder
 ) -> None:
     service = _service(_settings(tmp_path, [site.base + "/sitemap.xml"]), hash_embedder)
-    first = service.sync()
-    again = service.sync()
+    first = Publisher(service).sync()
+    again = Publisher(service).sync()
     assert not again.published and again.version == first.version and again.embedded == 0
     assert site.asked("/faq/dsfr.html")[-1]["if-none-match"].startswith('"')
     assert again.report.unchanged == again.report.pages - 2  # all but /about.html (no FAQ) and /private/ (robots)
@@ -89,14 +90,14 @@ def test_a_second_sync_is_conditional_and_an_edit_embeds_that_entry_only(
     site.pages["/faq/dsfr.html"] = site.pages["/faq/dsfr.html"].replace(
         "Le solde est versé après la VA signée.", "Le solde est versé sous trente jours après la VA signée."
     )
-    edited = service.sync()
+    edited = Publisher(service).sync()
     (changed,) = edited.changed
     assert edited.published and edited.added == [] and edited.removed == []
     assert service.index.entry(changed).question == "Quand le solde est-il versé ?"
     assert 0 < edited.embedded <= 3  # the entry's passage and its question, nothing else
 
     site.pages["/faq/details.html"] = site.pages["/faq/details.html"].split("<details><summary>Comment")[0]
-    removed = service.sync()
+    removed = Publisher(service).sync()
     assert len(removed.removed) == 1 and removed.added == [] and removed.changed == []
     hits = service.search(Question(query="Comment tester l'envoi ?", k=20)).results
     assert "Comment tester l'envoi ?" not in {h.question for h in hits}
@@ -109,19 +110,19 @@ def test_a_page_that_fails_keeps_its_entries_and_is_reported(
     service = _service(
         _settings(tmp_path, [site.base + "/faq/details.html", site.base + "/faq/dsfr.html"]), hash_embedder
     )
-    service.sync()
+    Publisher(service).sync()
     before = _by_question(service)
     if failure == "status":
         site.status["/faq/details.html"] = 500
     else:
         site.slow.add("/faq/details.html")
-    done = service.sync()
+    done = Publisher(service).sync()
     assert _by_question(service) == before and not done.published
     (problem,) = done.report.problems
     assert (
         problem.startswith(site.base + "/faq/details.html: ") and "its 2 entries of the last sync are kept" in problem
     )
-    findings = service.source_report()
+    findings = Publisher(service).source_report()
     assert [(f.kind, f.ids) for f in findings] == [("unreadable", [site.base + "/faq/details.html"])]
 
 
@@ -131,7 +132,7 @@ def test_broken_pages_are_each_a_line_of_the_report_and_nothing_is_lost(
     pages = ["/faq/cassee.html", "/latin1.html", "/huge.html", "/loop", "/faq/dsfr.html"]
     settings = _settings(tmp_path, [site.base + p for p in pages], web_max_bytes=2_000_000)
     service = _service(settings, hash_embedder)
-    done = service.sync()
+    done = Publisher(service).sync()
     questions = set(_by_question(service))
     assert {"Page cassée ?", "Où trouver l'échéancier ?", "Qui signe la vérification d'aptitude ?"} <= questions
     latin = next(e for e in service.index.entries if e.question == "Où trouver l'échéancier ?")
@@ -229,7 +230,7 @@ def test_results_say_when_their_page_was_checked_and_flag_stale_ones(
 
     settings = _settings(tmp_path, [site.base + "/faq/dsfr.html"], admin_token="adm", stale_after_days=30)
     service = _service(settings, hash_embedder)
-    service.sync()
+    Publisher(service).sync()
     with TestClient(create_app(settings, service)) as client:
         body = client.post("/ask", json={"query": "Qui signe la vérification d'aptitude ?"}).json()
         (citation,) = body["citations"][:1]
@@ -243,10 +244,10 @@ def test_results_say_when_their_page_was_checked_and_flag_stale_ones(
     store = PageStore.read(settings.index.index_dir)
     store.pages[site.base + "/faq/dsfr.html"].checked_on = "2026-01-02"  # a page not read for months
     store.write(settings.index.index_dir)
-    service.build()
+    Publisher(service).build()
     hit = service.search(Question(query="Qui signe la vérification d'aptitude ?")).results[0]
     assert hit.checked_on == "2026-01-02" and hit.stale is True
-    assert [f.kind for f in service.source_report()] == ["stale"]
+    assert [f.kind for f in Publisher(service).source_report()] == ["stale"]
 
 
 def test_ready_says_when_the_faq_website_fails_and_answers_go_on(site: FaqSite, tmp_path: Path, hash_embedder) -> None:
@@ -254,11 +255,11 @@ def test_ready_says_when_the_faq_website_fails_and_answers_go_on(site: FaqSite, 
 
     settings = _settings(tmp_path, [site.base + "/faq/dsfr.html", site.base + "/faq/details.html"])
     service = _service(settings, hash_embedder)
-    service.sync()
+    Publisher(service).sync()
     with TestClient(create_app(settings, service)) as client:
         assert client.get("/ready").json()["dependencies"]["web_sources"] == "ok"
     site.status["/faq/dsfr.html"] = 503
-    service.sync()
+    Publisher(service).sync()
     with TestClient(create_app(settings, service)) as client:
         ready = client.get("/ready").json()
         assert ready["status"] == "degraded" and ready["dependencies"]["web_sources"] == "1 pages failing"

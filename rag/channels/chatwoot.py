@@ -19,20 +19,24 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 
+from rag.channels.respond import Responder
 from rag.config import Settings
+from rag.errors import StoreUnavailable
+from rag.jobs import Lease, LeaseStore
 from rag.language.detect import detect
 from rag.models import Answer, Question
-from rag.query.service import RagService
+from rag.query.service import listen_address
 
 log = logging.getLogger("rag.chatwoot")
 SKEW = 300  # seconds a signed delivery's timestamp may differ from this machine's clock
 REMEMBERED = 10_000  # deliveries remembered to answer each once
+DELIVERY_LEASE = 60.0  # seconds a delivery is claimed at a time while it is being answered
+DELIVERED = 86_400.0  # seconds an answered delivery stays claimed: a redelivery within a day is not answered
 OUTGOING = 1  # Chatwoot's message_type of an agent's (or a bot's) message, as its API lists them
 HANDED_OFF = {
     "fr": "Je transmets votre question à un conseiller, qui vous répondra ici.",
@@ -115,29 +119,23 @@ class ChatwootBot:
 
     def __init__(
         self,
-        service: RagService,
+        responder: Responder,
         client: ChatwootClient,
-        log_answer: Callable[[Answer, str], None],
-        count: Callable[[str], None],
+        leases: LeaseStore | None,
+        counter: Any = None,
         workers: int = 2,
-        first: Callable[[str], bool] | None = None,
     ) -> None:
-        """``log_answer`` puts each question into the question log; ``count`` counts what the bot did;
-        ``first`` says whether a delivery is seen for the first time by any replica (None: by this process)."""
-        self.service, self.client, self.log_answer, self.count = service, client, log_answer, count
-        self.first = first
+        """``leases``: where replicas agree that one of them answers a delivery (None: this process alone);
+        ``counter``: a Prometheus counter labelled by what the bot did."""
+        self.responder, self.query, self.client, self.leases = responder, responder.query, client, leases
+        self.counter = counter
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="chatwoot")
 
     @classmethod
     def from_settings(
-        cls,
-        settings: Settings,
-        service: RagService,
-        log_answer: Callable[[Answer, str], None],
-        count: Callable,
-        first: Callable[[str], bool] | None = None,
+        cls, settings: Settings, responder: Responder, leases: LeaseStore | None, counter: Any = None
     ) -> ChatwootBot | None:
         channels = settings.channels
         if not (channels.chatwoot_url and channels.chatwoot_bot_token):
@@ -145,11 +143,15 @@ class ChatwootBot:
         client = ChatwootClient(
             channels.chatwoot_url, channels.chatwoot_bot_token, channels.chatwoot_timeout, channels.chatwoot_retries
         )
-        return cls(service, client, log_answer, count, first=first)
+        return cls(responder, client, leases, counter)
+
+    def count(self, outcome: str) -> None:
+        if self.counter is not None:
+            self.counter.labels(outcome).inc()
 
     def accept(self, event: dict[str, Any], delivery: str | None) -> bool:
         """Take a delivery: True when it is a message to answer (answered in the background), False when there
-        is nothing to do (another event, the bot's own or an agent's message, a delivery seen already)."""
+        is nothing to do (another event, the bot's own or an agent's message, a delivery seen already here)."""
         if not _to_answer(event):
             return False
         key = delivery or f"message:{event.get('id')}"
@@ -158,15 +160,28 @@ class ChatwootBot:
             self._seen[key] = None
             while len(self._seen) > REMEMBERED:
                 self._seen.popitem(last=False)
-        if seen or (self.first is not None and not self.first(key)):
+        if seen:
             self.count("duplicate")
             return False
-        self._pool.submit(self._answer_safely, event)
+        self._pool.submit(self._answer_once, key, event)
         return True
 
-    def _answer_safely(self, event: dict[str, Any]) -> None:
+    def _answer_once(self, key: str, event: dict[str, Any]) -> None:
+        """Answer under a lease of the delivery: one replica answers it; if answering fails, the lease is
+        released (a redelivery can be answered); once answered, it is kept a day (a redelivery is not)."""
         try:
-            self.answer(event)
+            if self.leases is None:
+                self.answer(event)
+                return
+            try:
+                taken, _ = Lease(self.leases, f"chatwoot:{key}", ttl=DELIVERY_LEASE, keep=DELIVERED).run(
+                    lambda: self.answer(event)
+                )
+            except StoreUnavailable:  # the store away: this process's memory alone decides
+                self.answer(event)
+                return
+            if not taken:
+                self.count("duplicate")
         except Exception:  # the top of a worker thread: said in the log, the next message is answered
             log.exception("a Chatwoot message could not be answered")
 
@@ -187,9 +202,8 @@ class ChatwootBot:
             return
         earlier = [str(m.get("content") or "") for m in history if m.get("message_type") in (0, "incoming")]
         earlier = [text for text in earlier if text.strip() and text.strip() != question][-5:]
-        result = self.service.search(Question(query=question, history=earlier), self.service.address)
-        answer = self.service.answer(result)
-        self.log_answer(answer, "chatwoot")
+        asked = Question(query=question, history=earlier)
+        answer = self.responder.respond(asked, "chatwoot", listen_address(self.query.settings)).answer
         if answer.handoff is not None:
             self._hand_off(account, conversation, question, answer, answer.handoff.reason)
             return
@@ -226,9 +240,9 @@ class ChatwootBot:
         }
         lines = [f"Question : {question}", f"Transmise parce que {reasons.get(why, why)}."]
         try:
-            ranked = self.service.retrieve(Question(query=question, k=3))
+            ranked = self.query.retrieve(Question(query=question, k=3))
             lines.append(f"Confiance : {ranked.confidence:.2f}")
-            for n, hit in enumerate(self.service.link(ranked, self.service.address).results, start=1):
+            for n, hit in enumerate(self.query.link(ranked, listen_address(self.query.settings)).results, start=1):
                 lines.append(f"[{n}] {hit.question or hit.id} — {hit.url}")
         except Exception as exc:  # the note goes without the entries rather than not at all
             log.warning("the entries for the note could not be found: %s", exc)

@@ -5,41 +5,15 @@ why — is posted as JSON to any ticketing tool's inbound webhook, so the ticket
 from __future__ import annotations
 
 import logging
-import re
 import time
-from typing import Literal
 
 import httpx
 from pydantic import BaseModel, Field
 
 from rag.errors import RagError
-from rag.language.analyzer import fold
+from rag.models import Reason
 
 log = logging.getLogger("rag.channels.handoff")
-Reason = Literal["declined", "asked"]
-
-# a request for a person, in French or English, once accents and case are folded
-_ASKS = re.compile(
-    r"\b(?:parler|discuter|echanger|etre mis en relation|mettre en relation|joindre|contacter|appeler|avoir)\b.{0,30}"
-    r"\b(?:conseiller|conseillere|humain|humaine|personne|agent|operateur|operatrice|quelqu un|support|equipe)\b"
-    r"|\b(?:un|une|le|la) (?:conseiller|conseillere|humain|agent|operateur|operatrice) svp\b"
-    r"|\b(?:talk|speak|chat)\b.{0,20}\b(?:human|person|agent|someone|somebody|operator|representative)\b"
-    r"|\b(?:human|real person|live agent) please\b"
-    r"|^\s*(?:conseiller|humain|agent|human|operator)\s*[!?.]*\s*$"
-)
-
-
-def asks_for_person(text: str) -> bool:
-    """Whether the message asks to talk to a person (« je veux parler à un conseiller », "talk to a human")."""
-    return bool(_ASKS.search(fold(text).replace("'", " ")))
-
-
-class Handoff(BaseModel):
-    """Offered with an answer when a person should take over."""
-
-    reason: Reason = Field(description="declined: the FAQ does not answer; asked: the user asked for a person")
-    support_url: str | None = Field(None, description="where to reach the helpdesk (RAG_SUPPORT_URL)")
-    form: bool = Field(False, description="POST /handoff can send the conversation to the helpdesk")
 
 
 class Turn(BaseModel):

@@ -4,15 +4,15 @@ behind the same API keys)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import anyio
 from mcp.server.mcpserver import MCPServer
 
+from rag.channels.respond import Responder
 from rag.errors import RagError
-from rag.models import Answer, Question
-from rag.query.service import RagService
+from rag.models import Question
+from rag.query.service import listen_address
 
 
 def _hit(hit: Any) -> dict[str, Any]:
@@ -26,17 +26,17 @@ def _hit(hit: Any) -> dict[str, Any]:
     }
 
 
-def make_server(service: RagService, log: Callable[[Answer], None] | None = None) -> MCPServer:
-    """An MCP server whose tools call the service's own methods. Links are absolute: under ``RAG_PUBLIC_URL``,
-    else the address the service listens on. ``log`` puts each question asked into the question log."""
+def make_server(responder: Responder) -> MCPServer:
+    """An MCP server whose tools go through the responder (so each question joins the question log as on every
+    channel). Links are absolute: under ``RAG_PUBLIC_URL``, else the address the service listens on."""
+    service = responder.query
+    base = listen_address(service.settings)  # RAG_PUBLIC_URL, when set, comes first (service.entry_link)
     faq = service.settings.answer.faq_name
     server = MCPServer(
         name="faq-rag",
         instructions=f"Answers questions from the FAQ « {faq} » with links to its entries. Search it, read an "
         "entry, or ask for a short cited answer; when the FAQ does not cover a question, say so.",
     )
-
-    base = service.address  # RAG_PUBLIC_URL, when set, comes first (service.entry_link)
 
     async def call(fn, *args):
         try:
@@ -48,9 +48,8 @@ def make_server(service: RagService, log: Callable[[Answer], None] | None = None
     async def search_faq(question: str, k: int | None = None, filters: dict[str, str] | None = None) -> dict[str, Any]:
         """The FAQ entries that answer a question (none when the FAQ does not cover it), with links and facets;
         ``k`` entries at most (default: the service's)."""
-        result = await call(service.search, Question(query=question, k=k, filters=filters or {}), base)
-        if log is not None and not result.smalltalk:
-            log(Answer.shown(result))
+        result = await call(responder.find, Question(query=question, k=k, filters=filters or {}), "mcp", base)
+        await call(responder.shown, result, "mcp")
         hits = [_hit(h) for h in result.results]
         found = {"question": question, "declined": result.abstained, "confidence": result.confidence, "results": hits}
         return found | {"degraded": result.degraded}
@@ -61,12 +60,11 @@ def make_server(service: RagService, log: Callable[[Answer], None] | None = None
         entry = service.index.entry(entry_id)
         if entry is None:
             raise ValueError(f"no FAQ entry has the id '{entry_id}'")
-        link = service.entry_link(entry.id, entry.url, base)
         return {
             "id": entry.id,
             "question": entry.question,
             "answer": entry.answer,
-            "url": link,
+            "url": service.entry_link(entry.id, entry.url, base),
             "metadata": entry.metadata,
         }
 
@@ -74,10 +72,8 @@ def make_server(service: RagService, log: Callable[[Answer], None] | None = None
     async def ask_faq(question: str, history: list[str] | None = None) -> dict[str, Any]:
         """A short answer from the FAQ with numbered citations [n] to the entries it comes from; earlier questions
         of the conversation (oldest first) help read a follow-up."""
-        result = await call(service.search, Question(query=question, history=history or []), base)
-        answer = await call(service.answer, result)
-        if log is not None and not result.smalltalk:
-            log(answer)
+        reply = await call(responder.respond, Question(query=question, history=history or []), "mcp", base)
+        answer = reply.answer
         return {
             "answer": answer.answer,
             "declined": answer.abstained,
@@ -86,6 +82,7 @@ def make_server(service: RagService, log: Callable[[Answer], None] | None = None
             "degraded": answer.degraded,
             "note": answer.note,
             "citations": [c.model_dump() for c in answer.citations],
+            "answer_id": reply.answer_id,
         }
 
     return server

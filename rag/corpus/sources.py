@@ -39,10 +39,11 @@ class Corpus:
     warnings: list[str] = field(default_factory=list)
 
     def checksum(self) -> str:
-        """A digest of the entries' content; changes whenever any entry changes."""
+        """A digest of the entries' content; changes whenever any entry changes (not when its web page is only
+        checked again)."""
         digest = hashlib.sha256()
         for entry in self.entries:
-            digest.update(entry.model_dump_json().encode())
+            digest.update(entry.model_dump_json(exclude={"checked_on"}).encode())
         return digest.hexdigest()
 
 
@@ -229,7 +230,7 @@ def load_markdown(path: Path) -> Iterator[Entry]:
 def load_html(path: Path) -> Iterator[Entry]:
     """A FAQ page saved as a file, read like a web page (its canonical link, when it has one, gives the URLs)."""
     from rag.corpus.web.extract import read_page
-    from rag.publishing.web_sync import entry_id
+    from rag.corpus.web.sync import entry_id
 
     if not path.exists():
         raise SourceError(path, "file not found; check the path")

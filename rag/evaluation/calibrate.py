@@ -18,9 +18,10 @@ from rag.errors import ConfigError
 from rag.evaluation.scoring import auroc
 from rag.indexing.calibration import Calibration, fit
 from rag.models import Question
-from rag.query.service import RagService
+from rag.publishing.publisher import Publisher
+from rag.query.service import QueryService
 
-Build = Callable[[RagService], None]
+Build = Callable[[Publisher], None]
 
 
 Labelled = tuple[str, list[str]]  # the text, and the entries that answer it (none: out of scope)
@@ -76,8 +77,9 @@ def collect(
     labels: list[int] = []
     in_scope: list[bool] = []
     for faq in sets:
-        service = RagService(settings.replace(sources=faq.corpus, index_dir=index_dir(faq.corpus)))
-        build(service)
+        publisher = Publisher(QueryService(settings.replace(sources=faq.corpus, index_dir=index_dir(faq.corpus))))
+        build(publisher)
+        service = publisher.query
         others = [(text, []) for other in sets if other is not faq for text, _ in other.in_scope]
         for text, relevant in faq.in_scope + faq.out_of_scope + others:
             result = service.diagnose(Question(query=text, k=LABEL_DEPTH))

@@ -22,8 +22,9 @@ from rag.corpus.sources import load_corpus, read_jsonl
 from rag.errors import ConfigError, SourceError
 from rag.evaluation.run import EvalQuery, InProcessBackend, Outcome, run_eval
 from rag.indexing.faq_index import FaqIndex
+from rag.publishing.publisher import Publisher
 from rag.query.cache import normalise_query
-from rag.query.service import RagService
+from rag.query.service import QueryService
 
 
 @dataclass
@@ -91,17 +92,17 @@ def as_asked(queries: Sequence[EvalQuery], held: set[str], remaining: set[str], 
     return out
 
 
-Build = Callable[[RagService, FaqIndex], None]  # build (when needed) and load a fold's index, from a seed index
+Build = Callable[[Publisher, FaqIndex], None]  # build (when needed) and load a fold's index, from a seed index
 
 
-def build_fold(service: RagService, seed: FaqIndex) -> None:
-    if service.needs_build():
-        service.build(seed=seed)
-    service.load()
+def build_fold(publisher: Publisher, seed: FaqIndex) -> None:
+    if publisher.needs_build():
+        publisher.build(seed=seed)
+    publisher.query.load()
 
 
 def run_holdout(
-    full: RagService,
+    full: Publisher,
     queries: Sequence[EvalQuery],
     folds: list[list[str]],
     judged: Judgements,
@@ -121,8 +122,9 @@ def run_holdout(
         folder = cache / ("holdout-" + hashlib.sha256("\n".join(sorted(held)).encode()).hexdigest()[:12])
         source = _write_without(entries, set(held), folder / "faq.jsonl")
         fold_settings = settings.replace(sources=[source], index_dir=folder / "index", glossary=glossary)
-        service = RagService(fold_settings, full.embedder)
-        build(service, full.index)
+        publisher = Publisher(QueryService(fold_settings, full.query.embedder))
+        build(publisher, full.query.index)
+        service = publisher.query
         remaining = {e.id for e in service.index.entries}
         asked = as_asked(queries, set(held), remaining, judged)
         record = service.index.manifest.calibration

@@ -15,7 +15,7 @@ from rag.corpus.sources import read_jsonl
 from rag.errors import ConfigError, SourceError
 from rag.evaluation import scoring
 from rag.models import Question
-from rag.query.service import RagService
+from rag.query.service import QueryService
 
 K_VALUES = (1, 3, 5, 10)
 ANSWER_DEPTH = 3  # the answer is drawn from this many first entries
@@ -80,13 +80,13 @@ class Backend(Protocol):
 
 
 class InProcessBackend:
-    def __init__(self, service: RagService) -> None:
+    def __init__(self, service: QueryService) -> None:
         self.service = service
 
     def run(self, query: str, k: int, history: list[str]) -> Outcome:
         started = time.perf_counter()
         question = Question(query=query, k=k, history=history)
-        full = self.service.in_context(question) if history else self.service.retrieve(question)
+        full = self.service.retrieve(question)
         served = self.service.link(full.served())
         answer = self.service.answer(served)
         latency = (time.perf_counter() - started) * 1000

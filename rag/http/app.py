@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from rag import __version__
 from rag.config import Settings, load_settings
-from rag.http.deps import AppState
+from rag.http.deps import Services
 from rag.http.errors import install_error_handlers
 from rag.http.mcp import McpEndpoint
 from rag.http.middleware import install_middleware
@@ -22,7 +21,7 @@ from rag.http.routes import admin, answers, channels, chat, docs, entries, feedb
 from rag.http.schemas import ErrorResponse
 from rag.http.security import Guarded
 from rag.logs import configure as configure_logging
-from rag.query.service import RagService
+from rag.query.service import QueryService
 from rag.web import STATIC_DIR
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -30,27 +29,20 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(settings: Settings | None = None, rag: RagService | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, query: QueryService | None = None) -> FastAPI:
     """The FastAPI app. The index loads in the background after start-up; /ready says when."""
     settings = settings or load_settings()
-    state = AppState(settings, rag or RagService(settings))
-
-    assistants = McpEndpoint(state.service, settings.http.host, state.log_mcp)
+    services = Services.make(settings, query)
+    assistants = McpEndpoint(services.responder, settings.http.host)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await anyio.to_thread.run_sync(state.start)  # never waits for a database: it connects in the background
-        task = asyncio.create_task(anyio.to_thread.run_sync(state.load))
-        stop = threading.Event()
-        threading.Thread(target=state.follow, args=(stop,), name="index-follower", daemon=True).start()
-        threading.Thread(target=state.watch, args=(stop,), name="dependencies", daemon=True).start()
-        threading.Thread(target=state.keep_synced, args=(stop,), name="web-sync", daemon=True).start()
+        await anyio.to_thread.run_sync(services.start)  # never waits for a database: it connects in the background
+        task = asyncio.create_task(anyio.to_thread.run_sync(services.load))
         async with assistants.running():
             yield
-        stop.set()
         task.cancel()
-        await anyio.to_thread.run_sync(state.stop)
-        state.service.close()
+        await anyio.to_thread.run_sync(services.stop)
 
     app = FastAPI(
         title="FAQ cited answers",
@@ -63,12 +55,12 @@ def create_app(settings: Settings | None = None, rag: RagService | None = None) 
         redoc_url=None,
         openapi_url=None,
     )
-    app.state.rag = state
+    app.state.services = services
     install_error_handlers(app)
-    install_middleware(app, state)
+    install_middleware(app, services)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount(docs.ASSETS_URL, StaticFiles(directory=docs.ASSETS), name="docs-static")
-    app.mount("/mcp", Guarded(assistants, state), name="mcp")
+    app.mount("/mcp", Guarded(assistants, services.access), name="mcp")
     for module in (web, health, answers, chat, entries, feedback, channels, integrations, admin, docs):
         app.include_router(module.router)
     return app

@@ -83,18 +83,23 @@ def _allowed(request: Request) -> list[str]:
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over ``max_bytes`` with 413, whether or not they announce their length."""
+    """Refuse bodies over ``max_bytes`` with 413, whether or not they announce their length; paths under one of
+    ``larger`` (a prefix → its limit) have their own (a curation import, a long chat)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
+        self.app, self.default, self.larger = app, max_bytes, larger or {}
+
+    def limit(self, path: str) -> int:
+        return next((size for prefix, size in self.larger.items() if path.startswith(prefix)), self.default)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = f"the request body is over {self.max_bytes} bytes"
+        max_bytes = self.limit(scope.get("path", ""))
+        too_large = f"the request body is over {max_bytes} bytes"
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+            if name == b"content-length" and value.isdigit() and int(value) > max_bytes:
                 await error_response(413, "body_too_large", too_large)(scope, receive, send)
                 return
         # Bodies here are small JSON documents: read the whole body (up to the limit) before the app runs,
@@ -106,7 +111,7 @@ class BodyLimitMiddleware:
                 await self.app(scope, _replay(bytes(body), message, receive), send)
                 return
             body += message.get("body", b"")
-            if len(body) > self.max_bytes:
+            if len(body) > max_bytes:
                 await error_response(413, "body_too_large", too_large)(scope, receive, send)
                 return
             if not message.get("more_body", False):

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rag.channels.mcp import make_server
+from rag.channels.respond import Responder
 from rag.http.errors import error_response
-from rag.models import Answer
-from rag.query.service import RagService
 
 
 class McpEndpoint:
     """Its session manager runs once per instance, so each app start (its lifespan) makes a new one."""
 
-    def __init__(self, service: RagService, host: str, log: Callable[[Answer], None] | None = None) -> None:
-        self.service, self.host, self.log = service, host, log
+    def __init__(self, responder: Responder, host: str) -> None:
+        self.responder, self.host = responder, host
         self._app: ASGIApp | None = None
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        server = make_server(self.service, self.log)
+        server = make_server(self.responder)
         self._app = server.streamable_http_app(streamable_http_path="/", host=self.host, stateless_http=True)
         try:
             async with server.session_manager.run():

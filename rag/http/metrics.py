@@ -80,6 +80,26 @@ class Metrics:
             registry=self.registry,
         )
 
+    def searched(self, result: Any, where: str) -> None:
+        """A retrieval: declined, the LLM's verdict, a stage done without (see :class:`rag.channels.respond.Meter`)."""
+        if result.abstained:
+            self.abstentions.labels(where).inc()
+        if result.judge:
+            self.llm_judge.labels(result.judge).inc()
+        if result.degraded:
+            self.degraded.labels(result.degraded).inc()
+
+    def answered(self, answer: Any, channel: str, question: bool) -> None:
+        """An answer given: a question of the log (unless small talk), a handoff offered, what the LLM did."""
+        if question:
+            self.questions.labels(channel).inc()
+        if answer.handoff is not None:
+            self.handoffs.labels(answer.handoff.reason, "offered").inc()
+        if answer.fallback:
+            self.llm_fallbacks.labels(answer.fallback_reason or "unknown").inc()
+        if answer.citations_removed:
+            self.citations_removed.inc(answer.citations_removed)
+
     def watch(self, recorder: Any, limits: Any) -> None:
         """Count, from their own counters, what the recorder spooled, replayed and dropped, and the requests the
         rate limits let through or refused while their store was away."""
@@ -118,6 +138,6 @@ class _Counted(Collector):
         ):
             yield CounterMetricFamily(name, help_text, value=value)
         yield GaugeMetricFamily("rag_store_pending", "Spooled records of this process not written yet", r.pending)
-        pools = getattr(r.store, "pools_opened", None)
+        pools = getattr(r.store.db, "pools_opened", None)
         if pools is not None:
             yield GaugeMetricFamily("rag_store_pools", "Database connection pools this process opened", pools)

@@ -11,15 +11,16 @@ from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 
 from rag.http.cors import WidgetOrigins
-from rag.http.deps import AppState
+from rag.http.deps import Services
 from rag.http.errors import BodyLimitMiddleware, unexpected
 from rag.http.security import ForwardedHeaders, networks
+from rag.store.privacy import scrub
 
 access_log = logging.getLogger("rag.access")
 
 
-def install_middleware(app: FastAPI, state: AppState) -> None:
-    settings = state.settings.http
+def install_middleware(app: FastAPI, services: Services) -> None:
+    settings = services.settings.http
 
     @app.middleware("http")
     async def access(request: Request, call_next: Any) -> Response:
@@ -35,8 +36,8 @@ def install_middleware(app: FastAPI, state: AppState) -> None:
         finally:
             elapsed = time.perf_counter() - started
             endpoint = getattr(request.scope.get("route"), "path", "unmatched")
-            state.metrics.requests.labels(endpoint, request.method, str(status)).inc()
-            state.metrics.latency.labels(endpoint).observe(elapsed)
+            services.metrics.requests.labels(endpoint, request.method, str(status)).inc()
+            services.metrics.latency.labels(endpoint).observe(elapsed)
             record = {
                 "method": request.method,
                 "path": request.url.path,
@@ -45,7 +46,7 @@ def install_middleware(app: FastAPI, state: AppState) -> None:
                 "abstained": getattr(request.state, "abstained", None),
             }
             if settings.log_questions and getattr(request.state, "query", None):
-                record["query"] = request.state.query
+                record["query"] = scrub(request.state.query)  # the access log never holds what the store would not
             access_log.info(json.dumps(record, ensure_ascii=False))
 
     if settings.cors_origins:
@@ -56,6 +57,7 @@ def install_middleware(app: FastAPI, state: AppState) -> None:
             allow_headers=["Authorization", "Content-Type", "X-Rag-Channel"],
         )
     # after (outside) CORS: the widget's endpoints answer the widget's sites themselves
-    app.add_middleware(WidgetOrigins, allowed=[*state.settings.channels.widget_origins, *settings.cors_origins])
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(WidgetOrigins, allowed=[*services.settings.channels.widget_origins, *settings.cors_origins])
+    larger = {"/admin/": settings.max_admin_body_bytes}
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, larger=larger)
     app.add_middleware(ForwardedHeaders, trusted=networks(settings.forwarded_allow_ips))

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from rag.models import Answer, Entry, Question, SearchResult
+from rag.models import Answer, Entry, Question, SearchResult, Text
 
-
-def _encodable(text: str) -> str:
-    """Refuse lone surrogates (``"\\ud800"``): valid JSON, but no text can be made of them."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("the text holds a lone surrogate (an invalid \\uXXXX escape); send valid Unicode") from None
-    return text
-
-
-Text = Annotated[StrictStr, AfterValidator(_encodable)]
 FilterValue = Union[Text, StrictInt, StrictBool, list[Union[Text, StrictInt]]]  # noqa: UP007
 
 

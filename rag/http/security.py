@@ -241,13 +241,13 @@ class Access:
 class Guarded:
     """An ASGI app mounted beside the API (the MCP endpoint) behind the same keys and rate limits."""
 
-    def __init__(self, app: ASGIApp, state: Any) -> None:
-        self.app, self.state = app, state
+    def __init__(self, app: ASGIApp, access: Access) -> None:
+        self.app, self.access = app, access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             try:
-                self.state.access.check(Request(scope))
+                self.access.check(Request(scope))
             except ApiError as exc:
                 await error_response(exc.status, exc.code, str(exc), exc.headers)(scope, receive, send)
                 return

@@ -24,7 +24,7 @@ from uvicorn.config import STARTUP_FAILURE
 from rag.config import Settings, is_url
 from rag.errors import ConfigError
 from rag.http.app import create_app
-from rag.query.service import RagService
+from rag.query.service import QueryService
 
 log = logging.getLogger("rag.serve")
 APP = "rag.http.app:app_from_environment"
@@ -112,7 +112,7 @@ class Workers:
                 process.join()
 
 
-def serve(settings: Settings, service: RagService, sources: list[Path | str]) -> None:
+def serve(settings: Settings, service: QueryService, sources: list[Path | str]) -> None:
     http = settings.http
     # forwarded headers are read by the app, and only from RAG_FORWARDED_ALLOW_IPS
     options = {"log_config": None, "access_log": False, "proxy_headers": False}

@@ -22,6 +22,7 @@ from rag.errors import IndexNotReady
 from rag.indexing.calibration import Calibration
 from rag.indexing.manifest import Manifest
 from rag.indexing.versions import (
+    ANY,
     CALIBRATION,
     CURATION,
     LATENTS,
@@ -184,9 +185,10 @@ class FaqIndex:
         """The largest weight each latent term takes anywhere in the FAQ."""
         return self.latents.column_max() if self.latents is not None else np.zeros(0, dtype=np.float32)
 
-    def save(self, directory: Path) -> Path:
-        """Write this version beside the others in ``directory`` and make it the one in service."""
-        return publish(directory, self.version, self._write)
+    def save(self, directory: Path, parent: object = ANY) -> Path:
+        """Write this version beside the others in ``directory`` and make it the one in service (when ``parent``,
+        the version it was built from, is still the one in service)."""
+        return publish(directory, self.version, self._write, parent)
 
     def _write(self, folder: Path) -> None:
         for name, rows in (("entries.jsonl", self.entries), ("chunks.jsonl", self.chunks)):

@@ -30,7 +30,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from rag.config import is_url
-from rag.errors import ConfigError, IndexNotReady
+from rag.corpus.web.pages import WEB
+from rag.errors import ConfigError, IndexNotReady, ParentChanged
 from rag.indexing.manifest import FORMAT_VERSION, Manifest
 
 MANIFEST = "manifest.json"
@@ -45,7 +46,6 @@ CURATION = "curation.jsonl"  # the team's decisions the version was built with, 
 OUT_OF_SCOPE = "out-of-scope.npy"  # the vectors of the questions marked out of scope, when there are any
 # an index folder of an earlier layout held one version's files directly: they are the service's own too
 OWN_NAMES = {CURRENT, VERSIONS, ".lock", "bm25", LATENTS, CALIBRATION, *VERSION_FILES}
-WEB = "web"  # what the FAQ's web pages last gave (rag sync), shared by the versions
 
 
 def version_dir(directory: Path) -> Path:
@@ -82,13 +82,26 @@ def _writer(directory: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def publish(directory: Path, version: str, write: Callable[[Path], None]) -> Path:
+ANY = object()  # publish whatever version is in service
+
+
+def current_version(directory: Path) -> str | None:
+    """The name of the version in service (None when there is none)."""
+    pointer = Path(directory) / CURRENT
+    return os.readlink(pointer).rpartition("/")[2] if pointer.is_symlink() else None
+
+
+def publish(directory: Path, version: str, write: Callable[[Path], None], parent: object = ANY) -> Path:
     """Have ``write`` fill a new folder, keep it as ``versions/<version>``, then point ``current`` at it in
-    one atomic step. ``write`` must write the manifest last."""
+    one atomic step. ``write`` must write the manifest last. ``parent``: the version this one was built from;
+    when another was published meanwhile, :class:`ParentChanged` and nothing is published."""
     directory = Path(directory)
     check_target(directory)
     (directory / VERSIONS).mkdir(parents=True, exist_ok=True)
     with _writer(directory):
+        now = current_version(directory)
+        if parent is not ANY and now != parent:
+            raise ParentChanged(f"version {now} was published while this one was built from {parent or 'none'}")
         for orphan in directory.glob(".tmp-*"):  # left by builds that died: no writer is running now
             _remove(orphan)
         tmp = directory / f".tmp-{uuid.uuid4().hex[:8]}"

@@ -1,4 +1,5 @@
-"""Greetings, thanks and goodbyes: not questions for the FAQ, they get a polite reply."""
+"""Greetings, thanks and goodbyes: not questions for the FAQ, they get a polite reply; and requests to talk to a
+person, which get the handoff."""
 
 from __future__ import annotations
 
@@ -44,3 +45,19 @@ def smalltalk(query: str) -> str | None:
                 found.append((at, kind))
             text = text[:at] + " " * (len(pattern) - 1) + text[at + len(pattern) - 1 :]
     return min(found)[1] if found and not text.strip(" !") else None
+
+
+# a request for a person, in French or English, once accents and case are folded
+_ASKS = re.compile(
+    r"\b(?:parler|discuter|echanger|etre mis en relation|mettre en relation|joindre|contacter|appeler|avoir)\b.{0,30}"
+    r"\b(?:conseiller|conseillere|humain|humaine|personne|agent|operateur|operatrice|quelqu un|support|equipe)\b"
+    r"|\b(?:un|une|le|la) (?:conseiller|conseillere|humain|agent|operateur|operatrice) svp\b"
+    r"|\b(?:talk|speak|chat)\b.{0,20}\b(?:human|person|agent|someone|somebody|operator|representative)\b"
+    r"|\b(?:human|real person|live agent) please\b"
+    r"|^\s*(?:conseiller|humain|agent|human|operator)\s*[!?.]*\s*$"
+)
+
+
+def asks_for_person(text: str) -> bool:
+    """Whether the message asks to talk to a person (« je veux parler à un conseiller », "talk to a human")."""
+    return bool(_ASKS.search(fold(text).replace("'", " ")))

@@ -9,17 +9,16 @@ from dataclasses import dataclass
 
 import httpx
 
+from rag.answer.extractive import ExtractiveGenerator
 from rag.config import Settings
 from rag.llm.client import ChatClient
 from rag.llm.drafting import LLMGenerator, Reset
 from rag.llm.judge import Judge
 from rag.llm.prompts import PromptSet
-from rag.llm.rewordings import Rewordings
 from rag.llm.rewriter import Rewriter
 from rag.llm.titles import Titler
-from rag.query.extractive import ExtractiveGenerator
 
-__all__ = ["ChatClient", "Judge", "LLMGenerator", "LLMParts", "PromptSet", "Reset", "Rewordings", "Rewriter", "Titler"]
+__all__ = ["ChatClient", "Judge", "LLMGenerator", "LLMParts", "PromptSet", "Reset", "Rewriter", "Titler"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,6 @@ class LLMParts:
     drafter: LLMGenerator
     rewriter: Rewriter
     judge: Judge | None
-    rewordings: Rewordings
     titler: Titler
 
     @classmethod
@@ -51,7 +49,6 @@ class LLMParts:
             LLMGenerator(client, prompts, fallback, settings.answer),
             Rewriter(client, prompts.rewrite, settings.llm, faq),
             judge,
-            Rewordings(client, prompts.rewordings, settings.llm, faq),
             Titler(client, prompts.gap_title, settings.llm, faq),
         )
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from rag.answer.extractive import ExtractiveGenerator, abstained_answer, citations_for, pieces
 from rag.config import AnswerSettings
 from rag.errors import LLMError
 from rag.language.detect import detect
@@ -19,7 +20,6 @@ from rag.language.text import MARKER_GROUP, is_dont_know
 from rag.llm.client import ChatClient
 from rag.llm.prompts import PromptSet
 from rag.models import Answer, SearchResult
-from rag.query.extractive import ExtractiveGenerator, abstained_answer, citations_for, pieces
 
 
 class Reset:

@@ -1,7 +1,8 @@
-"""Curation that republishes: a gap (or one logged question) resolved by the team becomes a new entry, phrasings
-of an existing entry, or questions the FAQ does not cover; the decision is kept in the store, a new index
-version is built with every decision in force and published (replicas follow it), and the gap's questions are
-appended to the golden eval file — ``relevant`` the entry chosen, or ``[]`` when out of scope.
+"""Gap resolution: a gap (or one logged question) resolved by the team becomes a new entry, phrasings of an
+existing entry, or questions the FAQ does not cover. The decision is kept in the store, a new index version is
+built with every decision of the store and published (replicas follow it), the gap's questions are appended to
+the golden eval file — ``relevant`` the entry chosen, or ``[]`` when out of scope — and only then are its
+questions marked resolved: a step that fails leaves the gap in the report, to be resolved again.
 
 The HTTP API, the admin page and the CLI all call :class:`Curator`.
 """
@@ -12,22 +13,22 @@ import fcntl
 import json
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag.channels.handoff import asks_for_person
 from rag.corpus.curated import CuratedItem, Curation, item_id, new_entry
 from rag.corpus.sources import safe_url
 from rag.errors import ApiError, StoreUnavailable
-from rag.models import Question
-from rag.publishing.gaps import Gap, GapFinder
-from rag.query.service import RagService
-from rag.store.feedback import FeedbackStore
+from rag.language.smalltalk import asks_for_person
+from rag.models import Question, SearchResult
+from rag.publishing.gaps import Gap, GapFinder, gap_id
+from rag.publishing.publisher import Publisher
+from rag.query.cache import LRUCache
+from rag.store import Store
 
-log = logging.getLogger("rag.corpus.curated")
+log = logging.getLogger("rag.publishing.curation")
 
 
 class Resolution(BaseModel):
@@ -45,56 +46,67 @@ class Resolution(BaseModel):
 class Curator:
     """Reads the gaps of the question log and applies the team's decisions."""
 
-    def __init__(
-        self,
-        service: RagService,
-        store: FeedbackStore,
-        finder: GapFinder,
-        golden: Path,
-    ) -> None:
-        self.service, self.store, self.finder, self.golden = service, store, finder, golden
+    def __init__(self, publisher: Publisher, store: Store, finder: GapFinder, golden: Path) -> None:
+        self.publisher, self.query = publisher, publisher.query
+        self.store, self.finder, self.golden = store, finder, golden
+        self._titles: LRUCache[tuple[str | None]] = LRUCache(512)  # (title,): a title the LLM could not give is None
 
-    def gaps(self, base_url: str | None = None, titled: bool = True) -> list[Gap]:
-        """The gaps of the question log, those asked most first (``titled``: with the LLM's titles)."""
+    def gaps(self, base_url: str | None = None, limit: int | None = None) -> list[Gap]:
+        """The gaps of the question log, those asked most first; the first ``limit`` get the LLM's titles
+        (asked once per gap and set of questions)."""
         # a request for a person is a handoff, not something the FAQ lacks
-        rows = [
-            r for r in self.store.question_log(self.finder.settings.low_confidence) if not asks_for_person(r["query"])
-        ]
-        llm = self.service.stages.llm
-        titles = llm.titler.title if llm is not None and titled else None
-        return self.finder.report(rows, self.service.index, self._ranker(base_url), titles)
+        rows = [r for r in self.store.answers.question_log(self.finder.settings.low_confidence)]
+        rows = [r for r in rows if not asks_for_person(r["query"])]
+        found = self.finder.report(rows, self.query.index, lambda q: self._ranked(q, base_url))
+        llm = self.query.llm
+        if llm is not None:
+            for gap in found[:limit]:
+                key = json.dumps([gap.id, gap.questions[:8]], ensure_ascii=False)
+                known = self._titles.get(key)
+                if known is None:
+                    known = (llm.titler.title(gap.questions),)
+                    self._titles.put(key, known)
+                gap.title = known[0]
+        return found
 
-    def _ranker(self, base_url: str | None) -> Callable[[Question], Any]:
-        return lambda question: self.service.link(self.service.retrieve(question), base_url)
+    def _ranked(self, question: Question, base_url: str | None) -> SearchResult:
+        return self.query.link(self.query.retrieve(question), base_url)
 
     def find(self, gap: str, base_url: str | None = None) -> Gap:
-        """The gap with this id, else the one logged question with this answer id (as a gap of its own, under
-        that id); 404 otherwise."""
-        for found in self.gaps(base_url, titled=False):
-            if found.id == gap:
-                return found
-        row = self.store.logged(gap)
+        """The gap with this id; else the gap that now holds the question it was named after (clusters re-form as
+        questions come in); else the one logged question with this answer id, as a gap of its own; 404
+        otherwise."""
+        found = self.gaps(base_url)
+        for candidate in found:
+            if candidate.id == gap:
+                return candidate
+        for candidate in found:
+            if any(gap_id(answer_id) == gap for answer_id in candidate.answer_ids):
+                return candidate
+        row = self.store.answers.logged(gap)
         if row is None:
             raise ApiError(404, "unknown_gap", f"no gap nor logged question has the id {gap}; see GET /admin/gaps")
-        single = self.finder.report([row], self.service.index, self._ranker(base_url))[0]
+        single = self.finder.report([row], self.query.index, lambda q: self._ranked(q, base_url))[0]
         return single.model_copy(update={"id": gap})
 
     def resolve(self, gap: str, resolution: Resolution, base_url: str | None = None) -> dict[str, Any]:
-        """Apply a decision to a gap; everything is checked before anything is written."""
+        """Apply a decision to a gap; everything is checked before anything is written, and its questions are
+        marked resolved last."""
         found = self.find(gap, base_url)
         item = self._item(found, resolution)
-        if item is not None:
-            self.store.add_curated(item)
-        self.store.mark_resolved(found.answer_ids, found.id, resolution.action)
         done: dict[str, Any] = {"gap": found.id, "action": resolution.action, "questions": len(found.texts)}
-        if item is None:
-            return done
-        entry_id = item.entry.id if item.entry is not None else item.entry_id
-        relevant = [entry_id] if entry_id else []
-        self.append_golden(
-            [{"query": q, "relevant": relevant, "source": "gap", "action": item.kind} for q in found.texts]
-        )
-        done.update(entry_id=entry_id, golden=str(self.golden), **self.publish())
+        if item is not None:
+            self.store.curated.add(item)  # kept once, however often it is tried
+            entry_id = item.entry.id if item.entry is not None else item.entry_id
+            done.update(entry_id=entry_id, golden=str(self.golden), **self.publish())
+            relevant = [entry_id] if entry_id else []
+            self.append_golden(
+                [
+                    {"query": q, "relevant": relevant, "source": "gap", "action": item.kind, "gap": found.id}
+                    for q in found.texts
+                ]
+            )
+        self.store.resolutions.mark(found.answer_ids, found.id, resolution.action)
         return done
 
     def _item(self, gap: Gap, resolution: Resolution) -> CuratedItem | None:
@@ -115,7 +127,7 @@ class Curator:
                 raise ApiError(
                     422, "missing_entry_id", "an alternate needs 'entry_id': the entry the questions rephrase"
                 )
-            if self.service.index.entry(resolution.entry_id) is None:
+            if self.query.index.entry(resolution.entry_id) is None:
                 raise ApiError(404, "unknown_entry", f"the FAQ has no entry {resolution.entry_id}; see GET /entries")
             return CuratedItem(kind="alternate", entry_id=resolution.entry_id, **common)
         return CuratedItem(kind="out_of_scope", **common)
@@ -123,27 +135,38 @@ class Curator:
     def publish(self) -> dict[str, Any]:
         """Build and publish a new index version with every decision of the store (incrementally: only new
         texts are embedded); replicas follow it."""
-        index = self.service.build(curation=self.store.curation())
+        index = self.publisher.build()
         return {"version": index.version, "curated": index.manifest.curated}
 
     def export(self) -> str:
         """Every decision, as JSONL (for review in version control)."""
-        return self.store.curation().to_jsonl()
+        return self.store.curated.all().to_jsonl()
 
     def import_(self, curation: Curation) -> dict[str, Any]:
         """Keep the decisions of a JSONL export (one imported twice is kept once) and publish."""
-        added = sum(self.store.add_curated(item) for item in curation.items)
+        added = sum(self.store.curated.add(item) for item in curation.items)
         return {"imported": len(curation.items), "new": added, **self.publish()}
 
     def append_golden(self, rows: list[dict[str, Any]]) -> None:
-        """Append eval queries to the golden file, durably, one writer at a time."""
+        """Append eval queries to the golden file, durably, one writer at a time; a row the file already holds
+        for the same gap (a resolution tried again) is not written twice."""
         self.golden.parent.mkdir(parents=True, exist_ok=True)
-        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         try:
-            with self.golden.open("a", encoding="utf-8") as fh:
+            with self.golden.open("a+", encoding="utf-8") as fh:
                 fcntl.flock(fh, fcntl.LOCK_EX)
+                fh.seek(0)
+                held = {_key(line) for line in fh if line.strip()}
+                text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows if _key(r) not in held)
                 fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
             raise StoreUnavailable(f"the golden eval file {self.golden} cannot be written ({exc.strerror})") from None
+
+
+def _key(row: str | dict[str, Any]) -> tuple[str, str] | None:
+    try:
+        data = json.loads(row) if isinstance(row, str) else row
+    except ValueError:
+        return None
+    return (str(data.get("gap")), str(data.get("query"))) if isinstance(data, dict) and data.get("gap") else None

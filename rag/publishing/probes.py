@@ -12,7 +12,7 @@ terms of their trade. Offline, without a model that writes, three kinds of quest
 "Distinctive" weighs a word by how rare it is in the FAQ (its inverse document frequency), so a question
 names what sets its entry apart, as a user's does, and shares words with its neighbours as a user's does.
 Each entry's questions come from a random generator seeded by its id: the same FAQ gives the same
-questions. With an LLM, :mod:`rag.llm.rewordings` writes them instead.
+questions. With an LLM, :mod:`rag.publishing.rewordings` writes them instead.
 """
 
 from __future__ import annotations

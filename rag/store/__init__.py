@@ -1,2 +1,61 @@
-"""What the service keeps about questions: answers, votes, leases, curated items and resolutions (one module
-per concern), the recorder and its spool, and the removal of personal data."""
+"""What the service keeps about questions, one module per concern over one database (:mod:`.database`: SQLite by
+default, PostgreSQL shared by replicas): the answers given (:mod:`.answers`), the votes (:mod:`.votes`), leases
+(:mod:`.leases`), the team's curated items and resolutions (:mod:`.curation`); answers and votes are written by
+the recorder (:mod:`.recorder`), through a local spool (:mod:`.spool`) while the database is away, personal data
+removed first (:mod:`.privacy`)."""
+
+from __future__ import annotations
+
+from rag.config import Settings
+from rag.errors import ConfigError
+from rag.store.answers import Answers
+from rag.store.curation import CuratedItems, Resolutions
+from rag.store.database import Database, SqliteDatabase
+from rag.store.leases import Leases
+from rag.store.votes import Votes
+
+
+class Store:
+    """The store's parts over one database (each reached as an attribute: ``store.votes.add(…)``)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.answers = Answers(db)
+        self.votes = Votes(db)
+        self.leases = Leases(db)
+        self.curated = CuratedItems(db)
+        self.resolutions = Resolutions(db)
+
+    def open(self, wait: float = 0.0) -> Store:
+        self.db.open(wait)
+        return self
+
+    def close(self) -> None:
+        self.db.close()
+
+    @property
+    def ready(self) -> bool:
+        return self.db.ready
+
+    def purge(self, before: float) -> int:
+        """Forget the answers given before ``before`` (epoch seconds), the votes on them, and leases run out; how
+        many answers."""
+        self.leases.purge()
+        return self.answers.erase(before=before)
+
+
+def make_store(settings: Settings) -> Store:
+    """PostgreSQL when ``RAG_DATABASE_URL`` names one, else the SQLite file beside the index."""
+    url = settings.http.database_url
+    if url.startswith(("postgresql://", "postgres://")):
+        from rag.store.postgres import PostgresDatabase
+
+        return Store(PostgresDatabase(url, timeout=settings.http.store_timeout))
+    if url:
+        raise ConfigError("RAG_DATABASE_URL must be a postgresql:// URL (leave it empty for the SQLite file)")
+    return Store(SqliteDatabase(settings.feedback_path))
+
+
+def sqlite_store(path) -> Store:
+    """The store in one SQLite file."""
+    return Store(SqliteDatabase(path))

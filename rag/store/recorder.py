@@ -14,13 +14,14 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from typing import Any
 
 from rag.config import Settings
 from rag.errors import StoreUnavailable, UnknownAnswer
 from rag.models import Answer
-from rag.store.feedback import FeedbackStore, answer_row
+from rag.store import Store
+from rag.store.answer_ids import AnswerIds
+from rag.store.answers import answer_row
 from rag.store.privacy import scrub
 from rag.store.spool import Spool
 
@@ -31,20 +32,7 @@ ORPHANS_EVERY = 5.0  # seconds between looks for the spool files of processes th
 PURGE_EVERY = 3600.0  # seconds between erasures of what is older than the retention
 
 
-def new_answer_id() -> str:
-    """32 hex digits that begin with the time in milliseconds: a vote on an answer given moments ago, whose record
-    has not reached the store yet, can be told from one on an id never given."""
-    return f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:20]}"
-
-
-def _given_at(answer_id: str) -> float | None:
-    try:
-        return int(answer_id[:12], 16) / 1000 if len(answer_id) == 32 else None
-    except ValueError:
-        return None
-
-
-def make_recorder(settings: Settings, store: FeedbackStore) -> Recorder:
+def make_recorder(settings: Settings, store: Store) -> Recorder:
     """The recorder of ``store`` as the settings say: its spool, how long a vote waits, what is kept and how long."""
     http = settings.http
     return Recorder(
@@ -62,7 +50,7 @@ class Recorder:
 
     def __init__(
         self,
-        store: FeedbackStore,
+        store: Store,
         spool: Spool,
         backlog: int = 10_000,
         wait: float = 1.0,
@@ -81,6 +69,7 @@ class Recorder:
         self._retry_at = 0.0  # while in the future, the store is not tried
         self._wait = RETRY_FIRST
         self._kept = 0  # records the last replay left waiting (their files no longer this process's own)
+        self._kept_wait, self._kept_until = RETRY_FIRST, 0.0
         self._orphans_at = 0.0
         self._counting = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -133,7 +122,8 @@ class Recorder:
 
     def add_feedback(self, answer_id: str, helpful: bool, comment: str | None) -> bool | None:
         """Record a vote, durably, before returning: True when it replaced an earlier one, False when it is the
-        first, None when it waits in the spool. :class:`UnknownAnswer` for an id never given;
+        first, None when it waits in the spool. :class:`UnknownAnswer` for an answer the store does not know that
+        was given too long ago (the id's signature is checked before: :class:`~rag.store.answer_ids.AnswerIds`);
         :class:`StoreUnavailable` (retryable) when it can be kept nowhere."""
         comment = scrub(comment) if self.keep_text else None
         record = {"kind": "vote", "answer_id": answer_id, "helpful": helpful, "comment": comment, "at": time.time()}
@@ -141,9 +131,9 @@ class Recorder:
             self._written.wait_for(lambda: answer_id not in self._queued, timeout=self.wait)
         if time.monotonic() >= self._retry_at:
             try:
-                return self.store.add_feedback(answer_id, helpful, comment, record["at"])
+                return self.store.votes.add(answer_id, helpful, comment, record["at"])
             except UnknownAnswer:
-                given = _given_at(answer_id)
+                given = AnswerIds.issued_at(answer_id)
                 if given is None or not 0 <= time.time() - given <= PENDING_HORIZON:
                     raise
             except StoreUnavailable as exc:
@@ -179,7 +169,8 @@ class Recorder:
             if record:
                 self._write(record)
             now = time.monotonic()
-            if now >= self._retry_at and (self.pending or now >= self._orphans_at):
+            due = self.spool.pending or (self._kept and now >= self._kept_until) or now >= self._orphans_at
+            if now >= self._retry_at and due:
                 self._orphans_at = now + ORPHANS_EVERY
                 self._replay()
             if now >= self._purge_at and now >= self._retry_at:
@@ -194,7 +185,7 @@ class Recorder:
         """Erase what is older than the retention; the store away (or still connecting), it is tried again a little
         later — housekeeping, which says nothing of the store's state (the writes do)."""
         try:
-            if not getattr(self.store, "ready", True):
+            if not self.store.ready:
                 raise StoreUnavailable("the store is connecting")
             erased = self.store.purge(time.time() - self.retention)
         except StoreUnavailable:
@@ -207,7 +198,7 @@ class Recorder:
         try:
             if time.monotonic() >= self._retry_at:
                 try:
-                    self.store.insert_answer(record)
+                    self.store.answers.insert(record)
                     self._recovered()
                     return
                 except StoreUnavailable as exc:
@@ -231,14 +222,17 @@ class Recorder:
             self._kept = kept
         if replayed:
             self._recovered()
+        # votes waiting for their answer: looked at again after a doubling wait, not at every turn of the loop
+        self._kept_wait = RETRY_FIRST if replayed or not kept else min(self._kept_wait * 2, RETRY_MAX)
+        self._kept_until = time.monotonic() + self._kept_wait
 
     def _apply(self, record: dict[str, Any]) -> bool:
         """Write one spooled record: True when written (or given up), False to keep it for later."""
         try:
             if record.get("kind") == "answer":
-                self.store.insert_answer(record)
+                self.store.answers.insert(record)
             else:
-                self.store.add_feedback(record["answer_id"], record["helpful"], record.get("comment"), record["at"])
+                self.store.votes.add(record["answer_id"], record["helpful"], record.get("comment"), record["at"])
             return True
         except UnknownAnswer:
             if time.time() - record.get("at", 0) <= PENDING_HORIZON:

@@ -100,17 +100,20 @@ class Spool:
         if not self.folder.is_dir():
             return []
         found = []
-        for path in sorted(self.folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime):
+        for path in sorted(self.folder.glob("*.jsonl"), key=_age):
             if path == self._path:
                 continue
             try:
                 handle = open(path, "r+", encoding="utf-8")  # noqa: SIM115 - closed by replay()
-            except OSError:
+            except OSError:  # gone meanwhile: another process replayed it
                 continue
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 handle.close()  # a live process's file
+                continue
+            if os.fstat(handle.fileno()).st_nlink == 0:  # replayed and removed by another process before the lock
+                handle.close()
                 continue
             found.append((handle, path))
         return found
@@ -135,6 +138,8 @@ class Spool:
                 keep.extend(lines[number:])
                 interrupted = True
                 break
+        if keep and done == 0 and len(keep) == len(lines):
+            return 0, len(keep), interrupted  # nothing changed: the file stays as it is, no rewrite, no sync
         if keep:
             handle.seek(0)
             handle.truncate()
@@ -152,3 +157,12 @@ class Spool:
                 if self._path is not None and self._pending == 0:
                     self._path.unlink(missing_ok=True)
                 self._own = None
+
+
+def _age(path: Path) -> float:
+    """When a spool file was last written; one removed meanwhile (replayed by another process) sorts first and is
+    then skipped."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0

@@ -8,15 +8,16 @@ import datetime as dt
 import hashlib
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from rag.errors import SourceError
-from rag.indexing.versions import WEB
 from rag.models import Entry
 
+WEB = "web"  # the folder beside the index versions: what the FAQ's web pages last gave (rag sync)
 FILE = "pages.json"
 
 
@@ -85,9 +86,55 @@ class PageStore(BaseModel):
         return [e.model_copy(update={"checked_on": page.checked_on}) for page in pages for e in page.entries]
 
     def checksum(self, source: str) -> str:
-        """A digest of what a source gave (its entries and the days they were checked)."""
-        body = [json.loads(e.model_dump_json()) for e in self.entries(source)]
+        """A digest of what a source gave: its entries, not the days they were checked (a page read again
+        unchanged publishes nothing; the day is read by :class:`CheckedDates`)."""
+        body = [json.loads(e.model_dump_json(exclude={"checked_on"})) for e in self.entries(source)]
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+class CheckedDates:
+    """The day each web entry's page was last checked, read from the page store as the last sync left it — a sync
+    that finds nothing changed publishes no version, but the days move on. The file is looked at again at most
+    every :data:`LOOK_EVERY` seconds, and read again only when it changed."""
+
+    LOOK_EVERY = 5.0
+
+    def __init__(self, index_dir: Path, stale_after_days: float) -> None:
+        self.path, self.after_days = PageStore.path(index_dir), stale_after_days
+        self._days: dict[str, str] = {}
+        self._seen: float | None = None
+        self._looked = -1e9
+
+    def of(self, entry_id: str, built: str | None) -> str | None:
+        """The day the entry's page was last checked: from the page store, else as the version was built."""
+        if built is None:
+            return None
+        now = time.monotonic()
+        if now - self._looked > self.LOOK_EVERY:
+            self._looked = now
+            self._refresh()
+        return self._days.get(entry_id, built)
+
+    def forget(self) -> None:
+        """Read the page store again at the next look (a new version was just published)."""
+        self._looked, self._seen = -1e9, None
+
+    def stale(self, checked_on: str | None) -> bool | None:
+        return stale(checked_on, self.after_days) if checked_on else None
+
+    def _refresh(self) -> None:
+        try:
+            changed = self.path.stat().st_mtime
+        except OSError:
+            return
+        if changed == self._seen:
+            return
+        try:
+            store = PageStore.model_validate_json(self.path.read_bytes())
+        except (OSError, ValueError):
+            return  # a damaged page store: the days of the version in service stay
+        self._seen = changed
+        self._days = {e.id: p.checked_on for p in store.pages.values() if p.checked_on for e in p.entries}
 
 
 def stale(checked_on: str | None, after_days: float, today: dt.date | None = None) -> bool:

@@ -3,6 +3,7 @@ conversation to a person."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import anyio
@@ -13,27 +14,28 @@ from rag.channels.handoff import HandoffUnavailable, Transcript
 from rag.channels.widget import origin_of
 from rag.corpus.sources import safe_url
 from rag.errors import ApiError
-from rag.http.deps import StateDep, guard, json_body
+from rag.http.deps import ServicesDep, guard, json_body
 from rag.web import FACET_LABELS, STATIC_DIR
 
+log = logging.getLogger("rag.http.channels")
 router = APIRouter(tags=["channels"])
 
 
 @router.post("/handoff", status_code=202, dependencies=[Depends(guard), Depends(json_body)])
-async def handoff(body: Transcript, state: StateDep) -> dict[str, Any]:
+async def handoff(body: Transcript, services: ServicesDep) -> dict[str, Any]:
     """Send a conversation to the helpdesk (``RAG_HANDOFF_WEBHOOK``): its questions, answers, cited entries,
     confidence and why, so the ticket opens with its context. 404 when no webhook is configured."""
-    if state.handoffs is None:
+    if services.handoffs is None:
         raise ApiError(
             404, "handoff_off", "no helpdesk webhook is configured (RAG_HANDOFF_WEBHOOK); use the support link"
         )
     try:
-        await anyio.to_thread.run_sync(state.handoffs.send, body)
+        await anyio.to_thread.run_sync(services.handoffs.send, body)
     except HandoffUnavailable:
-        state.metrics.handoffs.labels(body.reason, "failed").inc()
+        services.metrics.handoffs.labels(body.reason, "failed").inc()
         raise
-    state.metrics.handoffs.labels(body.reason, "sent").inc()
-    state.log_handoff(body)
+    services.metrics.handoffs.labels(body.reason, "sent").inc()
+    log.info("handed a conversation of %d questions to the helpdesk (%s)", len(body.turns), body.reason)
     return {"sent": True, "turns": len(body.turns)}
 
 
@@ -45,22 +47,22 @@ async def widget_script() -> FileResponse:
 
 
 @router.get("/widget/config")
-async def widget_config(request: Request, state: StateDep) -> dict[str, Any]:
+async def widget_config(request: Request, services: ServicesDep) -> dict[str, Any]:
     """What the widget shows (the FAQ's name, example questions, facets, the support link, whether a
     conversation can be handed off) and, when API keys are on, a public token for its site: it may ask, vote
     and hand off from that site only, for an hour."""
-    service, settings = state.service, state.settings
+    service, settings = services.query, services.settings
     own = f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
     origin = origin_of(request.headers.get("origin", "")) or own
     config: dict[str, Any] = {
         "faq_name": settings.answer.faq_name,
         "examples": service.examples(),
         "support_url": settings.answer.support_url if safe_url(settings.answer.support_url) else None,
-        "handoff_form": state.handoffs is not None,
+        "handoff_form": services.handoffs is not None,
         "facets": service.index.facets if service.ready else {},
         "facet_labels": FACET_LABELS,
         "token": None,
     }
     if settings.http.api_keys:
-        config["token"] = state.tokens.issue(origin)
+        config["token"] = services.tokens.issue(origin)
     return config

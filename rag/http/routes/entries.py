@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from rag.errors import ApiError
-from rag.http.deps import ServiceDep, base_url, guard
+from rag.http.deps import QueryDep, base_url, guard
 from rag.http.schemas import EntryResponse
 from rag.web import PER_PAGE, SECURITY_HEADERS, entries_page, entry_page
 
@@ -16,14 +16,14 @@ router = APIRouter(tags=["entries"], dependencies=[Depends(guard)])
 
 
 @router.get("/facets")
-async def facets(service: ServiceDep) -> dict[str, dict[str, int]]:
+async def facets(service: QueryDep) -> dict[str, dict[str, int]]:
     """The FAQ's metadata fields usable as ``filters`` in /search and /ask, with their values and how many
     entries have each."""
     return service.index.facets
 
 
 @router.get("/entries")
-async def entries(request: Request, service: ServiceDep, page: int = Query(1, ge=1)) -> Any:
+async def entries(request: Request, service: QueryDep, page: int = Query(1, ge=1)) -> Any:
     """Every FAQ entry, a page at a time: question and link (JSON, or an HTML page for browsers)."""
     all_entries = service.index.entries
     pages = max(1, -(-len(all_entries) // PER_PAGE))
@@ -39,7 +39,7 @@ async def entries(request: Request, service: ServiceDep, page: int = Query(1, ge
 
 
 @router.get("/entries/{entry_id}", response_model=EntryResponse)
-async def entry(entry_id: str, request: Request, service: ServiceDep) -> Any:
+async def entry(entry_id: str, request: Request, service: QueryDep) -> Any:
     """The whole FAQ entry; ``url`` is its own link, or its page in this service."""
     found = service.index.entry(entry_id)
     if found is None:

@@ -7,7 +7,7 @@ import os
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from rag.http.deps import StateDep, guard
+from rag.http.deps import ServicesDep, guard
 
 router = APIRouter(tags=["service"])
 
@@ -21,16 +21,16 @@ async def health() -> dict[str, str]:
     "/ready",
     summary="Whether this process can serve (503 until the index is loaded) and the state of each dependency",
 )
-async def ready(state: StateDep) -> JSONResponse:
+async def ready(services: ServicesDep) -> JSONResponse:
     """``ready`` or ``degraded`` (200: answers are served; a dependency away takes one feature, said in
     ``dependencies``), or ``loading`` / ``failed`` (503: no index, nothing can be answered)."""
-    service, dependencies = state.service, state.dependencies
-    if not service.ready:
-        status = "failed" if state.load_error else "loading"
-        reason = state.load_error or "the index is loading"
+    query, dependencies = services.query, services.dependencies.states()
+    if not query.ready:
+        status = "failed" if services.load_error else "loading"
+        reason = services.load_error or "the index is loading"
         body = {"status": status, "reason": reason, "dependencies": {"index": status, **dependencies}}
         return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
-    index = service.index
+    index = query.index
     degraded = sorted(name for name, value in dependencies.items() if value not in {"ok", "off"})
     body = {
         "status": "degraded" if degraded else "ready",
@@ -43,11 +43,11 @@ async def ready(state: StateDep) -> JSONResponse:
         "store": dependencies.get("store", "ok"),
         "embeddings": dependencies.get("embeddings", "ok"),
         "latent_terms": index.latents is not None,
-        "spooled": state.recorder.pending,
+        "spooled": services.recorder.pending,
         "worker": os.getpid(),
     }
-    if state.recorder.last_error:
-        body["store_error"] = state.recorder.last_error
+    if services.recorder.last_error:
+        body["store_error"] = services.recorder.last_error
     return JSONResponse(body)
 
 
@@ -58,5 +58,5 @@ async def ready(state: StateDep) -> JSONResponse:
     response_class=PlainTextResponse,
     responses={200: {"content": {"text/plain": {}}}},
 )
-async def prometheus(state: StateDep) -> Response:
-    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+async def prometheus(services: ServicesDep) -> Response:
+    return Response(services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

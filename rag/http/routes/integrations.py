@@ -10,15 +10,15 @@ from fastapi import APIRouter, Request
 
 from rag.channels.chatwoot import authentic
 from rag.errors import ApiError
-from rag.http.deps import StateDep
+from rag.http.deps import ServicesDep
 
 router = APIRouter(prefix="/integrations", tags=["integrations"])
 
 
 @router.post("/chatwoot")
-async def chatwoot(request: Request, state: StateDep) -> dict[str, Any]:
+async def chatwoot(request: Request, services: ServicesDep) -> dict[str, Any]:
     """One event of Chatwoot's agent bot webhook: checked, acknowledged at once, answered in the background."""
-    bot, secret = state.chatwoot, state.settings.channels.chatwoot_webhook_secret
+    bot, secret = services.chatwoot, services.settings.channels.chatwoot_webhook_secret
     if bot is None:
         raise ApiError(404, "not_found", "no such route; set RAG_CHATWOOT_URL and RAG_CHATWOOT_BOT_TOKEN")
     if not secret:

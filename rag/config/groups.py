@@ -1,32 +1,13 @@
-"""All configuration in one place: environment variables prefixed ``RAG_`` and an optional ``.env``.
-
-Settings are grouped (``settings.index``, ``settings.retrieval``, ``settings.answer``, ``settings.llm``,
-``settings.embeddings``, ``settings.http``) and each group is handed as it is to the stage that uses it.
-The environment keeps flat names: ``RAG_FUSION`` sets ``settings.retrieval.fusion``,
-``RAG_LLM_MODEL`` sets ``settings.llm.model``.
-"""
+"""The setting groups, each handed as it is to the stage that uses it (``RAG_<NAME>`` in the environment)."""
 
 from __future__ import annotations
 
-import os
-from importlib.resources import files
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rag.errors import ConfigError
-
-# shipped as package data (see pyproject.toml): the Ségur FAQ with its titles and glossary, and the prompts
-DEFAULT_SOURCE = Path(str(files("rag.assets.segur").joinpath("segur-faq.txt")))
-DEFAULT_PROMPTS = Path(str(files("rag.assets.prompts")))
-
-
-def is_url(source: object) -> bool:
-    """Whether a source is a web address (a FAQ page or a sitemap) rather than a file."""
-    return isinstance(source, str) and source.strip().lower().startswith(("http://", "https://"))
+from rag.config.paths import DEFAULT_PROMPTS, is_url
 
 
 def _split_csv(value: object) -> object:
@@ -185,9 +166,17 @@ class HttpSettings(_Group):
     workers: int = Field(1, ge=1, description="server processes; they share one built index, read-only")
     max_query_chars: int = Field(2000, ge=1)
     max_body_bytes: int = Field(64_000, ge=1024)
+    max_admin_body_bytes: int = Field(
+        20_000_000, ge=1024, description="the body limit of admin routes (a curation import may be large)"
+    )
     max_comment_chars: int = 2000
     api_keys: list[str] = Field(default_factory=list)
     admin_token: str | None = None
+    secret_key: str | None = Field(
+        None,
+        description="signs answer ids; replicas on several machines set the same one (default: a random key kept "
+        "in secret.key beside the index folder)",
+    )
     rate_limit_per_minute: int = Field(0, ge=0, description="per API key, else per address; 0 = off")
     auth_failures_per_minute: int = Field(10, ge=0, description="failed keys or admin tokens per address; 0 = off")
     forwarded_allow_ips: list[str] = Field(
@@ -272,129 +261,3 @@ class GapSettings(_Group):
     golden_file: Path | None = Field(
         None, description="eval queries appended on each resolution; default: golden.jsonl beside the index"
     )
-
-
-# group name -> (prefix of its variables after RAG_, model)
-GROUPS: dict[str, tuple[str, type[_Group]]] = {
-    "index": ("", IndexSettings),
-    "retrieval": ("", RetrievalSettings),
-    "answer": ("", AnswerSettings),
-    "llm": ("llm_", LLMSettings),
-    "embeddings": ("embeddings_", EmbeddingsSettings),
-    "http": ("", HttpSettings),
-    "gaps": ("gap_", GapSettings),
-    "channels": ("", ChannelSettings),
-    "web": ("", WebSettings),
-}
-# flat name (RAG_ variable without the prefix, lower case) -> (group, field)
-FLAT: dict[str, tuple[str, str]] = {
-    f"{prefix}{name}": (group, name) for group, (prefix, model) in GROUPS.items() for name in model.model_fields
-}
-
-
-# settings that were renamed with another meaning: naming them is an error that says what replaced them
-RETIRED = {
-    "min_score": "set RAG_MIN_CONFIDENCE instead, a probability in [0, 1] (unset: the calibration's threshold)",
-}
-
-
-def nest(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{"fusion": "bm25"}`` → ``{"retrieval": {"fusion": "bm25"}}``; unknown names are a :class:`ConfigError`."""
-    out: dict[str, dict[str, Any]] = {}
-    for key, value in flat.items():
-        if key not in FLAT:
-            raise ConfigError(f"unknown setting RAG_{key.upper()}; see the README's configuration table")
-        group, name = FLAT[key]
-        out.setdefault(group, {})[name] = value
-    return out
-
-
-class _FlatEnv(PydanticBaseSettingsSource):
-    """``RAG_<NAME>`` from the environment, then from ``.env``, put into their groups."""
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # unused: __call__ does it all
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-        env_file = Path(".env")
-        if env_file.is_file():
-            found.update({k.lower(): v for k, v in dotenv_values(env_file).items() if v is not None})
-        found.update({k.lower(): v for k, v in os.environ.items()})
-        for name, advice in RETIRED.items():
-            if f"rag_{name}" in found:
-                raise ConfigError(f"RAG_{name.upper()} is no longer read: {advice}")
-        return nest({k[4:]: v for k, v in found.items() if k.startswith("rag_") and k[4:] in FLAT})
-
-
-class Settings(BaseSettings):
-    """Every setting of the service, grouped by the stage that uses it."""
-
-    model_config = SettingsConfigDict(extra="forbid")
-
-    index: IndexSettings = Field(default_factory=IndexSettings)
-    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
-    answer: AnswerSettings = Field(default_factory=AnswerSettings)
-    llm: LLMSettings = Field(default_factory=LLMSettings)
-    embeddings: EmbeddingsSettings = Field(default_factory=EmbeddingsSettings)
-    http: HttpSettings = Field(default_factory=HttpSettings)
-    gaps: GapSettings = Field(default_factory=GapSettings)
-    channels: ChannelSettings = Field(default_factory=ChannelSettings)
-    web: WebSettings = Field(default_factory=WebSettings)
-
-    @classmethod
-    def settings_customise_sources(
-        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource, *_: Any, **__: Any
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, _FlatEnv(settings_cls)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _flat_keywords(cls, data: Any) -> Any:
-        """``Settings(index_dir=…)`` is ``Settings(index={"index_dir": …})``; flat keywords win over the environment."""
-        if not isinstance(data, dict):
-            return data
-        flat = {k: v for k, v in data.items() if k not in GROUPS}
-        merged = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items() if k in GROUPS}
-        for group, values in nest(flat).items():
-            current = merged.get(group)
-            merged[group] = {**current, **values} if isinstance(current, dict) else {**_dump(current), **values}
-        return merged
-
-    @property
-    def feedback_path(self) -> Path:
-        return self.http.feedback_db or self.index.index_dir.parent / "feedback.sqlite3"
-
-    @property
-    def golden_path(self) -> Path:
-        return self.gaps.golden_file or self.index.index_dir.parent / "golden.jsonl"
-
-    @property
-    def spool_path(self) -> Path:
-        return self.http.spool_dir or self.index.index_dir.parent / "spool"
-
-    def replace(self, **flat: Any) -> Settings:
-        """A copy with some settings changed (flat names), validated, without reading the environment again."""
-        data = self.model_dump()
-        for group, values in nest(flat).items():
-            data[group].update(values)
-        return type(self).model_validate(data)
-
-
-def _dump(value: Any) -> dict[str, Any]:
-    return value.model_dump() if isinstance(value, BaseModel) else {}
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Read the settings; a bad value becomes a :class:`ConfigError` naming the variable to fix."""
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        problems = "; ".join(_variable(e["loc"]) + f": {e['msg']} (got {e.get('input')!r})" for e in exc.errors())
-        raise ConfigError(f"invalid setting: {problems}") from None
-
-
-def _variable(loc: tuple[Any, ...]) -> str:
-    if len(loc) >= 2 and loc[0] in GROUPS:
-        return f"RAG_{GROUPS[loc[0]][0]}{loc[1]}".upper()
-    return "RAG_" + "_".join(str(p) for p in loc).upper()
