@@ -29,7 +29,8 @@ from typing import Any
 import httpx
 
 from rag.config import Settings
-from rag.corpus.sources import content_id, load_corpus
+from rag.corpus.entries import content_id
+from rag.corpus.sources import load_corpus
 from rag.http import create_app
 from rag.publishing.publisher import Publisher
 from rag.query.service import QueryService

@@ -18,6 +18,8 @@ def _encodable(text: str) -> str:
 
 Text = Annotated[StrictStr, AfterValidator(_encodable)]
 
+ANSWER_DEPTH = 3  # a question counts as answered when an entry that answers it is among this many first (the
+# extractive answer draws from them; the self-calibration, the eval and the calibration label by it)
 Reason = Literal["declined", "asked"]
 
 

@@ -56,7 +56,7 @@ def test_ask_stream_cite_and_rate(site, browser) -> None:
     page.get_by_text("Merci pour votre retour.").wait_for(timeout=10_000)
     page.get_by_label("Commentaire (facultatif)").fill("Il manque le lien pour mon couloir")
     page.get_by_role("button", name="Envoyer le commentaire").click()
-    page.locator(".feedback-status").filter(has_text="Merci").wait_for(timeout=10_000)
+    page.get_by_text("Commentaire envoyé, merci.").wait_for(timeout=10_000)  # acknowledged once stored
     rows = (
         sqlite3.connect(db)
         .execute("SELECT f.helpful, f.comment, a.query FROM feedback f JOIN answers a ON a.id = f.answer_id")

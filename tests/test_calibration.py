@@ -140,6 +140,7 @@ def test_cli_declines_plainly_unrelated_questions_far_from_the_threshold(segur_i
         check=True,
     ).stdout
     results = [json.loads(line) for line in out.splitlines()]
+    assert [r["query"] for r in results] == [*UNRELATED, *DIRECT]  # one line per question, none missing
     threshold = _logit(service.stages.decision.default_threshold)
     for result in results[: len(UNRELATED)]:
         assert result["abstained"] and result["results"] == [], result["query"]

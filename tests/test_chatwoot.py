@@ -182,3 +182,62 @@ def _counted(base: str, outcome: str) -> int:
         (x for x in text.splitlines() if x.startswith(f'rag_chatwoot_messages_total{{outcome="{outcome}"}}')), ""
     )
     return int(float(line.split()[-1])) if line else 0
+
+
+def test_small_talk_is_recorded_without_its_text_as_on_every_channel(bot, tiny_settings: Settings) -> None:
+    from rag.store import sqlite_store
+
+    standin, client = bot
+    standin.conversation(11)
+    _deliver(client, standin.contact_says(11, "Bonjour"))
+    wait_until(lambda: standin.posted(11))
+    store = sqlite_store(tiny_settings.feedback_path).open()
+    wait_until(lambda: store.db.run("SELECT channel, query FROM answers") != [])
+    assert store.db.run("SELECT channel, query FROM answers") == [("chatwoot", "")]
+    assert store.answers.question_log(low_confidence=2.0) == []  # never a gap question
+
+
+def test_a_delivery_that_failed_is_answered_when_sent_again(chatwoot, tiny_settings: Settings, hash_embedder) -> None:
+    """Answering fails (the index still loading, say): the delivery's lease is released, so the redelivery is
+    answered instead of being refused for a day."""
+    from rag.channels.chatwoot import ChatwootBot, ChatwootClient
+    from rag.channels.respond import Responder
+    from rag.errors import IndexNotReady
+    from rag.store import sqlite_store
+    from rag.store.answer_ids import AnswerIds
+
+    from .conftest import Recorded
+
+    standin, chatwoot_url = chatwoot
+    service = QueryService(tiny_settings.replace(min_confidence=0.5), hash_embedder)
+    responder = Responder(service, Recorded(), AnswerIds(b"k"))
+    store = sqlite_store(tiny_settings.feedback_path).open()
+    counter = Outcomes()
+    counted = counter.seen
+    bot = ChatwootBot(responder, ChatwootClient(chatwoot_url, TOKEN), store.leases, counter)
+    standin.conversation(12)
+    event = standin.contact_says(12, SOLDE)
+    assert bot.accept(event, "d-12")  # the index is not loaded yet: answering fails
+    wait_until(lambda: counted == ["failed"])
+    assert store.db.run("SELECT COUNT(*) FROM leases")[0][0] == 0 and not standin.posted(12)
+    with pytest.raises(IndexNotReady):
+        service.index  # noqa: B018 - still loading
+    Publisher(service).build()
+    assert bot.accept(event, "d-12")  # Chatwoot (or an operator) sends it again
+    wait_until(lambda: standin.posted(12))
+    assert counted == ["failed", "answered"]
+    bot.close()
+
+
+class Outcomes:
+    """A stand-in of a Prometheus counter labelled by outcome: what was counted, in order."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def labels(self, outcome: str) -> Outcomes:
+        self._next = outcome
+        return self
+
+    def inc(self) -> None:
+        self.seen.append(self._next)

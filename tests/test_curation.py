@@ -192,3 +192,83 @@ def test_curation_is_carried_into_later_builds_and_imported_elsewhere(make_servi
     assert elsewhere.index.entry(entry.id).source == "curated"
     assert elsewhere.index.manifest.corpus_checksum == rebuilt.manifest.corpus_checksum  # the sources' own
     assert Publisher(elsewhere).needs_build() is None
+
+
+def test_a_version_built_from_an_older_parent_is_never_published(make_service) -> None:
+    """Two replicas building at once: the one that publishes second finds its parent replaced, and publishes
+    nothing (the last writer does not win with older sources)."""
+    from rag.errors import ParentChanged
+    from rag.indexing.versions import current_version
+
+    service = make_service()
+    first, second = Publisher(service), Publisher(QueryService(service.settings, service.embedder))
+    published: list[str] = []
+
+    def meanwhile(done: int, total: int) -> None:  # while the second builds, the first publishes
+        if not published:
+            published.append(first.build().version)
+
+    with pytest.raises(ParentChanged, match="build again"):
+        second.build(progress=meanwhile)
+    assert current_version(service.settings.index.index_dir) == published[0]
+    assert not second.query.ready  # nothing was swapped in either
+
+
+def test_a_build_reads_the_teams_decisions_from_the_store(make_service) -> None:
+    """A decision kept while a build failed is in the next build, whoever makes it (a reindex, a sync)."""
+    service = make_service()
+    entry = new_entry("Où trouver le guide d'installation ?", "Le guide est sur l'espace éditeur.")
+    kept = Curation.of([CuratedItem(id="new-1", kind="new_entry", entry=entry, questions=["guide ?"])])
+    assert service.index.entry(entry.id) is None  # the version in service does not have it
+    rebuilt = Publisher(service, lambda: kept).build()
+    assert rebuilt.entry(entry.id) is not None
+
+
+def test_a_resolution_that_failed_to_publish_can_be_resolved_again(admin_client, monkeypatch) -> None:
+    with admin_client() as (client, service):
+        _ask_and_dislike(client, TRAVEL)
+        gap = _gaps(client, 3)["gaps"][0]
+        body = {"action": "new_entry", "answer": "Les frais de déplacement sont remboursés sur justificatifs."}
+        publisher = client.app.state.services.publisher
+        real = publisher.build
+
+        def broken(*args, **kwargs):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(publisher, "build", broken)
+        failed = client.post(f"/admin/gaps/{gap['id']}/resolve", json=body, headers=ADMIN)
+        assert failed.status_code >= 500
+        assert _gaps(client, 3)["gaps"][0]["id"] == gap["id"]  # still in the report
+        monkeypatch.setattr(publisher, "build", real)
+        done = client.post(f"/admin/gaps/{gap['id']}/resolve", json=body, headers=ADMIN)
+        assert done.status_code == 200, done.text
+        golden = [json.loads(line) for line in service.settings.golden_path.read_text().splitlines()]
+        assert sorted(r["query"] for r in golden) == sorted(TRAVEL)  # each once
+
+
+def test_a_gap_named_by_any_of_its_questions_is_resolved(admin_client) -> None:
+    """Gaps re-form as questions come in; the id a team member saw still names the gap holding its question."""
+    from rag.publishing.gaps import gap_id
+
+    with admin_client() as (client, _):
+        _ask_and_dislike(client, TRAVEL)
+        curator = client.app.state.services.curator
+        (gap,) = curator.gaps()
+        former = gap_id(gap.answer_ids[-1])  # as if the gap had once been named after its latest question
+        assert former != gap.id
+        done = client.post(f"/admin/gaps/{former}/resolve", json={"action": "dismiss"}, headers=ADMIN)
+        assert done.status_code == 200 and done.json()["gap"] == gap.id
+
+
+def test_a_curation_export_over_64_kb_is_imported_over_http(admin_client) -> None:
+    items = [
+        CuratedItem(id=f"oos-{n}", kind="out_of_scope", questions=[f"Question hors sujet numéro {n} " + "x" * 200])
+        for n in range(400)
+    ]
+    text = Curation.of(items).to_jsonl()
+    assert len(text.encode()) > 64_000
+    with admin_client() as (client, _):
+        headers = {**ADMIN, "Content-Type": "application/x-ndjson"}
+        done = client.post("/admin/curation", content=text.encode(), headers=headers)
+        assert done.status_code == 200, done.text
+        assert done.json()["imported"] == 400

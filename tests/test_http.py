@@ -292,6 +292,12 @@ def test_a_stream_that_fails_ends_with_an_error_event(client: TestClient, monkey
     names = [line[7:] for line in lines if line.startswith("event: ")]
     assert names == ["passages", "delta", "error"]
     assert "boom" not in "\n".join(lines)
+    body = {"messages": [{"role": "user", "content": SOLDE}], "stream": True}
+    with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        data = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    # the chat stream ends with an error object as OpenAI's API sends one, never with a silent stop or [DONE]
+    assert json.loads(data[-1])["error"]["code"] == "internal_error" and "[DONE]" not in data
+    assert not any(choice.get("finish_reason") == "stop" for d in data[:-1] for choice in json.loads(d)["choices"])
 
 
 def test_pages_forbid_foreign_scripts(client: TestClient) -> None:

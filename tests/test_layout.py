@@ -94,6 +94,89 @@ def test_every_module_imports_on_its_own() -> None:
     assert done.stdout.strip() == "", done.stderr[-2000:]
 
 
+# the stages, lowest first: a module imports its own stage's modules, those of stages below it and the ground
+STAGES = (
+    "language",
+    "corpus",
+    "embedders",
+    "indexing",
+    "answer",
+    "llm",
+    "query",
+    "store",
+    "publishing",
+    "channels",
+    "web",
+    "http",
+    "evaluation",
+    "cli",
+)
+GROUND = {"rag", "rag.errors", "rag.models", "rag.logs", "rag.jobs", "rag.assets"}  # the thin top level and settings
+QUERY_NEVER = ("rag.publishing", "rag.corpus.web.fetch", "rag.corpus.web.sync", "rag.corpus.web.extract")
+
+
+def _graph() -> dict[str, set[str]]:
+    paths = list(PACKAGE.rglob("*.py"))
+    modules = {_module(p) for p in paths}
+    return {_module(p): _imports(p, modules) for p in paths}
+
+
+def _stage(module: str) -> int | None:
+    """-1 for the ground (the top level, the settings), else the stage's rank; None for a module of no stage."""
+    if module in GROUND or module.startswith("rag.config"):
+        return -1
+    name = module.split(".")[1]
+    return STAGES.index(name) if name in STAGES else None
+
+
+def test_every_module_is_in_a_stage_or_on_the_thin_top_level() -> None:
+    graph = _graph()
+    assert [m for m in graph if _stage(m) is None] == []
+    top = [p.name for p in PACKAGE.glob("*.py")]
+    assert len(top) <= 12, top
+
+
+def test_no_import_runs_up_the_stages() -> None:
+    upward = [
+        f"{module} -> {target}"
+        for module, targets in _graph().items()
+        for target in targets
+        if (_stage(target) or 0) > (_stage(module) or 0)
+    ]
+    assert upward == []
+
+
+def test_the_query_path_never_imports_publishing_nor_the_crawler() -> None:
+    graph = _graph()
+    reached: set[str] = set()
+    todo = [m for m in graph if m.startswith("rag.query")]
+    while todo:
+        module = todo.pop()
+        if module not in reached:
+            reached.add(module)
+            todo.extend(graph.get(module, ()))
+    assert sorted(m for m in reached if m.startswith(QUERY_NEVER)) == []
+
+
+def test_modules_and_classes_stay_small() -> None:
+    """No module over 400 lines; no class with more than 20 public methods and properties (data fields aside)."""
+    big, wide = [], []
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > 400:
+            big.append(str(path.relative_to(ROOT)))
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef):
+                public = [
+                    n.name
+                    for n in node.body
+                    if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and not n.name.startswith("_")
+                ]
+                if len(public) > 20:
+                    wide.append(f"{path.relative_to(ROOT)}:{node.name} ({len(public)})")
+    assert big == [] and wide == []
+
+
 def test_every_package_is_installed() -> None:
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     packages = {_module(p.parent / "__init__.py") for p in PACKAGE.rglob("__init__.py")}

@@ -14,12 +14,16 @@ from typer.testing import CliRunner
 
 from rag.cli import app as cli
 from rag.config import Settings
+from rag.errors import StoreUnavailable
 from rag.http import create_app
 from rag.models import Answer
 from rag.publishing.publisher import Publisher
 from rag.query.service import QueryService
+from rag.store import Store
 from rag.store import sqlite_store as SqliteStore
+from rag.store.answer_ids import AnswerIds
 from rag.store.answers import answer_row
+from rag.store.database import Database
 from rag.store.privacy import scrub
 from rag.store.recorder import Recorder
 from rag.store.schema import SCHEMA, SCHEMA_VERSION
@@ -85,8 +89,35 @@ def test_nothing_personal_reaches_the_store_or_the_spool(store, tmp_path: Path) 
     rows = store.db.run("SELECT query, answer FROM answers") + store.db.run("SELECT comment FROM feedback")
     assert _leaks(rows) == []
     assert any("[EMAIL]" in str(r) for r in rows) and any("[NIR]" in str(r) for r in rows)
-    spooled = "".join(p.read_text() for p in (tmp_path / "spool").glob("*")) if (tmp_path / "spool").exists() else ""
+
+
+class _Away(Database):
+    """A database that never answers: everything goes to the spool."""
+
+    def open(self, wait: float = 0.0) -> _Away:
+        return self
+
+    def close(self) -> None:
+        pass
+
+    def run(self, sql: str, args: tuple = ()) -> list:
+        raise StoreUnavailable("the database is away")
+
+
+def test_nothing_personal_reaches_the_spool_while_the_store_is_away(tmp_path: Path) -> None:
+    recorder = Recorder(Store(_Away()), Spool(tmp_path / "spool"), wait=0.1)
+    recorder.start()
+    issued = AnswerIds(b"k").issue()
+    try:
+        recorder.record_answer(issued, _answer(f"Mon cas : {PERSONAL[0][0]}. Que faire ?"), "page")
+        assert recorder.add_feedback(issued, False, f"rappelez-moi : {PERSONAL[1][0]}") is None  # spooled
+        wait_until(lambda: recorder.pending == 2, timeout=30)
+    finally:
+        recorder.close()
+    spooled = "".join(p.read_text() for p in (tmp_path / "spool").glob("*.jsonl"))
     assert all(raw not in spooled for raw, _ in PERSONAL)
+    assert spooled.count('"kind": "answer"') == 1 and spooled.count('"kind": "vote"') == 1
+    assert "[EMAIL]" in spooled and "[TÉLÉPHONE]" in spooled
 
 
 def test_the_http_api_logs_questions_without_personal_data(tiny_settings: Settings, hash_embedder) -> None:

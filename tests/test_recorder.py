@@ -156,3 +156,63 @@ def test_answer_ids_carry_the_time_they_were_given() -> None:
     assert len(first) == 40 and int(first[:12], 16) <= int(second[:12], 16)
     assert abs(int(first[:12], 16) / 1000 - time.time()) < 5
     assert json.loads(json.dumps(first)) == first
+
+
+def test_two_workers_replaying_one_spool_folder_race_without_failing(tmp_path: Path) -> None:
+    """The files of a process that died are replayed by whichever worker takes them first; the other finds them gone
+    (or already removed once it holds their lock) and goes on."""
+    import threading
+
+    folder = tmp_path / "spool"
+    for n in range(40):  # files of processes that died: unlocked, on disk
+        dead = Spool(folder)
+        dead.append({"n": n})
+        dead._own.close()
+    applied: list[int] = []
+    failures: list[BaseException] = []
+
+    def worker() -> None:
+        spool = Spool(folder)
+        for _ in range(20):
+            try:
+                spool.replay(lambda record: applied.append(record["n"]) or True)
+            except BaseException as exc:  # what the recorder would report as the store unavailable
+                failures.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert failures == [] and set(applied) == set(range(40)) and list(folder.glob("*.jsonl")) == []
+
+
+def test_a_spool_file_removed_by_another_worker_after_it_was_listed_is_skipped(tmp_path: Path, monkeypatch) -> None:
+    folder = tmp_path / "spool"
+    dead = Spool(folder)
+    dead.append({"n": 1})
+    dead._own.close()
+    gone = folder / "replayed-by-the-other-worker.jsonl"  # listed, then removed before it is looked at
+    listed = Path.glob
+    monkeypatch.setattr(Path, "glob", lambda self, pattern: [*listed(self, pattern), gone])
+    applied: list[int] = []
+    assert Spool(folder).replay(lambda record: applied.append(record["n"]) or True) == (1, 0) and applied == [1]
+
+
+def test_a_vote_waiting_for_its_answer_does_not_rewrite_the_spool_at_every_turn(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "fb.sqlite3")
+    recorder = Recorder(store, Spool(tmp_path / "spool"), wait=0.05)
+    recorder.start()
+    try:
+        elsewhere = new_answer_id()  # its record is still in another replica's spool
+        assert recorder.add_feedback(elsewhere, True, None) is None
+        wait_until(lambda: recorder.pending == 1 and list((tmp_path / "spool").glob("*.jsonl")), timeout=10)
+        (waiting,) = (tmp_path / "spool").glob("*.jsonl")
+        time.sleep(1.0)  # the first replays happen: the vote is kept
+        before = waiting.stat().st_mtime_ns
+        time.sleep(3.0)  # six turns of the writer's loop
+        assert waiting.stat().st_mtime_ns == before  # kept as it is: not rewritten, not synced again
+        store.answers.insert(answer_row(elsewhere, _answer()))
+        wait_until(lambda: recorder.pending == 0, timeout=30)  # looked at again after a bounded wait
+    finally:
+        recorder.close()

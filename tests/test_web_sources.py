@@ -5,6 +5,7 @@ a line of the report with nothing lost; the scheduled sync of `rag serve`, once 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -265,3 +266,22 @@ def test_ready_says_when_the_faq_website_fails_and_answers_go_on(site: FaqSite, 
         assert ready["status"] == "degraded" and ready["dependencies"]["web_sources"] == "1 pages failing"
         answer = client.post("/ask", json={"query": "Quand le solde est-il versé ?"}).json()
         assert answer["citations"][0]["url"] == site.base + "/faq/dsfr.html#accordion-solde"
+
+
+def test_a_page_read_again_unchanged_on_another_day_publishes_no_version(
+    site: FaqSite, tmp_path: Path, hash_embedder
+) -> None:
+    """Only what the pages say is in a version: the day they were read again moves on without a new version."""
+    from rag.corpus.web.pages import PageStore
+
+    settings = _settings(tmp_path, [site.base + "/faq/dsfr.html"])
+    service = _service(settings, hash_embedder)
+    first = Publisher(service).sync()
+    store = PageStore.read(settings.index.index_dir)
+    for page in store.pages.values():
+        page.checked_on, page.etag, page.last_modified = "2026-01-02", None, None  # read last time months ago
+    store.write(settings.index.index_dir)
+    again = Publisher(service).sync()  # today: the same entries
+    assert not again.published and again.version == first.version == service.index.version
+    hit = service.search(Question(query="Qui signe la vérification d'aptitude ?")).results[0]
+    assert hit.checked_on == dt.date.today().isoformat() and hit.stale is False

@@ -10,7 +10,7 @@ from rag.config import AnswerSettings
 from rag.language.analyzer import FrenchAnalyzer
 from rag.language.detect import detect, message, quoted_in
 from rag.language.text import MARKER, URL, sentence_units
-from rag.models import Answer, Citation, Hit, SearchResult
+from rag.models import ANSWER_DEPTH, Answer, Citation, Hit, SearchResult
 
 
 def pieces(text: str, words: int = 4) -> Iterator[str]:
@@ -82,7 +82,7 @@ EXPANSION_WEIGHT = 0.5
 class ExtractiveGenerator:
     """Picks sentences by query-term overlap (with a lead-sentence prior) from the top entries."""
 
-    max_entries = 3
+    max_entries = ANSWER_DEPTH
     close = 0.95  # other entries are quoted only when their score is this close to the best
 
     def __init__(self, settings: AnswerSettings) -> None:

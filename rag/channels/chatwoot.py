@@ -182,7 +182,10 @@ class ChatwootBot:
                 return
             if not taken:
                 self.count("duplicate")
-        except Exception:  # the top of a worker thread: said in the log, the next message is answered
+        except Exception:  # the top of a worker thread: said in the log; a redelivery may be answered
+            with self._lock:
+                self._seen.pop(key, None)
+            self.count("failed")
             log.exception("a Chatwoot message could not be answered")
 
     def answer(self, event: dict[str, Any]) -> None:

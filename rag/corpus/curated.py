@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from rag.corpus.sources import Corpus, content_id
+from rag.corpus.entries import Corpus, content_id
 from rag.errors import ConfigError
 from rag.models import Entry
 

@@ -7,17 +7,15 @@ Every loader returns :class:`Entry` objects with stable ids; every problem in a 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
-import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from rag.config import is_url
+from rag.corpus.entries import Corpus, content_id
 from rag.errors import SourceError
 from rag.language.text import extract_links
 from rag.models import Entry
@@ -29,31 +27,6 @@ SEPARATOR = "Cette réponse vous a-t-elle été utile ?"
 FILTER_PREFIX = "Votre question concerne"
 SUFFIXES = (".txt", ".jsonl", ".json", ".csv", ".md", ".markdown", ".html", ".htm")
 RESERVED = {"id", "question", "answer", "url", "links"}
-
-
-@dataclass
-class Corpus:
-    """Entries of one or more sources, deduplicated, with what was reported while loading."""
-
-    entries: list[Entry]
-    warnings: list[str] = field(default_factory=list)
-
-    def checksum(self) -> str:
-        """A digest of the entries' content; changes whenever any entry changes (not when its web page is only
-        checked again)."""
-        digest = hashlib.sha256()
-        for entry in self.entries:
-            digest.update(entry.model_dump_json(exclude={"checked_on"}).encode())
-        return digest.hexdigest()
-
-
-def _squash(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def content_id(question: str | None, answer: str) -> str:
-    """An id derived from the entry's content, so it survives rebuilds and reordering."""
-    return hashlib.sha1(f"{_squash(question or '')}\n{_squash(answer)}".encode()).hexdigest()[:12]
 
 
 def _read_text(path: Path) -> str:
@@ -230,7 +203,7 @@ def load_markdown(path: Path) -> Iterator[Entry]:
 def load_html(path: Path) -> Iterator[Entry]:
     """A FAQ page saved as a file, read like a web page (its canonical link, when it has one, gives the URLs)."""
     from rag.corpus.web.extract import read_page
-    from rag.corpus.web.sync import entry_id
+    from rag.corpus.web.pages import entry_id
 
     if not path.exists():
         raise SourceError(path, "file not found; check the path")

@@ -17,7 +17,7 @@ from rag.corpus.sources import load_corpus, read_jsonl
 from rag.errors import ConfigError
 from rag.evaluation.scoring import auroc
 from rag.indexing.calibration import Calibration, fit
-from rag.models import Question
+from rag.models import ANSWER_DEPTH, Question
 from rag.publishing.publisher import Publisher
 from rag.query.service import QueryService
 
@@ -25,7 +25,6 @@ Build = Callable[[Publisher], None]
 
 
 Labelled = tuple[str, list[str]]  # the text, and the entries that answer it (none: out of scope)
-LABEL_DEPTH = 3  # a question counts as answered when an entry that answers it is among this many first
 
 
 @dataclass
@@ -71,7 +70,7 @@ def collect(
     sets: list[FaqSet], settings: Settings, index_dir: Callable[[list[Path]], Path], build: Build
 ) -> tuple[list[dict[str, float]], list[int], list[bool]]:
     """Signals, labels and scope of every calibration question against every set's index. The label is 1
-    when an entry that answers the question is among the first :data:`LABEL_DEPTH`; in scope means the FAQ
+    when an entry that answers the question is among the first :data:`ANSWER_DEPTH`; in scope means the FAQ
     has such an entry."""
     rows: list[dict[str, float]] = []
     labels: list[int] = []
@@ -82,7 +81,7 @@ def collect(
         service = publisher.query
         others = [(text, []) for other in sets if other is not faq for text, _ in other.in_scope]
         for text, relevant in faq.in_scope + faq.out_of_scope + others:
-            result = service.diagnose(Question(query=text, k=LABEL_DEPTH))
+            result = service.diagnose(Question(query=text, k=ANSWER_DEPTH))
             ranking = [hit.id for hit in result.results]
             rows.append(result.signals)
             labels.append(int(bool(set(relevant) & set(ranking))))

@@ -18,7 +18,8 @@ import numpy as np
 
 from rag.errors import ConfigError
 from rag.evaluation import scoring
-from rag.evaluation.run import ANSWER_DEPTH, LOWER_IS_BETTER, EvalQuery, Outcome, correct
+from rag.evaluation.run import LOWER_IS_BETTER, EvalQuery, Outcome, correct
+from rag.models import ANSWER_DEPTH
 
 
 @dataclass

@@ -9,6 +9,7 @@ from html import escape
 from typing import Any
 
 from rag.evaluation.run import MAIN_METRICS, TABLES, EvalQuery, Outcome
+from rag.models import ANSWER_DEPTH
 
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:1rem 1.5rem;color:#161616}
@@ -43,18 +44,20 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def _number(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else escape(str(value))
+class Safe(str):
+    """HTML made here from escaped parts: a cell that holds it is written as it is."""
+
+
+def cell(value: Any) -> str:
+    """One table cell: a number to three places, HTML marked :class:`Safe` as it is, anything else escaped."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"<td>{value if isinstance(value, Safe) else escape(str(value))}</td>"
+    return f'<td class="n">{value:.3f}</td>' if isinstance(value, float) else f'<td class="n">{value}</td>'
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], caption: str = "") -> str:
     head = "".join(f'<th scope="col">{escape(h)}</th>' for h in header)
-    cells = "".join(
-        "<tr>"
-        + "".join(f'<td class="n">{_number(c)}</td>' if isinstance(c, int | float) else f"<td>{c}</td>" for c in row)
-        + "</tr>"
-        for row in rows
-    )
+    cells = "".join("<tr>" + "".join(cell(c) for c in row) + "</tr>" for row in rows)
     cap = f"<caption>{escape(caption)}</caption>" if caption else ""
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>"
 
@@ -70,20 +73,20 @@ def _filters(kinds: Sequence[str], count: int) -> str:
 
 def _summary(report: dict[str, Any]) -> str:
     names = [*MAIN_METRICS, *(m for m in report if m.startswith("abstention_recall_"))]
-    rows = [(escape(m), report[m]) for m in names if m in report]
+    rows = [(m, report[m]) for m in names if m in report]
     rows.append(("queries (in scope / out of scope)", f"{report['in_scope']} / {report['out_of_scope']}"))
     parts = [_table(["metric", "value"], rows)]
     for key, groups in report.items():
         if key in TABLES or key.startswith("by_"):
             columns = list(next(iter(groups.values())))
             parts.append(f"<h2>{escape(key.replace('_', ' '))}</h2>")
-            parts.append(_table(["group", *columns], [(escape(g), *v.values()) for g, v in groups.items()]))
+            parts.append(_table(["group", *columns], [(g, *v.values()) for g, v in groups.items()]))
     return "".join(parts)
 
 
 def _kinds(q: EvalQuery, o: Outcome) -> list[str]:
     """What the filters know of a question: its scope, the decision, and whether the user got it right."""
-    right = (not o.abstained and bool(set(q.relevant) & set(o.ranking[:3]))) if q.in_scope else o.abstained
+    right = (not o.abstained and bool(set(q.relevant) & set(o.ranking[:ANSWER_DEPTH]))) if q.in_scope else o.abstained
     return [
         "in-scope" if q.in_scope else "out-of-scope",
         "declined" if o.abstained else "answered",
@@ -95,17 +98,17 @@ def _question_row(q: EvalQuery, o: Outcome) -> str:
     kinds = _kinds(q, o)
     tags = ", ".join(f"{k}: {v}" for k, v in q.tags.items())
     confidence = "" if o.confidence is None else f"{o.confidence:.3f}"
-    ranking = " ".join(f"<b>{escape(r)}</b>" if r in q.relevant else escape(r) for r in o.ranking[:5])
+    ranking = Safe(" ".join(f"<b>{escape(r)}</b>" if r in q.relevant else escape(r) for r in o.ranking[:5]))
     cells = [
-        escape(q.qid),
-        f"{escape(q.query)}<br><small>{escape(tags)}</small>",
-        escape(", ".join(q.relevant) or "—"),
+        q.qid,
+        Safe(f"{escape(q.query)}<br><small>{escape(tags)}</small>"),
+        ", ".join(q.relevant) or "—",
         ranking,
         kinds[1],
         confidence,
-        f"{escape(o.answer)}<br><small>cites: {escape(', '.join(o.cited))}</small>",
+        Safe(f"{escape(o.answer)}<br><small>cites: {escape(', '.join(o.cited))}</small>"),
     ]
-    return f'<tr class="{kinds[2]}" data-kind="{" ".join(kinds)}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+    return f'<tr class="{kinds[2]}" data-kind="{" ".join(kinds)}">' + "".join(cell(c) for c in cells) + "</tr>"
 
 
 QUESTION_HEADER = [
@@ -148,12 +151,12 @@ def compare_page(title: str, comparison: dict[str, Any], base: tuple[list, list]
     """Two runs side by side: the metrics with their intervals, the questions that flipped first, then all."""
     metric_rows = [
         (
-            escape(name),
+            name,
             d["base"],
             d["new"],
             f"{d['difference']:+.4f}",
             f"[{d['interval'][0]:+.4f}, {d['interval'][1]:+.4f}]",
-            f'<span class="{d["verdict"].split()[0]}">{escape(d["verdict"])}</span>',
+            Safe(f'<span class="{escape(d["verdict"].split()[0])}">{escape(d["verdict"])}</span>'),
         )
         for name, d in comparison["metrics"].items()
     ]
@@ -167,13 +170,16 @@ def compare_page(title: str, comparison: dict[str, Any], base: tuple[list, list]
     for q, o in ordered:
         no = new_by_id[q.qid]
         kinds = flipped.get(q.qid, ["unchanged"])
-        rows.append(
-            f'<tr data-kind="{" ".join(kinds)}"><td>{escape(q.qid)}</td>'
-            f"<td>{escape(q.query)}</td><td>{escape(', '.join(k.replace('-', ' ') for k in kinds))}</td>"
-            f"<td>{'declined' if o.abstained else escape(', '.join(o.ranking[:3]))}</td>"
-            f"<td>{'declined' if no.abstained else escape(', '.join(no.ranking[:3]))}</td>"
-            f"<td>{escape(o.answer)}</td><td>{escape(no.answer)}</td></tr>"
+        cells = (
+            q.qid,
+            q.query,
+            ", ".join(k.replace("-", " ") for k in kinds),
+            "declined" if o.abstained else ", ".join(o.ranking[:ANSWER_DEPTH]),
+            "declined" if no.abstained else ", ".join(no.ranking[:ANSWER_DEPTH]),
+            o.answer,
+            no.answer,
         )
+        rows.append(f'<tr data-kind="{" ".join(kinds)}">' + "".join(cell(c) for c in cells) + "</tr>")
     choices = ["newly-wrong", "newly-right", "newly-declined", "newly-answered", "unchanged"]
     head = "".join(
         f'<th scope="col">{h}</th>'

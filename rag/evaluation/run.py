@@ -14,11 +14,10 @@ import httpx
 from rag.corpus.sources import read_jsonl
 from rag.errors import ConfigError, SourceError
 from rag.evaluation import scoring
-from rag.models import Question
+from rag.models import ANSWER_DEPTH, Question
 from rag.query.service import QueryService
 
 K_VALUES = (1, 3, 5, 10)
-ANSWER_DEPTH = 3  # the answer is drawn from this many first entries
 RISK_THRESHOLDS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 TABLES = ("risk_coverage",)  # report entries shown as tables, like the by_<tag> breakdowns
 LOWER_IS_BETTER = ("aurc", "confidence_ece")

@@ -14,7 +14,8 @@ import numpy as np
 from rag.config import IndexSettings, is_url
 from rag.corpus.chunking import chunk_entries
 from rag.corpus.curated import Curation
-from rag.corpus.sources import Corpus, load_corpus
+from rag.corpus.entries import Corpus
+from rag.corpus.sources import load_corpus
 from rag.corpus.web.pages import PageStore
 from rag.embedders import Embedder
 from rag.embedders.latents import LatentEncoder, Latents

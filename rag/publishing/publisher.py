@@ -15,7 +15,8 @@ from typing import Any
 
 from rag.config import DEFAULT_SOURCE, is_url
 from rag.corpus.curated import Curation
-from rag.corpus.sources import content_id, load_corpus
+from rag.corpus.entries import content_id
+from rag.corpus.sources import load_corpus
 from rag.corpus.web.pages import PageStore
 from rag.errors import ConfigError, IndexNotReady, StoreUnavailable
 from rag.indexing.build import Progress, build_index, build_options, source_records, stale_reason

@@ -35,7 +35,7 @@ from rag.errors import ConfigError, EmbeddingsUnavailable
 from rag.indexing.calibration import Calibration, recalibrate, refit
 from rag.indexing.faq_index import FaqIndex
 from rag.indexing.manifest import CalibrationRecord, Expected
-from rag.models import SearchResult
+from rag.models import ANSWER_DEPTH, SearchResult
 from rag.publishing.probes import Probe, ProbeWriter
 from rag.query.decision import Decision
 from rag.query.retriever import HybridRetriever
@@ -44,7 +44,6 @@ log = logging.getLogger("rag.publishing.selfcalibration")
 Progress = Callable[[int, int], None]
 MIN_ENTRIES = 4  # below, too few questions to fit on: the prior fit is kept
 DUPLICATE = 0.8  # entries sharing this share of their terms answer the same questions
-LABEL_DEPTH = 3  # a question is answered when an entry that answers it is among this many first
 BATCH = 16
 OUT_OF_SCOPE = ("unrelated.jsonl", "chitchat.jsonl")
 
@@ -195,7 +194,7 @@ class SelfCalibration:
 
         def ask(text: str, exclude: frozenset[int] = frozenset()) -> SearchResult:
             rank = partial(retriever.rank, exclude=exclude)
-            return decision.decide(prepared[text], rank, LABEL_DEPTH, all_signals=True)
+            return decision.decide(prepared[text], rank, ANSWER_DEPTH, all_signals=True)
 
         for probe in probes:
             answers = {index.entries[e].id for e in twins[probe.entry]}

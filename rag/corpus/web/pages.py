@@ -92,6 +92,11 @@ class PageStore(BaseModel):
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+def entry_id(page: str, anchor: str) -> str:
+    """An entry's id: its page and its question's anchor, stable while the question keeps its place."""
+    return hashlib.sha1(f"{page}#{anchor}".encode()).hexdigest()[:12]
+
+
 class CheckedDates:
     """The day each web entry's page was last checked, read from the page store as the last sync left it — a sync
     that finds nothing changed publishes no version, but the days move on. The file is looked at again at most

@@ -5,7 +5,6 @@ that cannot be read keeps the entries it gave before; every problem is one line 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from urllib.parse import urlsplit
 from rag.config import WebSettings, is_url
 from rag.corpus.web.extract import read_page
 from rag.corpus.web.fetch import Fetched, Fetcher
-from rag.corpus.web.pages import PageRecord, PageStore, SitemapRecord
+from rag.corpus.web.pages import PageRecord, PageStore, SitemapRecord, entry_id
 from rag.models import Entry
 
 SITEMAP_NS = re.compile(r"^\{[^}]*\}")
@@ -34,11 +33,6 @@ class SyncReport:
 
 def is_sitemap(url: str) -> bool:
     return url.lower().split("?", 1)[0].endswith(".xml")
-
-
-def entry_id(page: str, anchor: str) -> str:
-    """An entry's id: its page and its question's anchor, stable while the question keeps its place."""
-    return hashlib.sha1(f"{page}#{anchor}".encode()).hexdigest()[:12]
 
 
 def entries_of(url: str, fetched: Fetched, notes: list[str]) -> tuple[list[Entry], str | None]:

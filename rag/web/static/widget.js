@@ -20,7 +20,7 @@
       searching: "Recherche dans la FAQ…", writing: "Rédaction de la réponse…", ready: "Réponse prête.",
       declined: "La FAQ ne répond pas à cette question.", support: "Contacter le support", sources: "Sources",
       passages: "Passages retrouvés", useful: "Cette réponse vous a-t-elle été utile ?", yes: "Oui", no: "Non",
-      comment: "Commentaire (facultatif)", sendComment: "Envoyer le commentaire", thanks: "Merci pour votre retour.",
+      comment: "Commentaire (facultatif)", sendComment: "Envoyer le commentaire", thanks: "Merci pour votre retour.", commentThanks: "Commentaire envoyé, merci.",
       voteFailed: "Votre retour n'a pas pu être enregistré. Réessayez dans un instant.",
       handoff: "Transmettre la conversation à un conseiller", contact: "Comment vous joindre (facultatif)",
       handoffMessage: "Message pour le conseiller (facultatif)", handoffSend: "Envoyer au support",
@@ -37,7 +37,7 @@
       searching: "Searching the FAQ…", writing: "Writing the answer…", ready: "Answer ready.",
       declined: "The FAQ does not answer this question.", support: "Contact support", sources: "Sources",
       passages: "Passages found", useful: "Was this answer useful?", yes: "Yes", no: "No",
-      comment: "Comment (optional)", sendComment: "Send the comment", thanks: "Thank you for your feedback.",
+      comment: "Comment (optional)", sendComment: "Send the comment", thanks: "Thank you for your feedback.", commentThanks: "Comment sent, thank you.",
       voteFailed: "Your feedback could not be saved. Try again in a moment.",
       handoff: "Send the conversation to a person", contact: "How to reach you (optional)",
       handoffMessage: "Message for the agent (optional)", handoffSend: "Send to support",
@@ -427,13 +427,14 @@ details summary { cursor: pointer; font-weight: 600; margin: .4em 0; }
       let helpful = null;
       const choices = [["yes", true], ["no", false]].map(([key, value]) => el("button", { type: "button", "aria-pressed": "false", "data-helpful": String(value) }, T(key)));
       const send = async () => {
-        const body = { answer_id: turn.answer_id, helpful, ...(comment.value.trim() ? { comment: comment.value.trim() } : {}) };
+        const said = comment.value.trim();
+        const body = { answer_id: turn.answer_id, helpful, ...(said ? { comment: said } : {}) };
         let ok = false;
         try {
           const response = await fetch(BASE + "/feedback", { method: "POST", headers: this.headers(), body: JSON.stringify(body), credentials: "omit" });
           ok = response.ok;
         } catch (err) { ok = false; }
-        state.textContent = ok ? T("thanks") : T("voteFailed");
+        state.textContent = ok ? T(said ? "commentThanks" : "thanks") : T("voteFailed");
         state.classList.toggle("error", !ok);
         if (!ok) { helpful = null; for (const b of choices) b.setAttribute("aria-pressed", "false"); }
       };
