@@ -46,7 +46,7 @@ def measure(folder: Path, topics: Path = TOPICS, eval_queries: Path = SEGUR) -> 
     for row in marked:
         by_topic.setdefault(row["topic"], []).append(row["query"])
     items = [CuratedItem(id=item_id("out_of_scope", t), kind="out_of_scope", questions=q) for t, q in by_topic.items()]
-    Publisher(service).build(curation=Curation.of(items))
+    Publisher(service, lambda: Curation.of(items)).build()
     after = {
         "other_wordings_declined": _declined(service, others),
         "in_scope_answered": round(1 - _declined(service, in_scope), 3),

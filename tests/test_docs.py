@@ -53,3 +53,9 @@ def test_the_widget_attributes_documented_are_those_it_reads() -> None:
     documented = set(re.findall(r"^\| `data-([a-z]+)`", page, re.M))
     script = (ROOT / "rag" / "web" / "static" / "widget.js").read_text(encoding="utf-8")
     assert documented and documented == set(re.findall(r"\boptions\.([a-z]+)", script))
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_module_named_exists(page) -> None:
+    named = set(re.findall(r"`(rag/[\w/]+(?:\.py)?)`", page.read_text(encoding="utf-8")))
+    assert sorted(p for p in named if not (ROOT / p).exists()) == []

@@ -25,7 +25,10 @@ SOLDE = "Comment déposer une demande de solde ?"
 def _replica(segur_index: Path, folder: Path, **shared) -> Settings:
     index_dir = folder / "idx"
     shutil.copytree(segur_index, index_dir, symlinks=True)  # each replica its own local folder
-    return Settings(index_dir=index_dir, feedback_db=folder / "local.sqlite3", admin_token="adm", **shared)
+    # replicas on several machines share the key that signs answer ids, as the operator configures it
+    return Settings(
+        index_dir=index_dir, feedback_db=folder / "local.sqlite3", admin_token="adm", secret_key="shared-k", **shared
+    )
 
 
 def test_an_answer_from_one_replica_is_rated_on_the_other(segur_index, tmp_path, postgres_url) -> None:

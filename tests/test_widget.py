@@ -128,7 +128,7 @@ def test_ask_cite_vote_follow_up_and_hand_off_from_another_site(sites: Sites, br
     assert "solde" in answer.inner_text().lower()
     link = answer.locator("a.cite").first.get_attribute("href")
     assert link.startswith(sites.service + "/entries/") or link.startswith("https://")
-    assert widget.locator(".turn").first.locator("Publisher(ol).sources li").count() >= 1
+    assert widget.locator(".turn").first.locator("ol.sources li").count() >= 1
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "widget.png"))
 

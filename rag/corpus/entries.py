@@ -22,7 +22,8 @@ class Corpus:
         checked again)."""
         digest = hashlib.sha256()
         for entry in self.entries:
-            digest.update(entry.model_dump_json(exclude={"checked_on"}).encode())
+            unchecked = entry.model_copy(update={"checked_on": None}) if entry.checked_on else entry
+            digest.update(unchecked.model_dump_json().encode())
         return digest.hexdigest()
 
 

@@ -63,6 +63,11 @@ class Services:
         store = make_store(settings)
         publisher = Publisher(query, store.curated.all)
         recorder = make_recorder(settings, store)
+        if http.database_url and not http.secret_key:
+            log.warning(
+                "RAG_SECRET_KEY is not set: answer ids are signed with the key beside the index folder; replicas that "
+                "do not share that folder must share one RAG_SECRET_KEY, or votes on each other's answers are refused"
+            )
         ids = AnswerIds(shared_key(http.secret_key, settings.index.index_dir.parent))
         limits = LimitStore(http.redis_url or "memory://", fail_open=http.rate_limit_fail == "open")
         tokens = WidgetTokens(secret_for(channels.widget_secret, http.api_keys))

@@ -88,7 +88,7 @@ class PageStore(BaseModel):
     def checksum(self, source: str) -> str:
         """A digest of what a source gave: its entries, not the days they were checked (a page read again
         unchanged publishes nothing; the day is read by :class:`CheckedDates`)."""
-        body = [json.loads(e.model_dump_json(exclude={"checked_on"})) for e in self.entries(source)]
+        body = [json.loads(e.model_copy(update={"checked_on": None}).model_dump_json()) for e in self.entries(source)]
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
