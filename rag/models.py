@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, Field, StrictStr, model_validator
 
 
 def _encodable(text: str) -> str:
@@ -20,13 +20,20 @@ Text = Annotated[StrictStr, AfterValidator(_encodable)]
 
 ANSWER_DEPTH = 3  # a question counts as answered when an entry that answers it is among this many first (the
 # extractive answer draws from them; the self-calibration, the eval and the calibration label by it)
-Reason = Literal["declined", "asked"]
+SUGGESTED = 3  # entries a suggestion shows, at most
+# answered: the answer is asserted with its citations; suggested: the FAQ may answer it, the nearest entries are
+# shown without asserting an answer (and a person is offered); declined: the FAQ does not answer it
+Outcome = Literal["answered", "suggested", "declined"]
+Reason = Literal["declined", "asked", "unsure"]
 
 
 class Handoff(BaseModel):
     """Offered with an answer when a person should take over."""
 
-    reason: Reason = Field(description="declined: the FAQ does not answer; asked: the user asked for a person")
+    reason: Reason = Field(
+        description="declined: the FAQ does not answer; unsure: entries were suggested, not asserted; asked: the user "
+        "asked for a person"
+    )
     support_url: str | None = Field(None, description="where to reach the helpdesk (RAG_SUPPORT_URL)")
     form: bool = Field(False, description="POST /handoff can send the conversation to the helpdesk")
 
@@ -86,11 +93,23 @@ class Hit(BaseModel):
     stale: bool | None = Field(None, description="its web page has not been checked for RAG_STALE_AFTER_DAYS")
 
 
+def _outcome_from_abstained(data: Any) -> Any:
+    """``outcome`` when only ``abstained`` is given: declined when abstained, answered otherwise."""
+    if isinstance(data, dict) and "outcome" not in data and "abstained" in data:
+        return {**data, "outcome": "declined" if data["abstained"] else "answered"}
+    return data
+
+
 class SearchResult(BaseModel):
-    """What the retriever returns for one query: the ranking, and whether to decline."""
+    """What the retriever returns for one query: the ranking, and whether to answer, suggest or decline."""
 
     query: str
-    abstained: bool
+    abstained: bool = Field(description="no answer is asserted (the outcome is suggested or declined)")
+    outcome: Outcome = Field(
+        "answered",
+        description="answered (asserted with citations), suggested (the nearest entries, no answer "
+        "asserted) or declined",
+    )
     results: list[Hit]
     confidence: float = Field(0.0, description="calibrated probability that the top entry answers the question")
     judge: str | None = Field(
@@ -109,9 +128,15 @@ class SearchResult(BaseModel):
     own_terms: list[str] = Field(default_factory=list, exclude=True)  # those of the question itself
     signals: dict[str, float] = Field(default_factory=dict, exclude=True)  # what the confidence was computed from
 
+    _outcome = model_validator(mode="before")(_outcome_from_abstained)
+
     def served(self) -> SearchResult:
-        """What a user is shown: no entries when the service declines."""
-        return self.model_copy(update={"results": []}) if self.abstained and self.results else self
+        """What a user is shown: no entries when the service declines, the nearest few when it suggests."""
+        if self.outcome == "declined" and self.results:
+            return self.model_copy(update={"results": []})
+        if self.outcome == "suggested" and len(self.results) > SUGGESTED:
+            return self.model_copy(update={"results": self.results[:SUGGESTED]})
+        return self
 
 
 class Citation(BaseModel):
@@ -125,11 +150,12 @@ class Citation(BaseModel):
 
 
 class Answer(BaseModel):
-    """A short answer with numbered citations to retrieved entries."""
+    """A short answer with numbered citations to retrieved entries (a suggestion: the entries, no answer)."""
 
     query: str
     answer: str
-    abstained: bool
+    abstained: bool = Field(description="no answer is asserted (the outcome is suggested or declined)")
+    outcome: Outcome = Field("answered", description="answered, suggested or declined")
     citations: list[Citation]
     passages: list[Hit]
     confidence: float = Field(0.0, description="calibrated probability that the top entry answers the question")
@@ -143,7 +169,11 @@ class Answer(BaseModel):
     fallback: bool = Field(False, description="the LLM draft was replaced by the extractive answer")
     fallback_reason: str | None = Field(None, description="why: timeout, http_500, stream_cut, malformed, …")
     citations_removed: int = Field(0, description="LLM citation markers dropped: they pointed outside the passages")
-    handoff: Handoff | None = Field(None, description="offered when a person should take over (declined, or asked)")
+    handoff: Handoff | None = Field(
+        None, description="offered when a person should take over (declined, suggested, or asked)"
+    )
+
+    _outcome = model_validator(mode="before")(_outcome_from_abstained)
 
     @classmethod
     def shown(cls, result: SearchResult) -> Answer:
@@ -152,6 +182,7 @@ class Answer(BaseModel):
             query=result.query,
             answer="",
             abstained=result.abstained,
+            outcome=result.outcome,
             citations=[],
             passages=result.results,
             confidence=result.confidence,

@@ -10,7 +10,7 @@ from rag.config import AnswerSettings
 from rag.language.analyzer import FrenchAnalyzer
 from rag.language.detect import detect, message, quoted_in
 from rag.language.text import MARKER, URL, sentence_units
-from rag.models import ANSWER_DEPTH, Answer, Citation, Hit, SearchResult
+from rag.models import ANSWER_DEPTH, SUGGESTED, Answer, Citation, Hit, SearchResult
 
 
 def pieces(text: str, words: int = 4) -> Iterator[str]:
@@ -21,6 +21,9 @@ def pieces(text: str, words: int = 4) -> Iterator[str]:
 
 
 def abstained_answer(result: SearchResult, settings: AnswerSettings) -> Answer:
+    """No answer asserted: the nearest entries when the service suggests them, else a decline."""
+    if result.outcome == "suggested" and result.results:
+        return suggested_answer(result, settings)
     lang = detect(result.query, settings.language)
     text = message("abstain", lang, faq=settings.faq_name)
     if settings.support_url:
@@ -31,6 +34,25 @@ def abstained_answer(result: SearchResult, settings: AnswerSettings) -> Answer:
         abstained=True,
         citations=[],
         passages=[],
+        confidence=result.confidence,
+    )
+
+
+def suggested_answer(result: SearchResult, settings: AnswerSettings) -> Answer:
+    """The FAQ may answer it, but not surely: no answer asserted, the nearest entries listed, each a citation."""
+    lang = detect(result.query, settings.language)
+    hits = result.results[:SUGGESTED]
+    lines = [f"- [{n}] {hit.question or hit.text[:120]}" for n, hit in enumerate(hits, start=1)]
+    text = "\n".join([message("suggest", lang), *lines])
+    if settings.support_url:
+        text += "\n" + message("support", lang, url=settings.support_url)
+    return Answer(
+        query=result.query,
+        answer=text,
+        abstained=True,
+        outcome="suggested",
+        citations=citations_for(text, hits),
+        passages=hits,
         confidence=result.confidence,
     )
 

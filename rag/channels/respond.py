@@ -124,7 +124,8 @@ class Responder:
             return answer
         support = self.settings.answer.support_url or None
         form = bool(self.settings.channels.handoff_webhook)
-        offer = Handoff(reason="asked" if result.person else "declined", support_url=support, form=form)
+        reason = "asked" if result.person else "unsure" if answer.outcome == "suggested" else "declined"
+        offer = Handoff(reason=reason, support_url=support, form=form)
         return answer.model_copy(update={"handoff": offer})
 
     def _record(self, answer: Answer, result: SearchResult, channel: str) -> str:

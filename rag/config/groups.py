@@ -75,7 +75,14 @@ class RetrievalSettings(_Group):
     bm25_weight: float = Field(0.5, ge=0)
     candidates: int = Field(50, ge=1)
     min_confidence: float | None = Field(
-        None, ge=0, le=1, description="decline below this confidence; default: the calibration's own threshold"
+        None, ge=0, le=1, description="answer at or above this confidence; default: the calibration's own threshold"
+    )
+    suggest_confidence: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="below the answer threshold, suggest the nearest entries at or above this confidence, decline "
+        "below; default: the calibration's own (with RAG_MIN_CONFIDENCE set: the same, two outcomes)",
     )
     calibration: Path | None = Field(None, description="fitted confidence coefficients; default: the shipped ones")
     out_of_scope_temperature: float = Field(

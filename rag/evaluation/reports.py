@@ -52,6 +52,7 @@ def result_row(q: EvalQuery, o: Outcome) -> dict[str, Any]:
         "scores": o.scores,
         "raw_ranking": o.raw_ranking,
         "abstained": o.abstained,
+        "outcome": o.outcome,
         "confidence": o.confidence,
         "answer": o.answer,
         "cited": o.cited,
@@ -83,6 +84,7 @@ def read_results(folder: Path) -> tuple[list[EvalQuery], list[Outcome]]:
                 row["raw_ranking"],
                 row["confidence"],
                 row["degraded"],
+                row.get("outcome", ""),
             )
         )
     if not queries:

@@ -14,12 +14,13 @@ import httpx
 from rag.corpus.sources import read_jsonl
 from rag.errors import ConfigError, SourceError
 from rag.evaluation import scoring
+from rag.evaluation.outcomes import three_way
 from rag.models import ANSWER_DEPTH, Question
 from rag.query.service import QueryService
 
 K_VALUES = (1, 3, 5, 10)
 RISK_THRESHOLDS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
-TABLES = ("risk_coverage",)  # report entries shown as tables, like the by_<tag> breakdowns
+TABLES = ("outcomes", "risk_coverage")  # report entries shown as tables, like the by_<tag> breakdowns
 LOWER_IS_BETTER = ("aurc", "confidence_ece")
 
 
@@ -51,6 +52,11 @@ class Outcome:
     raw_ranking: list[str] | None = None  # before abstention, when known (in process)
     confidence: float | None = None
     degraded: str | None = None  # a stage done without (embeddings: BM25 ranked alone)
+    outcome: str = ""  # answered, suggested or declined ("": as abstained says)
+
+    def __post_init__(self) -> None:
+        if not self.outcome:
+            self.outcome = "declined" if self.abstained else "answered"
 
 
 def load_queries(path: Path) -> list[EvalQuery]:
@@ -100,6 +106,7 @@ class InProcessBackend:
             raw_ranking=[h.id for h in full.results],
             confidence=full.confidence,
             degraded=full.degraded,
+            outcome=answer.outcome,
         )
 
 
@@ -131,6 +138,7 @@ class HttpBackend:
             latency_ms=latency,
             confidence=body.get("confidence"),
             degraded=body.get("degraded"),
+            outcome=body.get("outcome", ""),
         )
 
 
@@ -161,6 +169,7 @@ def score(queries: Sequence[EvalQuery], outcomes: Sequence[Outcome]) -> dict[str
     report["latency_p50_ms"] = scoring.percentile(latencies, 50)
     report["latency_p95_ms"] = scoring.percentile(latencies, 95)
     report.update(_selective(pairs))
+    report.update(three_way(pairs, [correct(q, o) for q, o in pairs]))
     report.update(_by_tag(inside))
     return _rounded(report)
 
@@ -267,6 +276,10 @@ MAIN_METRICS = (
     "mrr@10",
     "ndcg@10",
     "answered_rate",
+    "answered_right",
+    "suggested_rate",
+    "shown_rate",
+    "declined_at_kept_90",
     "abstention_precision",
     "abstention_recall",
     "citation_precision",

@@ -26,7 +26,13 @@ class Metrics:
             registry=self.registry,
         )
         self.abstentions = Counter(
-            "rag_abstentions_total", "Questions the service declined", ["endpoint"], registry=self.registry
+            "rag_abstentions_total", "Questions the service asserted no answer to", ["endpoint"], registry=self.registry
+        )
+        self.outcomes = Counter(
+            "rag_outcomes_total",
+            "Questions by outcome: answered, suggested (the nearest entries, no answer asserted), declined",
+            ["outcome", "channel"],
+            registry=self.registry,
         )
         self.index_entries = Gauge("rag_index_entries", "FAQ entries in the loaded index", registry=self.registry)
         self.index_vectors = Gauge("rag_index_vectors", "Vectors in the loaded index", registry=self.registry)
@@ -93,6 +99,7 @@ class Metrics:
         """An answer given: a question of the log (unless small talk), a handoff offered, what the LLM did."""
         if question:
             self.questions.labels(channel).inc()
+            self.outcomes.labels(answer.outcome, channel).inc()
         if answer.handoff is not None:
             self.handoffs.labels(answer.handoff.reason, "offered").inc()
         if answer.fallback:

@@ -63,13 +63,18 @@ class Calibration:
     scale: tuple[float, ...]
     coef: tuple[float, ...]
     intercept: float
-    threshold: float = 0.5
+    threshold: float = 0.5  # answer (assert) at or above
+    suggest: float | None = None  # suggest the nearest entries at or above (None: the same as ``threshold``)
     embedder: str = ""
     fitted_on: str = ""
     variants: tuple[Calibration, ...] = ()
     # the probabilities of the fit without latent terms between which they are waited for: outside, both
     # fits decide alike on every calibration question (with a margin), so the question is judged without them
     latent_band: tuple[float, float] = (0.0, 1.0)
+
+    @property
+    def suggest_threshold(self) -> float:
+        return self.threshold if self.suggest is None else min(self.suggest, self.threshold)
 
     def model(self, values: dict[str, float]) -> Calibration:
         """The model for a question with these signals: the richest whose signals it all has."""

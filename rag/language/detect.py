@@ -99,6 +99,10 @@ MESSAGES["en"]["person"] = "I will put you in touch with a person."
 MESSAGES["fr"]["person_form"] = "Transmettez cette conversation au support : un conseiller reprendra votre demande."
 MESSAGES["en"]["person_form"] = "Send this conversation to the helpdesk: a person will take your request over."
 MESSAGES["en"]["support"] = "Support: {url}"
+MESSAGES["fr"]["suggest"] = (
+    "Je ne suis pas certain que la FAQ réponde à cette question. Ces entrées pourraient vous aider :"
+)
+MESSAGES["en"]["suggest"] = "I am not sure the FAQ answers this question. These entries might help:"
 # a language's name, as written in another: NAMES[reader][language]
 NAMES = {"fr": {"fr": "français", "en": "anglais"}, "en": {"fr": "French", "en": "English"}}
 

@@ -1,5 +1,6 @@
-"""The gap report: the questions users asked that the FAQ did not answer well — declined, answered with a low
-confidence, or voted not useful — grouped by meaning, each group a gap for the team that owns the FAQ.
+"""The gap report: the questions users asked that the FAQ did not answer well — declined, suggested (entries shown,
+no answer asserted), answered with a low confidence, or voted not useful — grouped by meaning, each group a gap for
+the team that owns the FAQ.
 
 Questions are encoded with the service's own encoder and grouped by agglomerative clustering (scikit-learn,
 complete linkage on the cosine distance): every two questions of a gap are closer than ``RAG_GAP_DISTANCE``,
@@ -49,7 +50,9 @@ class Gap(BaseModel):
     title: str | None = Field(None, description="a canonical question for a new entry, proposed by the LLM")
     question: str = Field(description="its most central question")
     questions: list[str] = Field(description="example questions, most central first")
-    reasons: dict[str, int] = Field(description="how many questions were declined, not_useful, low_confidence")
+    reasons: dict[str, int] = Field(
+        description="how many questions were declined, suggested (entries shown, no answer), not_useful, low_confidence"
+    )
     channels: dict[str, int] = Field(default_factory=dict)
     first_seen: str
     last_seen: str
@@ -162,7 +165,7 @@ class GapFinder:
             size=len(rows),
             question=texts[0],
             questions=texts[:EXAMPLES],
-            reasons={k: reasons[k] for k in ("declined", "not_useful", "low_confidence") if reasons[k]},
+            reasons={k: reasons[k] for k in ("declined", "suggested", "not_useful", "low_confidence") if reasons[k]},
             channels=dict(sorted(Counter(r["channel"] for r in rows).items())),
             first_seen=_iso(rows[0]["at"]),
             last_seen=_iso(rows[-1]["at"]),

@@ -18,7 +18,7 @@ import numpy as np
 from rag.embedders.latents import Latents
 from rag.indexing.calibration import Calibration
 from rag.llm.judge import Judge
-from rag.models import SearchResult
+from rag.models import Outcome, SearchResult
 from rag.query.rerank import Reranker, rerank
 from rag.query.retriever import Prepared, Ranking
 from rag.query.signals import latent_signals, signals
@@ -45,7 +45,8 @@ class Assessment:
     values: dict[str, float]
     model: Calibration
     confidence: float
-    threshold: float
+    threshold: float  # answered at or above
+    suggest: float  # suggested at or above (declined below)
 
 
 class Decision:
@@ -56,6 +57,7 @@ class Decision:
         calibration: Calibration,
         *,
         min_confidence: float | None = None,
+        suggest_confidence: float | None = None,
         calibrated: bool = True,
         language: str = "fr",
         latents: LatentSource | None = None,
@@ -67,6 +69,7 @@ class Decision:
         """``scope_temperature``: how sharply the confidence falls as a question comes closer to the questions
         marked out of scope than to the FAQ (:func:`scope_weight`)."""
         self.calibration, self.min_confidence, self.calibrated = calibration, min_confidence, calibrated
+        self.suggest_confidence = suggest_confidence
         self.scope_temperature = scope_temperature
         self.language, self.latents, self.judge = language, latents, judge
         self.reranker, self.rerank_depth = reranker, rerank_depth
@@ -79,11 +82,20 @@ class Decision:
         return self.threshold(self.calibration)
 
     def threshold(self, model: Calibration) -> float:
-        """Below it a question judged by ``model`` (the calibration or one of its variants) is declined: the
-        setting, else the model's own; a calibration made for another encoder says nothing: never decline."""
+        """At or above it a question judged by ``model`` (the calibration or one of its variants) is answered: the
+        setting, else the model's own; a calibration made for another encoder says nothing: always answer."""
         if self.min_confidence is not None:
             return self.min_confidence
         return model.threshold if self.calibrated else 0.0
+
+    def suggest_threshold(self, model: Calibration) -> float:
+        """At or above it (and below :meth:`threshold`) the nearest entries are suggested; below it, declined."""
+        answer = self.threshold(model)
+        if self.suggest_confidence is not None:
+            return min(self.suggest_confidence, answer)
+        if self.min_confidence is not None or not self.calibrated:
+            return answer  # a threshold set by hand, or none: two outcomes, as set
+        return model.suggest_threshold
 
     def decide(
         self, prepared: Prepared, rank: Callable[[Prepared], Ranking], k: int, all_signals: bool = False
@@ -127,7 +139,9 @@ class Decision:
             model = self.calibration.model(values)
         else:
             _cancel(pending)
-        return Assessment(values, model, model.probability(values), self.threshold(model))
+        return Assessment(
+            values, model, model.probability(values), self.threshold(model), self.suggest_threshold(model)
+        )
 
     def _latent_terms(self, prepared: Prepared, pending: Future[Latents] | None, wanted: bool) -> Latents | None:
         """The question's latent terms when ``wanted`` (a pass not yet started is dropped otherwise). A failure
@@ -144,7 +158,10 @@ class Decision:
 
     def _decided(self, ranking: Ranking, assessment: Assessment, k: int, judge: bool = True) -> SearchResult:
         confidence, verdict = assessment.confidence, None
-        if judge and self.judge is not None and self.judge.useful(confidence, assessment.threshold):
+        useful = self.judge is not None and any(
+            self.judge.useful(confidence, t) for t in {assessment.threshold, assessment.suggest}
+        )
+        if judge and useful:
             verdict = self.judge.verdict(ranking.prepared.query, ranking.hits(1)[0])
             confidence = self.judge.adjust(confidence, verdict)
         weight = scope_weight(ranking, self.scope_temperature)
@@ -152,9 +169,11 @@ class Decision:
         if weight is not None:
             confidence *= weight
             values = {**values, "scope": weight}
+        outcome = outcome_of(confidence, assessment.threshold, assessment.suggest)
         return SearchResult(
             query=ranking.prepared.query,
-            abstained=confidence < assessment.threshold,
+            abstained=outcome != "answered",
+            outcome=outcome,
             results=ranking.hits(k),
             confidence=round(confidence, 4),
             terms=ranking.prepared.lexical_terms,
@@ -164,6 +183,13 @@ class Decision:
             latent=ranking.latents is not None,
             signals=values,
         )
+
+
+def outcome_of(confidence: float, answer: float, suggest: float) -> Outcome:
+    """Answered at or above ``answer``; suggested at or above ``suggest``; declined below."""
+    if confidence >= answer:
+        return "answered"
+    return "suggested" if confidence >= suggest else "declined"
 
 
 def scope_weight(ranking: Ranking, temperature: float) -> float | None:

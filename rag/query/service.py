@@ -143,6 +143,7 @@ class QueryService:
         decision = Decision(
             calibration,
             min_confidence=settings.retrieval.min_confidence,
+            suggest_confidence=settings.retrieval.suggest_confidence,
             calibrated=calibrated,
             language=settings.answer.language,
             latents=self.encoder if has_latents else None,

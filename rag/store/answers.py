@@ -23,6 +23,7 @@ def answer_row(
         "query": scrub(answer.query) if keep_text else "",
         "answer": scrub(answer.answer) if keep_text else "",
         "abstained": answer.abstained,
+        "outcome": answer.outcome,
         "cited": [c.id for c in answer.citations],
         "passages": [
             {"id": p.id, "score": p.score, "dense": p.dense_score, "bm25": p.bm25_score} for p in answer.passages
@@ -32,8 +33,8 @@ def answer_row(
     }
 
 
-def _reasons(abstained: Any, helpful: Any, confidence: Any, low_confidence: float | None) -> list[str]:
-    reasons = ["declined"] if abstained else []
+def _reasons(abstained: Any, outcome: Any, helpful: Any, confidence: Any, low_confidence: float | None) -> list[str]:
+    reasons = ["suggested" if outcome == "suggested" else "declined"] if abstained else []
     if helpful is not None and not helpful:
         reasons.append("not_useful")
     if low_confidence is not None and not abstained and confidence is not None and confidence < low_confidence:
@@ -50,8 +51,8 @@ class Answers:
     def insert(self, row: dict[str, Any]) -> None:
         """Record an answer given (a row of :func:`answer_row`); recording it again changes nothing."""
         self.db.run(
-            "INSERT INTO answers (id, created_at, query, answer, abstained, cited_ids, passages, channel, confidence) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO answers (id, created_at, query, answer, abstained, cited_ids, passages, channel, confidence, "
+            "outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
             (
                 row["id"],
                 row["at"],
@@ -62,6 +63,7 @@ class Answers:
                 json.dumps(row["passages"]),
                 row.get("channel", "api"),
                 row.get("confidence"),
+                row.get("outcome"),
             ),
         )
 
@@ -75,8 +77,8 @@ class Answers:
         """The logged questions a gap may hold — declined, answered with a confidence below ``low_confidence``,
         or voted not useful — that no curation resolved yet, oldest first, with their text (kept ones only)."""
         rows = self.db.run(
-            "SELECT a.id, a.created_at, a.query, a.abstained, a.confidence, a.cited_ids, a.passages, a.channel, "
-            "f.helpful FROM answers a LEFT JOIN feedback f ON f.answer_id = a.id "
+            "SELECT a.id, a.created_at, a.query, a.abstained, a.outcome, a.confidence, a.cited_ids, a.passages, "
+            "a.channel, f.helpful FROM answers a LEFT JOIN feedback f ON f.answer_id = a.id "
             "LEFT JOIN resolved r ON r.answer_id = a.id WHERE r.answer_id IS NULL AND a.query <> '' "
             "AND (a.abstained = 1 OR f.helpful = 0 OR a.confidence < ?) ORDER BY a.created_at, a.id",
             (low_confidence,),
@@ -86,35 +88,37 @@ class Answers:
                 "id": answer_id,
                 "at": at,
                 "query": query,
-                "reasons": _reasons(abstained, helpful, confidence, low_confidence),
+                "reasons": _reasons(abstained, outcome, helpful, confidence, low_confidence),
                 "confidence": confidence,
                 "cited": json.loads(cited),
                 "shown": [p["id"] for p in json.loads(passages)],
                 "channel": channel,
             }
-            for answer_id, at, query, abstained, confidence, cited, passages, channel, helpful in rows
+            for answer_id, at, query, abstained, outcome, confidence, cited, passages, channel, helpful in rows
         ]
 
     def logged(self, answer_id: str) -> dict[str, Any] | None:
         """One logged question, as :meth:`question_log` gives them (None when it is not logged, or not kept)."""
         rows = self.db.run(
-            "SELECT a.id, a.created_at, a.query, a.abstained, a.confidence, a.channel, a.cited_ids, a.answer, "
-            "f.helpful FROM answers a LEFT JOIN feedback f ON f.answer_id = a.id WHERE a.id = ? AND a.query <> ''",
+            "SELECT a.id, a.created_at, a.query, a.abstained, a.outcome, a.confidence, a.channel, a.cited_ids, "
+            "a.answer, f.helpful FROM answers a LEFT JOIN feedback f ON f.answer_id = a.id "
+            "WHERE a.id = ? AND a.query <> ''",
             (answer_id,),
         )
         if not rows:
             return None
-        answer_id, at, query, abstained, confidence, channel, cited, answer, helpful = rows[0]
+        answer_id, at, query, abstained, outcome, confidence, channel, cited, answer, helpful = rows[0]
         return {
             "id": answer_id,
             "at": at,
             "query": query,
-            "reasons": _reasons(abstained, helpful, None, None),
+            "reasons": _reasons(abstained, outcome, helpful, None, None),
             "confidence": confidence,
             "channel": channel,
             "cited": json.loads(cited),
             "answer": answer,
             "declined": bool(abstained),
+            "outcome": outcome or ("declined" if abstained else "answered"),
         }
 
     def erase(self, before: float | None = None, containing: str | None = None) -> int:

@@ -36,6 +36,7 @@ MIGRATIONS = {
         "at {real} NOT NULL)",
     ],
     3: ["CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until {real} NOT NULL)"],
+    4: ["ALTER TABLE answers ADD COLUMN outcome TEXT"],  # answered, suggested or declined (NULL: before 4)
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
