@@ -208,6 +208,11 @@ class ChatwootBot:
         asked = Question(query=question, history=earlier)
         answer = self.responder.respond(asked, "chatwoot", listen_address(self.query.settings)).answer
         if answer.handoff is not None:
+            if answer.outcome == "suggested":  # the nearest entries for the user, then the agents take over
+                try:
+                    self.client.post(account, conversation, _reply(answer))
+                except ChatwootError as exc:
+                    log.warning("the suggested entries could not be posted (%s)", exc)
             self._hand_off(account, conversation, question, answer, answer.handoff.reason)
             return
         try:
@@ -239,6 +244,7 @@ class ChatwootBot:
         reasons = {
             "declined": "la FAQ ne répond pas à cette question",
             "asked": "l'utilisateur demande à parler à un conseiller",
+            "unsure": "la FAQ y répond peut-être, sans certitude : les entrées les plus proches lui ont été proposées",
             "api_unavailable": "l'API de Chatwoot n'a pas répondu à temps",
         }
         lines = [f"Question : {question}", f"Transmise parce que {reasons.get(why, why)}."]

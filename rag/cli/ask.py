@@ -33,7 +33,7 @@ def search(
     for question in questions:
         result = service.search(Question(query=question, k=k, filters=filters), listen_address(service.settings))
         if as_json:
-            payload = result.model_dump(include={"query", "abstained", "confidence", "results"})
+            payload = result.model_dump(include={"query", "abstained", "outcome", "confidence", "results"})
             for hit in payload["results"]:  # the retrieval internals stay out
                 hit.pop("dense_score", None)
                 hit.pop("bm25_score", None)
@@ -43,9 +43,13 @@ def search(
         table = Table(title=escape(question), show_lines=False, title_justify="left")
         for column in ("#", "score", "id", "passage", "link"):
             table.add_column(column, overflow="fold")
-        if result.abstained:
+        if result.outcome == "declined":
             console.print(f"[yellow]{escape(question)}[/]: no relevant entry (confidence {result.confidence:.3f})")
             continue
+        if result.outcome == "suggested":
+            table.title = escape(
+                f"{question} — not sure the FAQ answers it (confidence {result.confidence:.3f}); nearest:"
+            )
         for rank, hit in enumerate(result.results, start=1):
             text = (hit.question + " — " if hit.question else "") + hit.text
             passage = text[:160] + ("…" if len(text) > 160 else "")

@@ -89,7 +89,7 @@ def _kinds(q: EvalQuery, o: Outcome) -> list[str]:
     right = (not o.abstained and bool(set(q.relevant) & set(o.ranking[:ANSWER_DEPTH]))) if q.in_scope else o.abstained
     return [
         "in-scope" if q.in_scope else "out-of-scope",
-        "declined" if o.abstained else "answered",
+        o.outcome,
         "right" if right else "wrong",
     ]
 
@@ -141,7 +141,7 @@ def run_page(
     head = "".join(f'<th scope="col">{escape(h)}</th>' for h in QUESTION_HEADER)
     body = (
         f"<h2>Summary</h2>{_summary(report)}{image}<h2>Every question</h2>"
-        f"{_filters(['in-scope', 'out-of-scope', 'answered', 'declined', 'right', 'wrong'], len(queries))}"
+        f"{_filters(['in-scope', 'out-of-scope', 'answered', 'suggested', 'declined', 'right', 'wrong'], len(queries))}"
         f'<table><thead><tr>{head}</tr></thead><tbody class="questions">{rows}</tbody></table>'
     )
     return _page(title, body)

@@ -19,6 +19,7 @@
       examples: "Exemples de questions", facets: "Préciser le sujet (facultatif)", all: "Tous", you: "Vous",
       searching: "Recherche dans la FAQ…", writing: "Rédaction de la réponse…", ready: "Réponse prête.",
       declined: "La FAQ ne répond pas à cette question.", support: "Contacter le support", sources: "Sources",
+      suggested: "Si aucune de ces entrées ne vous répond, un conseiller peut prendre le relais.",
       passages: "Passages retrouvés", useful: "Cette réponse vous a-t-elle été utile ?", yes: "Oui", no: "Non",
       comment: "Commentaire (facultatif)", sendComment: "Envoyer le commentaire", thanks: "Merci pour votre retour.", commentThanks: "Commentaire envoyé, merci.",
       voteFailed: "Votre retour n'a pas pu être enregistré. Réessayez dans un instant.",
@@ -36,6 +37,7 @@
       examples: "Example questions", facets: "Narrow the topic (optional)", all: "All", you: "You",
       searching: "Searching the FAQ…", writing: "Writing the answer…", ready: "Answer ready.",
       declined: "The FAQ does not answer this question.", support: "Contact support", sources: "Sources",
+      suggested: "If none of these entries answers you, a person can take over.",
       passages: "Passages found", useful: "Was this answer useful?", yes: "Yes", no: "No",
       comment: "Comment (optional)", sendComment: "Send the comment", thanks: "Thank you for your feedback.", commentThanks: "Comment sent, thank you.",
       voteFailed: "Your feedback could not be saved. Try again in a moment.",
@@ -382,7 +384,7 @@ details summary { cursor: pointer; font-weight: 600; margin: .4em 0; }
             streamed = "";
             this.renderAnswer(view, "", passages);
           } else if (event === "done") {
-            const turn = { question: text, answer: data.answer, citations: data.citations, confidence: data.confidence, declined: data.abstained, answer_id: data.answer_id, handoff: data.handoff, resolved: data.resolved, note: data.note };
+            const turn = { question: text, answer: data.answer, citations: data.citations, confidence: data.confidence, declined: data.abstained, outcome: data.outcome || (data.abstained ? "declined" : "answered"), answer_id: data.answer_id, handoff: data.handoff, resolved: data.resolved, note: data.note };
             this.turns.push(turn);
             this.save();
             this.finish(view, turn, { passages }, false);
@@ -410,11 +412,13 @@ details summary { cursor: pointer; font-weight: 600; margin: .4em 0; }
       view.sourcesTitle.hidden = !turn.citations.length;
       view.passages.replaceChildren(...passages.map((p) => el("li", {}, el("a", { href: safeHref(p.url), rel: "noopener", target: "_blank" }, p.question || T("entry", { id: p.id })), el("p", {}, p.text))));
       view.passagesBox.hidden = !passages.length;
+      const suggested = turn.outcome === "suggested";
       if (turn.declined) {
-        view.state.textContent = T("declined");
+        view.state.textContent = T(suggested ? "suggested" : "declined");
         const support = (turn.handoff && turn.handoff.support_url) || this.config.support_url;
         if (support) view.state.append(" ", el("a", { href: safeHref(support), rel: "noopener", target: "_blank" }, T("support")));
         if (turn.handoff && turn.handoff.form && !restored) view.item.append(this.handoffForm(turn));
+        if (suggested && turn.answer_id && !restored) view.item.append(this.feedbackForm(turn));
       } else {
         view.state.textContent = [turn.resolved ? T("understood", { q: turn.resolved }) : "", turn.note || ""].join(" ").trim();
         if (turn.answer_id && !restored) view.item.append(this.feedbackForm(turn));
