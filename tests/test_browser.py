@@ -235,3 +235,34 @@ def test_the_gap_report_page_asks_the_token_once_resolves_and_passes_axe(segur_i
         page.get_by_text("Lacunes ouvertes").wait_for()
         assert page.get_by_label("Jeton d'administration").is_hidden()
         page.close()
+
+
+def test_a_suggestion_shows_the_nearest_entries_and_offers_a_person_and_passes_axe(
+    segur_index: Path, browser, tmp_path
+) -> None:
+    """An answer the service is not sure of is not asserted: the page says so, lists the nearest entries as links,
+    offers the support and asks whether it helped; axe finds nothing serious."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    settings = Settings(
+        index_dir=segur_index,
+        feedback_db=tmp_path / "fb.sqlite3",
+        support_url="https://support.example.org/faq",
+        min_confidence=0.999999,  # nothing is sure enough to be asserted: everything near the FAQ is suggested
+        suggest_confidence=0.02,
+    )
+    with running(create_app(settings), ready_path="/ready") as base:
+        page = browser.new_page(viewport={"width": 900, "height": 1100})
+        page.goto(base + "/")
+        page.get_by_label("Votre question").fill("Quel est le prix d'un abonnement à une messagerie sécurisée ?")
+        page.get_by_role("button", name="Poser la question").click()
+        page.get_by_text("Si aucune de ces entrées ne vous répond").wait_for(timeout=30_000)
+        answer = page.locator(".turn .answer").last.inner_text()
+        assert answer.startswith("Je ne suis pas certain que la FAQ réponde à cette question.")
+        cited = page.locator(".turn .answer a.cite")
+        assert 1 <= cited.count() <= 3 and page.locator(".turn .sources li").count() == cited.count()
+        assert page.get_by_role("link", name="Contacter le support").is_visible()
+        assert page.get_by_text("Cette réponse vous a-t-elle été utile ?").is_visible()
+        violations = Axe().run(page).response["violations"]
+        assert [v["id"] for v in violations if v["impact"] in {"serious", "critical"}] == []
+        page.close()

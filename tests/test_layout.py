@@ -111,7 +111,15 @@ STAGES = (
     "evaluation",
     "cli",
 )
-GROUND = {"rag", "rag.errors", "rag.models", "rag.logs", "rag.jobs", "rag.assets"}  # the thin top level and settings
+GROUND = {
+    "rag",
+    "rag.errors",
+    "rag.models",
+    "rag.logs",
+    "rag.jobs",
+    "rag.egress",
+    "rag.assets",
+}  # the thin top level and settings
 QUERY_NEVER = ("rag.publishing", "rag.corpus.web.fetch", "rag.corpus.web.sync", "rag.corpus.web.extract")
 
 

@@ -150,7 +150,8 @@ def test_recalibration_keeps_the_order_and_makes_the_probability_fit_the_faq() -
 def test_a_faq_gets_a_confidence_fitted_on_its_own_questions(service8) -> None:
     index = service8.index
     record = index.manifest.calibration
-    assert record.kind == "fitted" and record.entries == 8 and record.questions == 24
+    # four user-like questions about each of its 8 entries
+    assert record.kind == "fitted" and record.entries == 8 and record.questions == 32
     assert record.out_of_scope == len(out_of_scope_questions()) and record.expected is not None
     assert (version_dir(service8.settings.index.index_dir) / CALIBRATION).exists()
     assert (

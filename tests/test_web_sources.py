@@ -16,6 +16,7 @@ import pytest
 from rag.config import Settings
 from rag.corpus.quality import check
 from rag.corpus.sources import load_corpus
+from rag.egress import host_port
 from rag.http import create_app
 from rag.models import Question
 from rag.publishing.publisher import Publisher
@@ -34,7 +35,10 @@ def site() -> Iterator[FaqSite]:
 
 
 def _settings(tmp_path: Path, sources: list[str], **changes) -> Settings:
+    # the FAQ site runs on this machine: the operator lets the service reach it, as an intranet FAQ's
+    allowed = sorted({host_port(s) for s in sources if host_port(s)})
     return Settings(
+        egress_allow=allowed,
         sources=sources,
         index_dir=tmp_path / "idx",
         feedback_db=tmp_path / "fb.sqlite3",

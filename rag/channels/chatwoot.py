@@ -26,6 +26,7 @@ import httpx
 
 from rag.channels.respond import Responder
 from rag.config import Settings
+from rag.egress import EgressPolicy
 from rag.errors import StoreUnavailable
 from rag.jobs import Lease, LeaseStore
 from rag.language.detect import detect
@@ -52,10 +53,13 @@ class ChatwootClient:
     """The calls the bot makes, each bounded by ``timeout`` and tried ``retries`` more times on 429, 5xx and lost
     connections, with a doubling wait."""
 
-    def __init__(self, base_url: str, token: str, timeout: float = 5.0, retries: int = 2) -> None:
+    def __init__(
+        self, base_url: str, token: str, timeout: float = 5.0, retries: int = 2, policy: EgressPolicy | None = None
+    ) -> None:
         self.base = base_url.rstrip("/")
         self.retries = retries
-        self._client = httpx.Client(timeout=timeout, headers={"api_access_token": token})
+        policy = policy or EgressPolicy(trusted_urls=[base_url])
+        self._client = policy.client(timeout=timeout, headers={"api_access_token": token})
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         problem = ""
@@ -141,7 +145,11 @@ class ChatwootBot:
         if not (channels.chatwoot_url and channels.chatwoot_bot_token):
             return None
         client = ChatwootClient(
-            channels.chatwoot_url, channels.chatwoot_bot_token, channels.chatwoot_timeout, channels.chatwoot_retries
+            channels.chatwoot_url,
+            channels.chatwoot_bot_token,
+            channels.chatwoot_timeout,
+            channels.chatwoot_retries,
+            EgressPolicy.from_settings(settings),
         )
         return cls(responder, client, leases, counter)
 

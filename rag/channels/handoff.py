@@ -10,6 +10,7 @@ import time
 import httpx
 from pydantic import BaseModel, Field
 
+from rag.egress import EgressPolicy
 from rag.errors import RagError
 from rag.models import Reason
 
@@ -49,9 +50,11 @@ class HandoffNotifier:
     """Posts transcripts to ``url`` within ``timeout`` seconds, tried ``retries`` more times on 5xx and lost
     connections."""
 
-    def __init__(self, url: str, timeout: float = 5.0, retries: int = 2, faq_name: str = "") -> None:
+    def __init__(
+        self, url: str, timeout: float = 5.0, retries: int = 2, faq_name: str = "", policy: EgressPolicy | None = None
+    ) -> None:
         self.url, self.timeout, self.retries, self.faq_name = url, timeout, retries, faq_name
-        self._client = httpx.Client(timeout=timeout)
+        self._client = (policy or EgressPolicy(trusted_urls=[url])).client(timeout=timeout)
 
     def send(self, transcript: Transcript) -> None:
         """Deliver the transcript, or raise :class:`HandoffUnavailable` (retryable) saying why."""

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from rag.config.groups import (
     AnswerSettings,
     ChannelSettings,
+    EgressSettings,
     EmbeddingsSettings,
     GapSettings,
     HttpSettings,
@@ -36,6 +37,7 @@ __all__ = [
     "DEFAULT_SOURCE",
     "AnswerSettings",
     "ChannelSettings",
+    "EgressSettings",
     "EmbeddingsSettings",
     "GapSettings",
     "HttpSettings",
@@ -59,6 +61,7 @@ GROUPS: dict[str, tuple[str, type[_Group]]] = {
     "gaps": ("gap_", GapSettings),
     "channels": ("", ChannelSettings),
     "web": ("", WebSettings),
+    "egress": ("egress_", EgressSettings),
 }
 # flat name (RAG_ variable without the prefix, lower case) -> (group, field)
 FLAT: dict[str, tuple[str, str]] = {
@@ -115,6 +118,7 @@ class Settings(BaseSettings):
     gaps: GapSettings = Field(default_factory=GapSettings)
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    egress: EgressSettings = Field(default_factory=EgressSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -251,6 +251,21 @@ class WebSettings(_Group):
     )
 
 
+class EgressSettings(_Group):
+    """Where the service may connect beyond the public internet (``RAG_EGRESS_…``; see rag/egress.py)."""
+
+    allow: list[str] = Field(
+        default_factory=list,
+        description="hosts (host or host:port, comma-separated) on a private network the service may reach: an "
+        "intranet FAQ site, a proxy; the configured LLM, embeddings, Chatwoot and webhook servers are allowed",
+    )
+
+    @field_validator("allow", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+
 class GapSettings(_Group):
     """The gap report and curation (``RAG_GAP_…``)."""
 

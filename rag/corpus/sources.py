@@ -207,7 +207,7 @@ def load_html(path: Path) -> Iterator[Entry]:
 
     if not path.exists():
         raise SourceError(path, "file not found; check the path")
-    page = read_page(path.read_bytes(), path.resolve().as_uri())
+    page = read_page(path.read_bytes(), path.resolve().as_uri(), saved=True)
     if not page.pairs:
         raise SourceError(path, "no FAQ structure found (FAQPage, fr-accordion, details, dl, headings)")
     where = page.canonical

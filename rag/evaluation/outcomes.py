@@ -1,5 +1,6 @@
 """The three outcomes, scored: how often each kind of question is answered (asserted), suggested (its nearest
-entries shown, no answer asserted) or declined; how often an assertion is right; how often the right entry is
+entries shown, no answer asserted) or declined; how often an assertion is right (of the in-scope questions
+answered, and of all those answered); how often the right entry is
 shown at all; and, whatever the service's own thresholds, how many questions the FAQ does not answer a threshold
 would decline while keeping 90 % of those it answers (the binary view)."""
 
@@ -23,11 +24,15 @@ def three_way(pairs: Sequence[tuple[Any, Any]], right: Sequence[bool]) -> dict[s
         for scope, found in sorted(groups.items())
     }
     answered = [(q, r) for (q, o), r in zip(pairs, right) if o.outcome == "answered"]
+    answered_in = [r for q, r in answered if q.in_scope]
     inside = [(q, o) for q, o in pairs if q.in_scope]
     shown = [bool(set(q.relevant) & set(o.ranking)) for q, o in inside if o.outcome != "declined"]
     out: dict[str, Any] = {
         "outcomes": table,
-        "answered_right": sum(r and q.in_scope for q, r in answered) / len(answered) if answered else 1.0,
+        # of the in-scope questions answered, those an entry that answers them is among the first of
+        "answered_right": sum(answered_in) / len(answered_in) if answered_in else 1.0,
+        # of every question answered (out-of-scope ones too), those answered right: how far an assertion is trusted
+        "answer_precision": sum(r and q.in_scope for q, r in answered) / len(answered) if answered else 1.0,
         "suggested_rate": sum(o.outcome == "suggested" for _, o in inside) / max(len(inside), 1),
         "shown_rate": sum(shown) / max(len(inside), 1),
     }

@@ -277,6 +277,7 @@ MAIN_METRICS = (
     "ndcg@10",
     "answered_rate",
     "answered_right",
+    "answer_precision",
     "suggested_rate",
     "shown_rate",
     "declined_at_kept_90",

@@ -14,6 +14,7 @@ from rag.channels.handoff import HandoffNotifier
 from rag.channels.respond import Responder
 from rag.channels.widget import WidgetTokens, secret_for
 from rag.config import Settings
+from rag.egress import EgressPolicy
 from rag.errors import ApiError, StoreUnavailable
 from rag.http.dependencies import Dependencies
 from rag.http.metrics import Metrics
@@ -79,7 +80,12 @@ class Services:
         loaded = _loaded(query, metrics)
         finder = GapFinder(query.embedder, settings.gaps, settings.index.embed_batch_size)
         handoffs = (
-            HandoffNotifier(channels.handoff_webhook, channels.handoff_timeout, faq_name=settings.answer.faq_name)
+            HandoffNotifier(
+                channels.handoff_webhook,
+                channels.handoff_timeout,
+                faq_name=settings.answer.faq_name,
+                policy=EgressPolicy.from_settings(settings),
+            )
             if channels.handoff_webhook
             else None
         )

@@ -131,6 +131,7 @@ class Calibration:
         tmp.replace(path)
 
 
+ANSWER_THRESHOLD = 0.5  # the shipped fit asserts an answer when it is more likely right than wrong
 # the signals a question may lack, richest model first: latent terms (an encoder without them), then the
 # question's vector too (ranked by BM25 alone)
 MISSING = (LATENT_FEATURES, DENSE_FEATURES + LATENT_FEATURES)
@@ -144,9 +145,10 @@ def fit(
     fitted_on: str,
     keep: float = 0.99,
 ) -> Calibration:
-    """Fit the logistic regression on calibration rows (signals) and labels (1 = the top entries answer),
-    and the default threshold: the one that keeps answering ``keep`` of the in-scope calibration questions.
-    Then the same without each group of signals that a question may lack (:data:`MISSING`)."""
+    """Fit the logistic regression on calibration rows (signals) and labels (1 = the top entries answer), its
+    answer threshold (:data:`ANSWER_THRESHOLD`: more likely right than wrong, classes balanced) and its suggest
+    threshold: the one that keeps showing ``keep`` of the in-scope calibration questions. Then the same without each
+    group of signals that a question may lack (:data:`MISSING`)."""
     if len(set(labels)) < 2:
         raise ConfigError("calibration needs questions the FAQ answers and questions it does not")
     # the signals every question has: an encoder without latent terms is fitted without them
@@ -166,14 +168,19 @@ BAND_MARGIN = 1.0  # log-odds added on each side of the band where the two fits 
 
 def _latent_band(main: Calibration, variants: list[Calibration], rows: list[dict[str, float]]) -> tuple[float, float]:
     """Where the fit without latent terms may decide otherwise than the full fit: the log-odds range of its
-    probabilities over the calibration questions on which they disagree, and its threshold, widened."""
+    probabilities over the calibration questions on which the outcome differs, and its thresholds, widened."""
     without = variants[0]
-    odds = [log_odds(without.threshold)]
+    odds = [log_odds(without.threshold), log_odds(without.suggest_threshold)]
     for row in rows:
-        p = without.probability(row)
-        if (p >= without.threshold) != (main.probability(row) >= main.threshold):
+        p, q = without.probability(row), main.probability(row)
+        if _side(p, without) != _side(q, main):
             odds.append(log_odds(p))
     return round(probability(min(odds) - BAND_MARGIN), 6), round(probability(max(odds) + BAND_MARGIN), 6)
+
+
+def _side(p: float, model: Calibration) -> int:
+    """Which outcome a probability gives under ``model``: 2 answered, 1 suggested, 0 declined."""
+    return 2 if p >= model.threshold else 1 if p >= model.suggest_threshold else 0
 
 
 def _fit(
@@ -192,9 +199,10 @@ def _fit(
         intercept=round(float(model.intercept_[0]), 6),
     )
     kept = sorted(calibration.probability(r) for r, scope in zip(rows, in_scope) if scope)
-    # rounded down to a half unit of log-odds: a round default, on the side of answering
+    # rounded down to a half unit of log-odds: a round default, on the side of showing
     rounded = math.floor(2 * log_odds(kept[int((1 - keep) * len(kept))])) / 2
-    return replace(calibration, threshold=round(probability(rounded), 4))
+    suggest = round(probability(rounded), 4)
+    return replace(calibration, threshold=max(ANSWER_THRESHOLD, suggest), suggest=suggest)
 
 
 def recalibrate(prior: Calibration, rows: list[dict[str, float]], labels: list[int], fitted_on: str) -> Calibration:

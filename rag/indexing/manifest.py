@@ -26,7 +26,9 @@ class SourceRecord(BaseModel):
 class Expected(BaseModel):
     """Rates measured on the FAQ's own questions with a fit made without them (two halves of the entries)."""
 
-    answered: float = Field(description="questions the FAQ answers that are answered")
+    answered: float = Field(description="questions the FAQ answers that are answered (asserted)")
+    shown: float = Field(1.0, description="questions the FAQ answers that are answered or suggested")
+    held_out_answered: float = Field(0.0, description="questions about an entry the FAQ lacks that are answered")
     held_out_declined: float = Field(description="questions about an entry the FAQ lacks that are declined")
     unrelated_declined: float = Field(description="unrelated questions and chit-chat that are declined")
 

@@ -11,6 +11,7 @@ import httpx
 
 from rag.answer.extractive import ExtractiveGenerator
 from rag.config import Settings
+from rag.egress import EgressPolicy
 from rag.llm.client import ChatClient
 from rag.llm.drafting import LLMGenerator, Reset
 from rag.llm.judge import Judge
@@ -40,7 +41,8 @@ class LLMParts:
         ``transport``: how the client reaches the server (default: the network)."""
         if not settings.llm.base_url:
             return None
-        client, prompts = ChatClient(settings.llm, transport), PromptSet.load(settings.answer.prompts_dir)
+        client = ChatClient(settings.llm, transport, EgressPolicy.from_settings(settings))
+        prompts = PromptSet.load(settings.answer.prompts_dir)
         faq = settings.answer.faq_name
         judge = Judge(client, prompts.judge, settings.llm, faq) if settings.llm.judge else None
         return cls(

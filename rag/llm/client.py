@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from rag.config import LLMSettings
+from rag.egress import EgressPolicy
 from rag.errors import ConfigError, LLMError
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -27,12 +28,19 @@ _END = object()
 
 
 class ChatClient:
-    def __init__(self, config: LLMSettings, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self, config: LLMSettings, transport: httpx.BaseTransport | None = None, policy: EgressPolicy | None = None
+    ) -> None:
+        """``transport``: how the server is reached (default: through ``policy``, the egress policy, which lets the
+        configured server be reached wherever it is)."""
         if not config.base_url:
             raise ConfigError("no LLM server is configured; set RAG_LLM_BASE_URL")
         self.config = config
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-        self._http = httpx.Client(base_url=config.base_url.rstrip("/"), headers=headers, transport=transport)
+        transport = transport or (policy or EgressPolicy(trusted_urls=[config.base_url])).transport()
+        self._http = httpx.Client(
+            base_url=config.base_url.rstrip("/"), headers=headers, transport=transport, trust_env=False
+        )
         self._pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="llm")
         self._slots = threading.BoundedSemaphore(config.concurrency)
 

@@ -1,7 +1,13 @@
 """Questions made from a FAQ's own entries, as its users would ask them, to fit the confidence on that FAQ.
 
 A user rarely types an entry's title: they ask about one detail of the answer, in fewer words, or in the
-terms of their trade. Offline, without a model that writes, three kinds of question come close:
+terms of their trade. Offline, without a model that writes, these kinds of question come close:
+
+- ``user``: a few distinctive words of the entry, words the FAQ uses everywhere, and everyday words (which a
+  large FAQ knows, a small one does not), behind a question's opening — as long as users' questions, and meeting
+  the FAQ's vocabulary as partly as they do (measured on the Ségur set: the signals of these questions and of
+  users' questions have close medians, where those of the three kinds below are far easier). The
+  self-calibration asks these;
 
 - ``detail``: the most distinctive words of one sentence of the answer, behind a question's opening
   (« Est-ce que … ? »);
@@ -20,6 +26,9 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import cached_property
+from importlib.resources import files
+from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +37,8 @@ from rag.language.analyzer import FrenchAnalyzer
 from rag.language.text import URL, sentence_units
 
 STYLES = ("detail", "partial", "keywords")
+EVERYDAY = Path(str(files("rag.assets").joinpath("everyday.txt")))
+USER_POWER = 1.0  # the rarity a user's question leans on (the other kinds: its square)
 OPENINGS = ("Est-ce que", "Comment", "Que faire pour", "Faut-il", "Quand", "Qui", "Pourquoi", "Quelles")
 _WORD = re.compile(r"[^\W\d_][\w'’-]*[^\W_]|[^\W\d_]", re.UNICODE)
 _analyzer = FrenchAnalyzer()
@@ -66,15 +77,18 @@ class ProbeWriter:
     def _weight(self, term: str) -> float:
         return self.index.idf.get(term, self.index.unknown_idf)
 
-    def _pick(self, words: list[tuple[str, str]], count: int, rng: np.random.Generator) -> list[str]:
-        """``count`` distinct words, drawn with a chance that grows with their rarity, kept in text order."""
+    def _pick(
+        self, words: list[tuple[str, str]], count: int, rng: np.random.Generator, power: float = 2.0
+    ) -> list[str]:
+        """``count`` distinct words, drawn with a chance that grows with their rarity (IDF to the ``power``), kept in
+        text order."""
         unique: dict[str, tuple[int, str]] = {}
         for position, (word, term) in enumerate(words):
             unique.setdefault(term, (position, word))
         if not unique:
             return []
         terms = list(unique)
-        weights = np.array([self._weight(t) for t in terms]) ** 2
+        weights = np.array([self._weight(t) for t in terms]) ** power
         chosen = rng.choice(len(terms), size=min(count, len(terms)), replace=False, p=weights / weights.sum())
         return [unique[terms[i]][1] for i in sorted(chosen, key=lambda i: unique[terms[i]][0])]
 
@@ -99,6 +113,50 @@ class ProbeWriter:
         found = self.index.entries[entry]
         picked = self._pick(_words(f"{found.question or ''} {found.answer}"), int(rng.integers(2, 5)), rng)
         return " ".join(picked).lower() or None
+
+    @cached_property
+    def _everyday(self) -> list[str]:
+        """Everyday words, whether the FAQ uses them or not: a large FAQ knows most of them, a small one few, as it
+        knows its users' words."""
+        lines = EVERYDAY.read_text(encoding="utf-8").splitlines()
+        return [w for line in lines if not line.startswith("#") for w in line.split() if _analyzer(w)]
+
+    @cached_property
+    def _common(self) -> list[str]:
+        """Words the FAQ uses in many entries, as written: the top 2 % of its terms by entries."""
+        counts = self.index.term_entries
+        top = sorted(counts, key=lambda t: (-counts[t], t))[: max(20, len(counts) // 50)]
+        written: dict[str, str] = {}
+        for entry in self.index.entries:
+            for word, term in _words(f"{entry.question or ''} {entry.answer}"):
+                written.setdefault(term, word.lower())
+        return [written[t] for t in top if t in written]
+
+    def user(self, entry: int, rng: np.random.Generator) -> str | None:
+        found = self.index.entries[entry]
+        # users name their topic more than the entry's rarest words: drawn with a chance that grows with rarity alone
+        own = self._pick(
+            _words(f"{found.question or ''} {found.answer}"), int(rng.integers(2, 4)), rng, power=USER_POWER
+        )
+        if not own:
+            return None
+        words = [w.lower() for w in own]
+        for pool, most in ((self._common, 2), (self._everyday, 2)):
+            count = min(len(pool), int(rng.integers(0 if pool is self._common else 1, most + 1)))
+            for i in rng.choice(len(pool), size=count, replace=False) if count else []:
+                words.insert(int(rng.integers(0, len(words) + 1)), pool[int(i)])
+        return f"{OPENINGS[rng.integers(len(OPENINGS))]} {' '.join(words)} ?"
+
+    def users(self, entries: list[int], each: int = 1) -> list[Probe]:
+        """``each`` questions of the ``user`` kind about each entry."""
+        probes = []
+        for entry in entries:
+            rng = _rng(self.index.entries[entry].id, self.seed + 1)
+            for _ in range(each):
+                text = self.user(entry, rng)
+                if text:
+                    probes.append(Probe(entry, text, "user"))
+        return probes
 
     def write(self, entries: list[int]) -> list[Probe]:
         """One question of each style about each entry (fewer when an entry has no title or little text)."""

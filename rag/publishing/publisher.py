@@ -18,6 +18,7 @@ from rag.corpus.curated import Curation
 from rag.corpus.entries import content_id
 from rag.corpus.sources import load_corpus
 from rag.corpus.web.pages import PageStore
+from rag.egress import EgressPolicy
 from rag.errors import ConfigError, IndexNotReady, StoreUnavailable
 from rag.indexing.build import Progress, build_index, build_options, source_records, stale_reason
 from rag.indexing.calibration import Calibration
@@ -134,7 +135,8 @@ class Publisher:
         web = [s for s in self.sources if is_url(s)]
         if not web:
             raise ConfigError("no web source to sync: RAG_SOURCES (or --source) names no https:// page or sitemap")
-        return Syncer(self.settings.web, self.settings.index.index_dir).sync(web, progress)
+        policy = EgressPolicy.from_settings(self.settings)
+        return Syncer(self.settings.web, self.settings.index.index_dir, policy=policy).sync(web, progress)
 
     def source_report(self) -> list[Any]:
         """The sources' quality report (:func:`~rag.corpus.quality.check`) on the entries in service."""

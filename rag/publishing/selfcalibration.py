@@ -3,13 +3,15 @@
 The shipped fit was made on two FAQs; on another one its signals still rank questions well, but where
 "answered" ends and "declined" begins is not the same: a FAQ of close neighbours draws questions it does not
 answer much nearer to its entries. So the service asks the FAQ itself. For each entry (a sample on big FAQs),
-questions about it (:mod:`rag.publishing.probes`, or an LLM's rewordings) are ranked twice: with the entry present —
-the FAQ answers them when the entry is among the first three — and with the entry (and any entry that
-duplicates it) left out of the ranking, as if the FAQ lacked it: a question about a topic the FAQ covers,
-asking for something no entry says, the question a helpdesk receives most. Shipped unrelated questions and
-chit-chat are asked too. The prior fit is then recalibrated on these questions
-(:func:`rag.indexing.calibration.recalibrate`), and the rates to expect are measured on each half of the entries with
-a fit made on the other half.
+questions about it, worded as users word theirs (:meth:`rag.publishing.probes.ProbeWriter.user`, or an LLM's
+rewordings) are ranked twice: with the entry present — the FAQ answers them when the entry is among the first
+three — and with the entry (and any entry that duplicates it) left out of the ranking, as if the FAQ lacked it: a
+question about a topic the FAQ covers, asking for something no entry says, the question a helpdesk receives most.
+Shipped unrelated questions and chit-chat are asked too. The prior fit is then recalibrated on these questions
+(:func:`rag.indexing.calibration.recalibrate`), and its two thresholds are read on them (:func:`place`): the answer
+threshold asserts few of the questions about a missing entry, the suggest threshold declines most unrelated ones.
+The rates to expect — answered, suggested, declined — are measured on each half of the entries with a fit made on
+the other half.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from importlib.resources import files
 from pathlib import Path
@@ -37,7 +39,7 @@ from rag.indexing.faq_index import FaqIndex
 from rag.indexing.manifest import CalibrationRecord, Expected
 from rag.models import ANSWER_DEPTH, SearchResult
 from rag.publishing.probes import Probe, ProbeWriter
-from rag.query.decision import Decision
+from rag.query.decision import Decision, outcome_of
 from rag.query.retriever import HybridRetriever
 
 log = logging.getLogger("rag.publishing.selfcalibration")
@@ -46,6 +48,11 @@ MIN_ENTRIES = 4  # below, too few questions to fit on: the prior fit is kept
 DUPLICATE = 0.8  # entries sharing this share of their terms answer the same questions
 BATCH = 16
 OUT_OF_SCOPE = ("unrelated.jsonl", "chitchat.jsonl")
+USER_QUESTIONS, USER_MAX = 120, 4  # questions asked about the entries: at least this many, at most this many each
+HELD_OUT_ANSWERED = 0.10  # the share of questions about an entry the FAQ lacks that the answer threshold lets through
+UNRELATED_DECLINED = 0.90  # the share of unrelated questions the suggest threshold declines
+# an answer is asserted when more likely right than wrong, and never only above a confidence nothing reaches
+ANSWER_FLOOR, ANSWER_CEILING = 0.5, 0.97
 
 
 def out_of_scope_questions() -> list[str]:
@@ -173,15 +180,26 @@ class SelfCalibration:
     def _fit(self, rows: Rows) -> Calibration:
         about = "this FAQ's own questions"
         if self.prior_applies:
-            return recalibrate(self.prior, rows.signals, rows.labels, about)
-        return refit(rows.signals, rows.labels, self.embedder.name, about)
+            fitted = recalibrate(self.prior, rows.signals, rows.labels, about)
+        else:
+            fitted = refit(rows.signals, rows.labels, self.embedder.name, about)
+        return place(fitted, rows)
 
     def _probes(self, index: FaqIndex, entries: list[int]) -> tuple[list[Probe], str]:
         if self.rewordings is not None:
             written = self.rewordings(index, entries)
             if written:
                 return written, "the LLM's rewordings of the entries"
-        return ProbeWriter(index).write(entries), "questions made from the entries' own words"
+        each = min(USER_MAX, max(1, -(-USER_QUESTIONS // len(entries))))
+        import os  # EXPERIMENT
+
+        mode = os.environ.get("EXP_PROBES", "user")
+        writer = ProbeWriter(index)
+        if mode == "old":
+            return writer.write(entries), "old"
+        if mode == "mix":
+            return writer.write(entries) + writer.users(entries, 1), "mix"
+        return writer.users(entries, each), "questions made from the entries' words and everyday words"
 
     def _rows(self, index: FaqIndex, probes: list[Probe], others: list[str], progress: Progress | None) -> Rows:
         preparing = HybridRetriever(index, None, self.retrieval)
@@ -230,9 +248,10 @@ class SelfCalibration:
         return known
 
     def _expected(self, rows: Rows) -> Expected:
-        """Answered and declined rates of each half of the entries under a fit made on the other half."""
+        """The share of each kind of question answered, suggested and declined, each half of the entries under a
+        fit made on the other half."""
         half = [(e if e is not None else i) % 2 for i, e in enumerate(rows.entries)]
-        outcome: dict[str, list[bool]] = {"present": [], "held_out": [], "out": []}
+        outcome: dict[str, list[str]] = {"present": [], "held_out": [], "out": []}
         for side in (0, 1):
             train = rows.part(lambda e, i, side=side: half[i] != side)
             test = rows.part(lambda e, i, side=side: half[i] == side)
@@ -240,12 +259,37 @@ class SelfCalibration:
             for values, label, kind in zip(test.signals, test.labels, test.kinds):
                 model = fitted.model(values)
                 if kind != "present" or label:
-                    outcome[kind].append(model.probability(values) >= model.threshold)
+                    p = model.probability(values)
+                    outcome[kind].append(outcome_of(p, model.threshold, model.suggest_threshold))
+
+        def share(kind: str, what: str, empty: float) -> float:
+            found = outcome[kind]
+            return round(found.count(what) / len(found), 3) if found else empty
+
         return Expected(
-            answered=round(float(np.mean(outcome["present"] or [0.0])), 3),
-            held_out_declined=round(1 - float(np.mean(outcome["held_out"] or [1.0])), 3),
-            unrelated_declined=round(1 - float(np.mean(outcome["out"] or [1.0])), 3),
+            answered=share("present", "answered", 0.0),
+            shown=round(1 - share("present", "declined", 1.0), 3),
+            held_out_answered=share("held_out", "answered", 0.0),
+            held_out_declined=share("held_out", "declined", 1.0),
+            unrelated_declined=share("out", "declined", 1.0),
         )
+
+
+def place(calibration: Calibration, rows: Rows) -> Calibration:
+    """The two thresholds of a fit (and of each of its variants), read on the FAQ's own questions: answer at or above
+    the confidence that asserts no more than :data:`HELD_OUT_ANSWERED` of the questions about entries it lacks
+    (between :data:`ANSWER_FLOOR` and :data:`ANSWER_CEILING`); suggest at or above the one that declines
+    :data:`UNRELATED_DECLINED` of the unrelated ones."""
+
+    def placed(model: Calibration) -> Calibration:
+        held = [model.probability(v) for v, k in zip(rows.signals, rows.kinds) if k == "held_out"]
+        out = [model.probability(v) for v, k in zip(rows.signals, rows.kinds) if k == "out"]
+        answer = float(np.quantile(held, 1 - HELD_OUT_ANSWERED)) if held else ANSWER_FLOOR
+        answer = round(min(max(answer, ANSWER_FLOOR), ANSWER_CEILING), 4)
+        suggest = float(np.quantile(out, UNRELATED_DECLINED)) if out else answer
+        return replace(model, threshold=answer, suggest=round(min(suggest, answer), 6))
+
+    return replace(placed(calibration), variants=tuple(placed(v) for v in calibration.variants))
 
 
 REUSE_CHANGED = 0.2  # a rebuild keeps the previous version's fit while at most this share of the entries changed

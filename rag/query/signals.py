@@ -13,7 +13,6 @@ from rag.embedders.latents import overlap
 from rag.indexing.calibration import DENSE_FEATURES, FEATURES, LATENT_FEATURES
 from rag.language.analyzer import FrenchAnalyzer
 from rag.language.detect import detect
-from rag.query.evidence import evidence
 from rag.query.retriever import Ranking
 
 # an acronym or a name written with capitals inside it (DMP, HDS, SESAM-Vitale, eCPS): a precise topic
@@ -63,9 +62,6 @@ def signals(ranking: Ranking, language: str = "fr") -> dict[str, float]:
         for entry, share in _preferred(ranking):
             found = index.chunk_terms(ranking.best_chunk(entry))
             out["lex_cover"] += share * sum(w for t, w in weights.items() if t in found) / total
-    if terms and not foreign:
-        best = index.chunks[ranking.best_chunk(ranking.order[0])].text
-        out.update(evidence(query, weights, best))
     present = np.isfinite(ranking.dense)
     if not foreign and present.any() and (ranking.lexical > 0).any():
         # how much BM25 backs the entries dense retrieval prefers: a soft "both agree on the top entry",

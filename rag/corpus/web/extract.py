@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urldefrag, urljoin
+from urllib.parse import urldefrag, urljoin, urlsplit
 
 from bs4 import BeautifulSoup, Tag
 from bs4.element import NavigableString
@@ -273,14 +273,30 @@ STRUCTURES: list[tuple[str, Callable[[BeautifulSoup, _Text], list[Pair]]]] = [
 ]
 
 
-def read_page(html: bytes | str, url: str, encoding: str | None = None) -> Page:
-    """The question/answer pairs of a page (``url``: where links are resolved from); every anchor is unique."""
+def _canonical(soup: BeautifulSoup, url: str, notes: list[str], anywhere: bool) -> str | None:
+    """The page's canonical address when it names one on the page's own site (scheme and host), or anywhere for a
+    page the operator saved as a file; a fetched page's canonical on another site is ignored and said — it would move
+    the entries' links and ids there."""
+    found = soup.find("link", rel="canonical")
+    href = str(found.get("href") or "").strip() if found is not None else ""
+    if not href:
+        return None
+    target, own = urlsplit(urljoin(url, href)), urlsplit(url)
+    if not anywhere and (target.scheme, target.netloc) != (own.scheme, own.netloc):
+        notes.append(f"a canonical link to another site ({target.scheme}://{target.netloc}) was ignored")
+        return None
+    return target.geturl()
+
+
+def read_page(html: bytes | str, url: str, encoding: str | None = None, saved: bool = False) -> Page:
+    """The question/answer pairs of a page (``url``: where links are resolved from); every anchor is unique.
+    ``saved``: a page the operator saved as a file, whose canonical address is believed wherever it points."""
     soup = BeautifulSoup(html, "lxml", from_encoding=encoding if isinstance(html, bytes) else None)
     notes = _malformed(html)
     if soup.original_encoding and soup.original_encoding.lower() not in {"utf-8", "ascii", "utf8"}:
         notes.append(f"read as {soup.original_encoding} (the page's encoding)")
-    canonical = soup.find("link", rel="canonical")
-    base = str(canonical["href"]) if canonical is not None and canonical.get("href") else url
+    canonical = _canonical(soup, url, notes, anywhere=saved)
+    base = canonical or url
     for structure, reader in STRUCTURES[:1]:  # JSON-LD lives in the scripts the cleaning below removes
         pairs = reader(soup, _Text(base, notes))
         if pairs:

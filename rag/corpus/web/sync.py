@@ -16,6 +16,7 @@ from rag.config import WebSettings, is_url
 from rag.corpus.web.extract import read_page
 from rag.corpus.web.fetch import Fetched, Fetcher
 from rag.corpus.web.pages import PageRecord, PageStore, SitemapRecord, entry_id
+from rag.egress import EgressPolicy
 from rag.models import Entry
 
 SITEMAP_NS = re.compile(r"^\{[^}]*\}")
@@ -57,13 +58,15 @@ def entries_of(url: str, fetched: Fetched, notes: list[str]) -> tuple[list[Entry
 class Syncer:
     """Reads the web sources into the page store of ``index_dir``."""
 
-    def __init__(self, settings: WebSettings, index_dir: Path, fetcher: Fetcher | None = None) -> None:
+    def __init__(
+        self, settings: WebSettings, index_dir: Path, fetcher: Fetcher | None = None, policy: EgressPolicy | None = None
+    ) -> None:
         self.settings, self.index_dir = settings, Path(index_dir)
-        self.fetcher = fetcher
+        self.fetcher, self.policy = fetcher, policy
 
     def _fetcher(self) -> Fetcher:
         s = self.settings
-        return Fetcher(s.web_user_agent, s.web_timeout, s.web_max_bytes, s.web_request_interval)
+        return Fetcher(s.web_user_agent, s.web_timeout, s.web_max_bytes, s.web_request_interval, policy=self.policy)
 
     def sync(self, sources: list[Path | str], progress: Callable[[int, int], None] | None = None) -> SyncReport:
         store = PageStore.read(self.index_dir)
