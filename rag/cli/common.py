@@ -142,8 +142,9 @@ def describe_calibration(record: CalibrationRecord) -> str:
     if record.expected is not None:
         e = record.expected
         line += (
-            f"; expected: answers {e.answered:.0%} of the questions it answers, declines {e.held_out_declined:.0%} "
-            f"of those about a topic it lacks and {e.unrelated_declined:.0%} of unrelated ones"
+            f"; expected: answers {e.answered:.0%} of the questions it answers (shows {e.shown:.0%}), asserts "
+            f"{e.held_out_answered:.0%} of those about a fact it lacks and declines {e.unrelated_declined:.0%} of "
+            "unrelated ones"
         )
     return line
 

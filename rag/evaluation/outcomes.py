@@ -36,6 +36,9 @@ def three_way(pairs: Sequence[tuple[Any, Any]], right: Sequence[bool]) -> dict[s
         "suggested_rate": sum(o.outcome == "suggested" for _, o in inside) / max(len(inside), 1),
         "shown_rate": sum(shown) / max(len(inside), 1),
     }
+    for scope, row in table.items():
+        if scope != "in_scope":
+            out[f"declined_{scope}"] = row["declined"]  # declined outright, not even suggested
     binary = declined_at_kept(pairs)
     if binary is not None:
         out["declined_at_kept_90"] = binary

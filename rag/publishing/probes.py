@@ -147,6 +147,31 @@ class ProbeWriter:
                 words.insert(int(rng.integers(0, len(words) + 1)), pool[int(i)])
         return f"{OPENINGS[rng.integers(len(OPENINGS))]} {' '.join(words)} ?"
 
+    def fact(self, entry: int, rng: np.random.Generator) -> tuple[str, str] | None:
+        """A user's question about one fact of the entry — one sentence of its answer — and the answer without that
+        sentence (None for an answer of fewer than two sentences)."""
+        found = self.index.entries[entry]
+        sentences = [s for s in sentence_units(found.answer) if len(_words(s)) >= 3]
+        if len(sentences) < 2:
+            return None
+        sentence = sentences[int(rng.integers(len(sentences)))]
+        own = self._pick(_words(sentence), int(rng.integers(2, 4)), rng, power=USER_POWER)
+        words = [w.lower() for w in own]
+        for pool in (self._common, self._everyday):
+            if pool and rng.random() < 0.5:
+                words.insert(int(rng.integers(0, len(words) + 1)), pool[int(rng.integers(len(pool)))])
+        rest = found.answer.replace(sentence, " ").strip()
+        return f"{OPENINGS[rng.integers(len(OPENINGS))]} {' '.join(words)} ?", rest
+
+    def facts(self, entries: list[int]) -> list[tuple[Probe, str]]:
+        """A question about one fact of each entry that has several, with the answer without it."""
+        out = []
+        for entry in entries:
+            made = self.fact(entry, _rng(self.index.entries[entry].id, self.seed + 2))
+            if made:
+                out.append((Probe(entry, made[0], "fact"), made[1]))
+        return out
+
     def users(self, entries: list[int], each: int = 1) -> list[Probe]:
         """``each`` questions of the ``user`` kind about each entry."""
         probes = []

@@ -15,7 +15,7 @@ from typing import Any
 
 from rag.config import DEFAULT_SOURCE, is_url
 from rag.corpus.curated import Curation
-from rag.corpus.entries import content_id
+from rag.corpus.entries import Corpus, content_id
 from rag.corpus.sources import load_corpus
 from rag.corpus.web.pages import PageStore
 from rag.egress import EgressPolicy
@@ -26,6 +26,7 @@ from rag.indexing.faq_index import FaqIndex
 from rag.indexing.manifest import CalibrationRecord, stamp
 from rag.indexing.versions import CURATION, check_target, current_version, manifest_sources, read_manifest, version_dir
 from rag.language.glossary import Glossary
+from rag.models import Entry
 from rag.publishing.rewordings import Rewordings
 from rag.publishing.selfcalibration import REUSE_CHANGED, SelfCalibration, changed_share
 from rag.query.service import QueryService
@@ -197,7 +198,11 @@ class Publisher:
         faq = settings.answer.faq_name
         written = Rewordings(llm.client, llm.prompts.rewordings, settings.llm, faq) if llm is not None else None
         entries = settings.index.calibration_entries
-        return SelfCalibration(self.query.embedder, settings.retrieval, prior, entries, written)
+        return SelfCalibration(self.query.embedder, settings.retrieval, prior, entries, written, self._rebuild)
+
+    def _rebuild(self, index: FaqIndex, entries: list[Entry]) -> FaqIndex:
+        """An index of ``entries`` (``index``'s, some edited), in memory, its unchanged passages' vectors reused."""
+        return build_index(Corpus(entries), self.query.embedder, self.settings.index, index.glossary, None, index)
 
     def recalibrate(self, progress: Progress | None = None) -> FaqIndex:
         """Fit the confidence on the version in service again and publish it as a new version (``rag calibrate

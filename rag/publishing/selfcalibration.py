@@ -37,7 +37,7 @@ from rag.errors import ConfigError, EmbeddingsUnavailable
 from rag.indexing.calibration import Calibration, recalibrate, refit
 from rag.indexing.faq_index import FaqIndex
 from rag.indexing.manifest import CalibrationRecord, Expected
-from rag.models import ANSWER_DEPTH, SearchResult
+from rag.models import ANSWER_DEPTH, Entry, SearchResult
 from rag.publishing.probes import Probe, ProbeWriter
 from rag.query.decision import Decision, outcome_of
 from rag.query.retriever import HybridRetriever
@@ -48,6 +48,7 @@ MIN_ENTRIES = 4  # below, too few questions to fit on: the prior fit is kept
 DUPLICATE = 0.8  # entries sharing this share of their terms answer the same questions
 BATCH = 16
 OUT_OF_SCOPE = ("unrelated.jsonl", "chitchat.jsonl")
+FACT_ENTRIES = 100  # entries asked about a fact they no longer state (each such entry's passage embedded again)
 USER_QUESTIONS, USER_MAX = 120, 4  # questions asked about the entries: at least this many, at most this many each
 HELD_OUT_ANSWERED = 0.10  # the share of questions about an entry the FAQ lacks that the answer threshold lets through
 UNRELATED_DECLINED = 0.90  # the share of unrelated questions the suggest threshold declines
@@ -143,11 +144,14 @@ class SelfCalibration:
         prior: Calibration,
         limit: int = 300,
         rewordings: Callable[[FaqIndex, list[int]], list[Probe]] | None = None,
+        rebuild: Callable[[FaqIndex, list[Entry]], FaqIndex] | None = None,
     ) -> None:
         """``prior``: the fit to recalibrate, when it was made for this encoder (otherwise a fit of its own is
-        made); ``rewordings``: an LLM writing the questions about given entries (None: they are made offline)."""
+        made); ``rewordings``: an LLM writing the questions about given entries (None: they are made offline);
+        ``rebuild``: an index of the FAQ with other entries (its unchanged passages' vectors reused), for the
+        questions about a fact an entry no longer states (None: none are asked)."""
         self.embedder, self.retrieval, self.prior, self.limit = embedder, retrieval, prior, limit
-        self.rewordings = rewordings
+        self.rewordings, self.rebuild = rewordings, rebuild
         self.prior_applies = not prior.embedder or model_of(prior.embedder) == model_of(embedder.name)
 
     def fit(self, index: FaqIndex, progress: Progress | None = None) -> tuple[Calibration | None, CalibrationRecord]:
@@ -160,7 +164,7 @@ class SelfCalibration:
         probes, source = self._probes(index, entries)
         others = out_of_scope_questions()
         try:
-            rows = self._rows(index, probes, others, progress)
+            rows = self._rows(index, probes, others, progress, self._facts(index, entries))
             calibration = self._fit(rows)
             expected = self._expected(rows)
         except (ConfigError, EmbeddingsUnavailable) as exc:
@@ -191,37 +195,64 @@ class SelfCalibration:
             if written:
                 return written, "the LLM's rewordings of the entries"
         each = min(USER_MAX, max(1, -(-USER_QUESTIONS // len(entries))))
-        import os  # EXPERIMENT
-
-        mode = os.environ.get("EXP_PROBES", "user")
         writer = ProbeWriter(index)
-        if mode == "old":
-            return writer.write(entries), "old"
-        if mode == "mix":
-            return writer.write(entries) + writer.users(entries, 1), "mix"
         return writer.users(entries, each), "questions made from the entries' words and everyday words"
 
-    def _rows(self, index: FaqIndex, probes: list[Probe], others: list[str], progress: Progress | None) -> Rows:
+    def _facts(self, index: FaqIndex, entries: list[int]) -> tuple[list[Probe], FaqIndex | None]:
+        """Questions about one fact of some entries, and the index of the FAQ where those entries lack that fact."""
+        if self.rebuild is None:
+            return [], None
+        chosen = entries if len(entries) <= FACT_ENTRIES else entries[:: -(-len(entries) // FACT_ENTRIES)]
+        made = ProbeWriter(index).facts(chosen)
+        if not made:
+            return [], None
+        without = {probe.entry: rest for probe, rest in made}
+        edited = [
+            e.model_copy(update={"answer": without[i]}) if i in without else e for i, e in enumerate(index.entries)
+        ]
+        return [probe for probe, _ in made], self.rebuild(index, edited)
+
+    def _rows(
+        self,
+        index: FaqIndex,
+        probes: list[Probe],
+        others: list[str],
+        progress: Progress | None,
+        facts: tuple[list[Probe], FaqIndex | None] = ([], None),
+    ) -> Rows:
+        fact_probes, lacking = facts
         preparing = HybridRetriever(index, None, self.retrieval)
-        prepared = {text: preparing.prepare(text) for text in [p.text for p in probes] + others}
+        texts = [p.text for p in probes] + [p.text for p in fact_probes] + others
+        prepared = {text: preparing.prepare(text) for text in texts}
         known = self._encode(prepared, index, progress)
-        retriever = HybridRetriever(index, known.vectors.__getitem__, self.retrieval)
-        decision = Decision(self.prior, latents=known if known.latents and retriever.encodes else None)
-        twins = duplicates(index, sorted({p.entry for p in probes}))
+        twins = duplicates(index, sorted({p.entry for p in probes + fact_probes}))
         rows = Rows([], [], [], [])
-
-        def ask(text: str, exclude: frozenset[int] = frozenset()) -> SearchResult:
-            rank = partial(retriever.rank, exclude=exclude)
-            return decision.decide(prepared[text], rank, ANSWER_DEPTH, all_signals=True)
-
+        ask = self._asking(index, known, prepared)
         for probe in probes:
             answers = {index.entries[e].id for e in twins[probe.entry]}
             present = ask(probe.text)
             rows.add(present.signals, int(bool(answers & {h.id for h in present.results})), probe.entry, "present")
             rows.add(ask(probe.text, twins[probe.entry]).signals, 0, probe.entry, "held_out")
+        if lacking is not None:
+            ask_lacking = self._asking(lacking, known, prepared)
+            for probe in fact_probes:  # the entry stays, without the sentence asked about; its twins are left out
+                rows.add(
+                    ask_lacking(probe.text, twins[probe.entry] - {probe.entry}).signals, 0, probe.entry, "held_out"
+                )
         for text in others:
             rows.add(ask(text).signals, 0, None, "out")
         return rows
+
+    def _asking(self, index: FaqIndex, known: _Known, prepared: dict) -> Callable[..., SearchResult]:
+        """Ranks and decides a prepared question on ``index`` with the encodings ``known``."""
+        retriever = HybridRetriever(index, known.vectors.__getitem__, self.retrieval)
+        decision = Decision(self.prior, latents=known if known.latents and retriever.encodes else None)
+
+        def ask(text: str, exclude: frozenset[int] = frozenset()) -> SearchResult:
+            rank = partial(retriever.rank, exclude=exclude)
+            return decision.decide(prepared[text], rank, ANSWER_DEPTH, all_signals=True)
+
+        return ask
 
     def _encode(self, prepared: dict, index: FaqIndex, progress: Progress | None) -> _Known:
         """Every question's vector and latent terms, in batches shared out between the encoder's lanes."""
