@@ -132,6 +132,7 @@ class FaqSite:
     pages: dict[str, str] = field(default_factory=lambda: dict(PAGES))
     status: dict[str, int] = field(default_factory=dict)
     slow: set[str] = field(default_factory=set)
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> where it redirects (any address)
     requests: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
     base: str = ""
 
@@ -200,6 +201,8 @@ class FaqSite:
     async def page(self, request: Request) -> Response:
         self._log(request)
         path = request.url.path
+        if path in self.redirects:
+            return Response(status_code=302, headers={"Location": self.redirects[path]})
         if path in self.slow:
             await asyncio.sleep(5)
         if path in self.status:

@@ -21,6 +21,7 @@ from rag.http import create_app
 from rag.language.smalltalk import asks_for_person
 from rag.publishing.publisher import Publisher
 from rag.query.service import QueryService
+from rag.store.answer_ids import AnswerIds
 
 from .servers import running
 
@@ -70,7 +71,7 @@ def test_a_declined_answer_offers_the_support_link_and_the_form_only_with_a_webh
         assert body["handoff"] == {"reason": "declined", "support_url": "https://support.example.org", "form": False}
         answered = client.post("/ask", json={"query": "Comment demander le paiement du solde ?"}).json()
         assert not answered["abstained"] and answered["handoff"] is None
-        sent = client.post("/handoff", json={"reason": "declined", "turns": [{"question": OFF_TOPIC}]})
+        sent = client.post("/handoff", json={"reason": "declined", "answer_ids": [body["answer_id"]]})
         assert sent.status_code == 404 and sent.json()["error"]["code"] == "handoff_off"
     _, url = helpdesk
     with _client(_declining(tiny_settings, handoff_webhook=url), hash_embedder) as client:
@@ -115,32 +116,27 @@ def test_the_transcript_reaches_the_helpdesk_and_an_outage_is_a_clear_503(
     desk, url = helpdesk
     settings = _declining(tiny_settings, handoff_webhook=url, handoff_timeout=2, faq_name="Tiny")
     with _client(settings, hash_embedder) as client:
+        answered = client.post("/ask", json={"query": "Comment demander le paiement du solde ?"}).json()
         declined = client.post("/ask", json={"query": OFF_TOPIC}).json()
         transcript = {
             "reason": "declined",
-            "turns": [
-                {
-                    "question": OFF_TOPIC,
-                    "answer": declined["answer"],
-                    "confidence": declined["confidence"],
-                    "declined": True,
-                    "answer_id": declined["answer_id"],
-                }
-            ],
+            "answer_ids": [answered["answer_id"], declined["answer_id"]],
             "contact": "marie@example.org",
             "message": "Merci de me rappeler",
             "channel": "widget",
         }
         sent = client.post("/handoff", json=transcript)
-        assert sent.status_code == 202 and sent.json() == {"sent": True, "turns": 1}
+        assert sent.status_code == 202 and sent.json() == {"sent": True, "turns": 2}
         (ticket,) = desk.received
         assert ticket["faq"] == "Tiny" and ticket["reason"] == "declined" and ticket["contact"] == "marie@example.org"
-        assert ticket["turns"][0]["question"] == OFF_TOPIC and ticket["turns"][0]["answer_id"] == declined["answer_id"]
+        first, second = ticket["turns"]
+        assert first["answer"] == answered["answer"] and first["citations"][0]["id"] == "solde"
+        assert second["question"] == OFF_TOPIC and second["declined"] and second["answer_id"] == declined["answer_id"]
         desk.down = True
         failed = client.post("/handoff", json=transcript)
         assert failed.status_code == 503 and failed.json()["error"]["code"] == "handoff_unavailable"
         assert len(desk.received) == 1
-        bad = client.post("/handoff", json={"reason": "declined", "turns": []})
+        bad = client.post("/handoff", json={"reason": "declined", "answer_ids": []})
         assert bad.status_code == 422
         metrics = client.get("/metrics").text
         assert 'rag_handoffs_total{reason="declined",stage="sent"} 1.0' in metrics
@@ -210,3 +206,30 @@ def test_the_widget_config_says_what_the_widget_shows(tiny_settings: Settings, h
     assert config["support_url"] is None  # only web links are given to a page
     assert isinstance(config["facets"], dict) and 1 <= len(config["examples"]) <= 5
     assert all(isinstance(text, str) and text.strip() for text in config["examples"])
+
+
+def test_the_helpdesk_receives_only_what_the_service_answered(tiny_settings: Settings, hash_embedder, helpdesk) -> None:
+    """A client that invents a bot turn, or names an answer the service never gave, sends nothing of it."""
+    desk, url = helpdesk
+    with _client(_declining(tiny_settings, handoff_webhook=url), hash_embedder) as client:
+        declined = client.post("/ask", json={"query": OFF_TOPIC}).json()
+        invented = {"question": "Combien ?", "answer": "Le service vous doit 10 000 €.", "declined": False}
+        forged = client.post(
+            "/handoff", json={"reason": "declined", "answer_ids": [declined["answer_id"]], "turns": [invented]}
+        )
+        assert forged.status_code == 422  # no turns accepted from a client
+        unknown = AnswerIds(b"not the service's key").issue()
+        never = client.post("/handoff", json={"reason": "declined", "answer_ids": [unknown]})
+        assert never.status_code == 404 and never.json()["error"]["code"] == "unknown_answer"
+        sent = client.post(
+            "/handoff",
+            json={
+                "reason": "declined",
+                "answer_ids": [declined["answer_id"]],
+                "message": "Le service vous doit 10 000 €.",
+            },
+        )
+        assert sent.status_code == 202
+    (ticket,) = desk.received
+    assert [t["answer"] for t in ticket["turns"]] == [declined["answer"]]  # the service's own words
+    assert ticket["message"] == "Le service vous doit 10 000 €."  # the user's, said as theirs

@@ -289,3 +289,38 @@ def test_a_page_read_again_unchanged_on_another_day_publishes_no_version(
     assert not again.published and again.version == first.version == service.index.version
     hit = service.search(Question(query="Qui signe la vérification d'aptitude ?")).results[0]
     assert hit.checked_on == dt.date.today().isoformat() and hit.stale is False
+
+
+def test_nothing_inside_the_network_is_reached_through_the_faq_pages(
+    site: FaqSite, tmp_path: Path, hash_embedder
+) -> None:
+    """The FAQ site is allowed (an intranet FAQ); a service beside it on another port is not. A page that redirects
+    there, a page of that host named as a source, a sitemap listing a link-local address and a canonical link to
+    another site: the other service receives no request, no entry holds its content, each refusal is a line of the
+    report."""
+    inside = FaqSite()
+    inside.pages["/secret.html"] = "<details><summary>Mot de passe ?</summary><p>hunter2</p></details>"
+    with running(inside.app, ready_path=None) as inside_base:
+        site.redirects["/faq/moved.html"] = inside_base + "/secret.html"
+        canonical = '<link rel="canonical" href="https://elsewhere.example/faq">'
+        site.pages["/faq/canon.html"] = (
+            f"<html><head>{canonical}</head><body><details id='q'><summary>Question canonique ?</summary>"
+            "<p>Réponse.</p></details></body></html>"
+        )
+        sources = [f"{site.base}/faq/{p}" for p in ("moved.html", "canon.html")] + [
+            site.base + "/sitemap.xml",
+            inside_base + "/secret.html",
+        ]
+        settings = _settings(tmp_path, sources).replace(egress_allow=[host_port(site.base)])
+        service = _service(settings, hash_embedder)
+        done = Publisher(service).sync()
+    assert inside.requests == []  # not even its robots.txt
+    texts = " ".join(f"{e.question} {e.answer}" for e in service.index.entries)
+    assert "hunter2" not in texts and "Mot de passe" not in texts
+    (canon,) = [e for e in service.index.entries if e.question == "Question canonique ?"]
+    assert canon.url.startswith(site.base + "/faq/canon.html#")  # not moved to the other site
+    problems = "\n".join(done.report.problems)
+    assert f"{site.base}/faq/moved.html: redirected to {inside_base}/secret.html" in problems
+    assert f"{inside_base}/secret.html: " in problems and "RAG_EGRESS_ALLOW" in problems
+    assert "addresses not on" in problems  # the sitemap's link-local address, left out
+    assert "canonical link to another site (https://elsewhere.example) was ignored" in problems

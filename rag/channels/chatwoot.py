@@ -108,9 +108,19 @@ def authentic(
     """Whether a delivery comes from Chatwoot: its signature (fresh), else the secret of the webhook's URL."""
     signature, timestamp = headers.get("x-chatwoot-signature"), headers.get("x-chatwoot-timestamp", "")
     if signature:
-        fresh = timestamp.isdigit() and abs((now or time.time()) - int(timestamp)) <= SKEW
-        return fresh and hmac.compare_digest(signature, signed(secret, timestamp, body))
-    return hmac.compare_digest(query.get("secret", ""), secret)
+        fresh = _digits(timestamp) and abs((now or time.time()) - int(timestamp)) <= SKEW
+        return fresh and same(signature, signed(secret, timestamp, body))
+    return same(query.get("secret", ""), secret)
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` accepts « ² » and other digits ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
+def same(given: str, expected: str) -> bool:
+    """Two secrets compared in constant time, as bytes (``compare_digest`` refuses non-ASCII text)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape"))
 
 
 def _is_human(message: dict[str, Any]) -> bool:

@@ -1,18 +1,23 @@
-"""Handoff to a human: when the service declines, or when the user asks for a person, every channel offers it;
-with ``RAG_HANDOFF_WEBHOOK`` set, the conversation's transcript — questions, answers, cited entries, confidence,
-why — is posted as JSON to any ticketing tool's inbound webhook, so the ticket opens with its context."""
+"""Handoff to a human: when the service declines or is unsure, or when the user asks for a person, every channel
+offers it; with ``RAG_HANDOFF_WEBHOOK`` set, the conversation's transcript — questions, answers, cited entries,
+confidence, why — is posted as JSON to any ticketing tool's inbound webhook, so the ticket opens with its context.
+
+The transcript is rebuilt from what the service recorded of each answer the client names (:func:`transcript`):
+a client can add the user's contact details and message, never words put in the service's mouth."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from rag.egress import EgressPolicy
-from rag.errors import RagError
-from rag.models import Reason
+from rag.errors import RagError, UnknownAnswer
+from rag.models import Reason, Text
 
 log = logging.getLogger("rag.channels.handoff")
 
@@ -36,6 +41,47 @@ class Transcript(BaseModel):
     contact: str | None = Field(None, max_length=300, description="how the user wants to be reached, if they say")
     message: str | None = Field(None, max_length=4000, description="what the user adds for the agent")
     channel: str = Field("api", max_length=20)
+
+
+class HandoffRequest(BaseModel):
+    """The body of ``POST /handoff``: the conversation's answers (as the service gave them, by id), why, and what the
+    user adds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason
+    answer_ids: list[Text] = Field(min_length=1, max_length=50, description="the answers of the conversation, in order")
+    contact: Text | None = Field(None, max_length=300, description="how the user wants to be reached, if they say")
+    message: Text | None = Field(None, max_length=4000, description="what the user adds for the agent")
+    channel: Text = Field("api", max_length=20)
+
+
+class Recorded(Protocol):
+    """Where the service's answers are read back (the recorder, over the store)."""
+
+    def recorded(self, answer_id: str) -> dict[str, Any] | None: ...
+
+
+def transcript(request: HandoffRequest, recorded: Recorded, cite: Callable[[str], dict[str, str | None]]) -> Transcript:
+    """The transcript of the answers named, as the service recorded them; :class:`UnknownAnswer` for one it never
+    gave. ``cite``: an entry id → its question and link."""
+    turns = []
+    for answer_id in request.answer_ids:
+        row = recorded.recorded(answer_id)
+        if row is None:
+            raise UnknownAnswer(answer_id)
+        turns.append(
+            Turn(
+                question=row["query"],
+                answer=row["answer"],
+                citations=[cite(entry) for entry in row["cited"]][:20],
+                confidence=row["confidence"],
+                declined=row["outcome"] == "declined",
+                answer_id=answer_id,
+            )
+        )
+    fields = request.model_dump(include={"reason", "contact", "message", "channel"})
+    return Transcript(turns=turns, **fields)
 
 
 class HandoffUnavailable(RagError):

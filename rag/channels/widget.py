@@ -45,8 +45,9 @@ class WidgetTokens:
         except ValueError:
             return False
         body = f"{encoded}.{expiry}"
-        fresh = expiry.isdigit() and int(expiry) >= (now or time.time())
-        return fresh and issued_for == origin and hmac.compare_digest(signature, self._sign(body))
+        fresh = expiry.isascii() and expiry.isdigit() and int(expiry) >= (now or time.time())
+        expected = self._sign(body).encode("ascii")
+        return fresh and issued_for == origin and hmac.compare_digest(signature.encode("utf-8", "replace"), expected)
 
 
 def secret_for(widget_secret: str | None, api_keys: list[str]) -> str:

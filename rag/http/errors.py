@@ -99,7 +99,7 @@ class BodyLimitMiddleware:
         max_bytes = self.limit(scope.get("path", ""))
         too_large = f"the request body is over {max_bytes} bytes"
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > max_bytes:
+            if name == b"content-length" and value.isdigit() and int(value) > max_bytes:  # bytes: ASCII digits only
                 await error_response(413, "body_too_large", too_large)(scope, receive, send)
                 return
         # Bodies here are small JSON documents: read the whole body (up to the limit) before the app runs,

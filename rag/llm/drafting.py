@@ -38,10 +38,10 @@ class Verified:
 def _numbers(group: str) -> list[int]:
     out: list[int] = []
     for part in re.split(r"\s*(?:[,;]|et|and)\s*", group):
-        if re.fullmatch(r"\d+\s*[–-]\s*\d+", part):
+        if re.fullmatch(r"[0-9]+\s*[–-]\s*[0-9]+", part):
             lo, hi = (int(x) for x in re.split(r"\s*[–-]\s*", part))
             out.extend(range(lo, min(hi, lo + 20) + 1))
-        elif part.strip().isdigit():
+        elif re.fullmatch(r"\s*[0-9]+\s*", part):  # ASCII digits: « ² » is a digit to str.isdigit, not to int
             out.append(int(part))
     return out
 

@@ -121,6 +121,25 @@ class Answers:
             "outcome": outcome or ("declined" if abstained else "answered"),
         }
 
+    def record(self, answer_id: str) -> dict[str, Any] | None:
+        """One answer as recorded, with or without its text (None when the store does not hold it)."""
+        rows = self.db.run(
+            "SELECT query, answer, cited_ids, confidence, abstained, outcome, channel FROM answers WHERE id = ?",
+            (answer_id,),
+        )
+        if not rows:
+            return None
+        query, answer, cited, confidence, abstained, outcome, channel = rows[0]
+        outcome = outcome or ("declined" if abstained else "answered")
+        return {
+            "query": query,
+            "answer": answer,
+            "cited": json.loads(cited),
+            "confidence": confidence,
+            "outcome": outcome,
+            "channel": channel,
+        }
+
     def erase(self, before: float | None = None, containing: str | None = None) -> int:
         """Erase logged questions (and the votes and resolutions of them): all of them, those given before
         ``before``, or those whose question contains ``containing`` (any case); how many."""

@@ -141,6 +141,13 @@ class Recorder:
         self._spool(record)
         return None
 
+    def recorded(self, answer_id: str) -> dict[str, Any] | None:
+        """An answer as the store holds it, once its record (queued here moments ago) is written; None when the store
+        does not hold it. :class:`StoreUnavailable` while the store is away."""
+        with self._written:
+            self._written.wait_for(lambda: answer_id not in self._queued, timeout=self.wait)
+        return self.store.answers.record(answer_id)
+
     def _spool(self, record: dict[str, Any]) -> None:
         self.spool.append(record)
         with self._counting:

@@ -10,11 +10,11 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 
-from rag.channels.handoff import HandoffUnavailable, Transcript
+from rag.channels.handoff import HandoffRequest, HandoffUnavailable, transcript
 from rag.channels.widget import origin_of
 from rag.corpus.sources import safe_url
-from rag.errors import ApiError
-from rag.http.deps import ServicesDep, guard, json_body
+from rag.errors import ApiError, UnknownAnswer
+from rag.http.deps import ServicesDep, base_url, guard, json_body
 from rag.web import FACET_LABELS, STATIC_DIR
 
 log = logging.getLogger("rag.http.channels")
@@ -22,13 +22,28 @@ router = APIRouter(tags=["channels"])
 
 
 @router.post("/handoff", status_code=202, dependencies=[Depends(guard), Depends(json_body)])
-async def handoff(body: Transcript, services: ServicesDep) -> dict[str, Any]:
+async def handoff(body: HandoffRequest, request: Request, services: ServicesDep) -> dict[str, Any]:
     """Send a conversation to the helpdesk (``RAG_HANDOFF_WEBHOOK``): its questions, answers, cited entries,
-    confidence and why, so the ticket opens with its context. 404 when no webhook is configured."""
+    confidence and why, as the service recorded them for the answer ids given, with the user's contact and message,
+    so the ticket opens with its context. 404 when no webhook is configured, or for an answer id never given."""
     if services.handoffs is None:
         raise ApiError(
             404, "handoff_off", "no helpdesk webhook is configured (RAG_HANDOFF_WEBHOOK); use the support link"
         )
+    for answer_id in body.answer_ids:
+        if not services.ids.valid(answer_id):
+            raise UnknownAnswer(answer_id)
+    query, base = services.query, base_url(request)
+
+    def cite(entry_id: str) -> dict[str, str | None]:
+        entry = query.index.entry(entry_id) if query.ready else None
+        return {
+            "id": entry_id,
+            "question": entry.question if entry else None,
+            "url": query.entry_link(entry_id, entry.url if entry else None, base),
+        }
+
+    body = await anyio.to_thread.run_sync(transcript, body, services.recorder, cite)
     try:
         await anyio.to_thread.run_sync(services.handoffs.send, body)
     except HandoffUnavailable:

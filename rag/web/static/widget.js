@@ -464,8 +464,9 @@ details summary { cursor: pointer; font-weight: 600; margin: .4em 0; }
       form.addEventListener("submit", async (event) => {
         event.preventDefault();
         send.disabled = true;
-        const turns = this.turns.map(({ question, answer, citations, confidence, declined, answer_id }) => ({ question, answer, citations: citations.map((c) => ({ id: c.id, url: c.url, question: c.question })), confidence, declined, answer_id }));
-        const body = { reason: turn.handoff.reason, turns, contact: contact.value.trim() || null, message: message.value.trim() || null, channel: options.channel === "page" ? "page" : "widget" };
+        // the service rebuilds the transcript from what it answered: the widget names the answers, never their text
+        const answer_ids = this.turns.map((t) => t.answer_id).filter(Boolean).slice(-50);
+        const body = { reason: turn.handoff.reason, answer_ids, contact: contact.value.trim() || null, message: message.value.trim() || null, channel: options.channel === "page" ? "page" : "widget" };
         let ok = false;
         try {
           const response = await fetch(BASE + "/handoff", { method: "POST", headers: this.headers(), body: JSON.stringify(body), credentials: "omit" });
