@@ -189,12 +189,12 @@ def test_the_widget_token_asks_and_votes_from_its_site_only(tiny_settings: Setti
 
 
 def test_a_widget_token_expires_and_is_bound_to_its_origin() -> None:
-    tokens = WidgetTokens("s3cret")
+    tokens = WidgetTokens("s3cret", 3600)
     token = tokens.issue(SITE, now=1_000_000)
     assert tokens.valid(token, SITE, now=1_000_000 + 3000)
     assert not tokens.valid(token, SITE, now=1_000_000 + 3700)  # an hour later
     assert not tokens.valid(token, OTHER, now=1_000_000)
-    assert not WidgetTokens("other").valid(token, SITE, now=1_000_000)
+    assert not WidgetTokens("other", 3600).valid(token, SITE, now=1_000_000)
     assert not tokens.valid("wt.garbage", SITE) and not tokens.valid("wt.a.b.c.d", SITE)
 
 

@@ -48,7 +48,7 @@ def test_a_vote_on_an_id_never_issued_is_refused_and_kept_nowhere(client: TestCl
 
 @pytest.mark.parametrize("expiry", ["²⁰⁰⁰⁰⁰⁰⁰⁰⁰", "١٢٣٤٥٦٧٨٩٠", "12é", "-1", ""])
 def test_a_widget_token_with_a_strange_expiry_is_a_401(client: TestClient, expiry: str) -> None:
-    tokens = WidgetTokens("s")
+    tokens = WidgetTokens("s", 3600)
     real = tokens.issue(SITE)
     encoded, _, signature = real[len(TOKEN_PREFIX) :].split(".")
     forged = f"{TOKEN_PREFIX}{encoded}.{expiry}.{signature}"

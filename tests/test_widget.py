@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -250,3 +252,55 @@ def test_a_site_that_is_not_allowed_gets_no_answer(sites: Sites, browser) -> Non
     assert _widget(page).locator(".turn a.cite").count() == 0
     assert refused == [] or set(refused) == {403}
     page.close()
+
+
+def test_a_widget_kept_open_past_its_tokens_life_still_answers(tmp_path, segur_index: Path, browser) -> None:
+    """API keys on, tokens valid for 3 s: with the page's timers held, the expired token is renewed on the 401
+    and the question answered; with time let run, the widget renews the token before it expires."""
+
+    async def page(request: Request) -> HTMLResponse:
+        return HTMLResponse(PAGE.format(style="", service=holder["service"]))
+
+    holder: dict[str, str] = {}
+    with running(Starlette(routes=[Route("/{kind}.html", page)]), ready_path=None) as host:
+        settings = Settings(
+            index_dir=segur_index,
+            feedback_db=tmp_path / "fb.sqlite3",
+            widget_origins=[host],
+            api_keys=["key-1"],
+            widget_token_seconds=3,
+        )
+        with running(create_app(settings), ready_path="/ready") as service:
+            holder["service"] = service
+            tokens: list[str] = []
+            statuses: list[int] = []
+            browser_page = browser.new_page()
+            browser_page.on(
+                "response",
+                lambda r: (
+                    tokens.append(r.json()["token"])
+                    if r.url.endswith("/widget/config")
+                    else statuses.append(r.status)
+                    if r.url.endswith("/ask")
+                    else None
+                ),
+            )
+            browser_page.clock.install()
+            browser_page.clock.pause_at(time.time() + 1)  # the widget's renewal timer held
+            with browser_page.expect_response(lambda r: r.url.endswith("/widget/config")):
+                _open(browser_page, host + "/plain.html")
+
+            def expired() -> bool:
+                headers = {"Authorization": f"Bearer {tokens[0]}", "Origin": host}
+                return httpx.post(service + "/ask", json={"query": SOLDE}, headers=headers).status_code == 401
+
+            wait_until(expired, timeout=30, interval=0.5)
+            _ask(browser_page, SOLDE, USEFUL)
+            assert statuses == [401, 200] and len(tokens) == 2 and tokens[1] != tokens[0]
+
+            # time let run: the widget asks for a new token before the second one expires
+            with browser_page.expect_response(lambda r: r.url.endswith("/widget/config")):
+                browser_page.clock.run_for(3000)
+            _ask(browser_page, FOLLOW_UP, "Réponse prête.")
+            assert statuses[-1] == 200 and len(tokens) >= 3
+            browser_page.close()

@@ -1,5 +1,6 @@
 """The widget's public tokens, when API keys are on: what it asks, votes and hands off with from other sites —
-signed, bound to one allowed origin, valid for an hour, accepted on those endpoints only (the origins themselves
+signed, bound to one allowed origin, valid for ``RAG_WIDGET_TOKEN_SECONDS`` (the widget renews it before it
+expires, and once more on a 401), accepted on those endpoints only (the origins themselves
 are checked by :class:`rag.http.cors.WidgetOrigins`)."""
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from urllib.parse import urlsplit
 
 TOKEN_PATHS = frozenset({"/ask", "/feedback", "/handoff"})  # what a widget token may do: ask, vote, hand off
 TOKEN_PREFIX = "wt."
-TOKEN_SECONDS = 3600
 
 
 def origin_of(url: str) -> str:
@@ -25,14 +25,15 @@ def origin_of(url: str) -> str:
 class WidgetTokens:
     """Public tokens for the widget: ``wt.<origin>.<expiry>.<signature>`` (HMAC-SHA256 with ``secret``)."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, seconds: int) -> None:
         self.key = hashlib.sha256(("rag-widget\x00" + secret).encode()).digest()
+        self.seconds = seconds
 
     def _sign(self, body: str) -> str:
         return hmac.new(self.key, body.encode(), hashlib.sha256).hexdigest()[:32]
 
     def issue(self, origin: str, now: float | None = None) -> str:
-        expiry = int((now or time.time()) + TOKEN_SECONDS)
+        expiry = int((now or time.time()) + self.seconds)
         body = f"{base64.urlsafe_b64encode(origin.encode()).decode().rstrip('=')}.{expiry}"
         return f"{TOKEN_PREFIX}{body}.{self._sign(body)}"
 

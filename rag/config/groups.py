@@ -220,6 +220,9 @@ class ChannelSettings(_Group):
     widget_secret: str | None = Field(
         None, description="signs the widget's public tokens when API keys are on; default: derived from the keys"
     )
+    widget_token_seconds: int = Field(
+        3600, ge=2, le=86_400, description="how long a widget's public token is valid (the widget renews it before)"
+    )
     handoff_webhook: str = Field("", description="an inbound webhook that receives the transcript of a handoff")
     handoff_timeout: float = Field(5.0, gt=0, description="seconds a handoff webhook call may take")
     chatwoot_url: str = Field("", description="the Chatwoot instance of the agent bot (https://chat.example.fr)")

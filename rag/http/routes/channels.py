@@ -65,7 +65,7 @@ async def widget_script() -> FileResponse:
 async def widget_config(request: Request, services: ServicesDep) -> dict[str, Any]:
     """What the widget shows (the FAQ's name, example questions, facets, the support link, whether a
     conversation can be handed off) and, when API keys are on, a public token for its site: it may ask, vote
-    and hand off from that site only, for an hour."""
+    and hand off from that site only, for ``token_seconds`` (the widget asks for a new one before)."""
     service, settings = services.query, services.settings
     own = f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
     origin = origin_of(request.headers.get("origin", "")) or own
@@ -77,7 +77,9 @@ async def widget_config(request: Request, services: ServicesDep) -> dict[str, An
         "facets": service.index.facets if service.ready else {},
         "facet_labels": FACET_LABELS,
         "token": None,
+        "token_seconds": None,
     }
     if settings.http.api_keys:
         config["token"] = services.tokens.issue(origin)
+        config["token_seconds"] = services.tokens.seconds
     return config

@@ -166,11 +166,27 @@ details summary { cursor: pointer; font-weight: 600; margin: .4em 0; }
       return h;
     }
 
-    async loadConfig() {
+    // the configuration, and with it a fresh token when API keys are on, asked again before the token expires
+    async fetchConfig() {
       try {
         const response = await fetch(BASE + "/widget/config", { credentials: "omit" });
         if (response.ok) this.config = { ...this.config, ...(await response.json()) };
       } catch (err) { /* the assistant still opens: asking says when the service cannot be reached */ }
+      clearTimeout(this.renewal);
+      if (this.config.token_seconds) this.renewal = setTimeout(() => this.fetchConfig(), this.config.token_seconds * 750);
+    }
+
+    // a POST to the service; a token that expired meanwhile (a laptop asleep, a throttled tab) is renewed once
+    async post(path, body) {
+      const send = () => fetch(BASE + path, { method: "POST", headers: this.headers(), body: JSON.stringify(body), credentials: "omit" });
+      const response = await send();
+      if (response.status !== 401 || !this.config.token) return response;
+      await this.fetchConfig();
+      return send();
+    }
+
+    async loadConfig() {
+      await this.fetchConfig();
       this.heading.textContent = options.title || (this.config.faq_name ? "FAQ " + this.config.faq_name : T("launcher"));
       this.intro.textContent = this.config.faq_name ? T("intro", { faq: this.config.faq_name }) : "";
       this.showExamples();
@@ -365,7 +381,7 @@ details summary { cursor: pointer; font-weight: 600; margin: .4em 0; }
       let streamed = "", passages = [];
       try {
         const body = { query: text, stream: true, filters: this.filters(), history };
-        const response = await fetch(BASE + "/ask", { method: "POST", headers: this.headers(), body: JSON.stringify(body), credentials: "omit" });
+        const response = await this.post("/ask", body);
         if (!response.ok) {
           const error = await response.json().catch(() => ({}));
           view.state.textContent = (error.error && error.error.message) || T("down");
@@ -435,7 +451,7 @@ details summary { cursor: pointer; font-weight: 600; margin: .4em 0; }
         const body = { answer_id: turn.answer_id, helpful, ...(said ? { comment: said } : {}) };
         let ok = false;
         try {
-          const response = await fetch(BASE + "/feedback", { method: "POST", headers: this.headers(), body: JSON.stringify(body), credentials: "omit" });
+          const response = await this.post("/feedback", body);
           ok = response.ok;
         } catch (err) { ok = false; }
         state.textContent = ok ? T(said ? "commentThanks" : "thanks") : T("voteFailed");
@@ -469,7 +485,7 @@ details summary { cursor: pointer; font-weight: 600; margin: .4em 0; }
         const body = { reason: turn.handoff.reason, answer_ids, contact: contact.value.trim() || null, message: message.value.trim() || null, channel: options.channel === "page" ? "page" : "widget" };
         let ok = false;
         try {
-          const response = await fetch(BASE + "/handoff", { method: "POST", headers: this.headers(), body: JSON.stringify(body), credentials: "omit" });
+          const response = await this.post("/handoff", body);
           ok = response.ok;
         } catch (err) { ok = false; }
         state.textContent = ok ? T("handoffDone") : T("handoffFailed");
