@@ -184,20 +184,41 @@ def log_erase(
         str | None, typer.Option("--before", help="erase those asked before this day (YYYY-MM-DD)")
     ] = None,
     containing: Annotated[
-        str | None, typer.Option("--containing", help="erase those whose question contains this text")
+        str | None,
+        typer.Option("--containing", help="erase these words wherever they were kept (log, spool, golden, curation)"),
     ] = None,
     db: Db = None,
+    index_dir: IndexDir = None,
+    as_json: JsonOut = False,
 ) -> None:
-    """Erase logged questions and the votes on them (a person's request under the GDPR, or a clean slate)."""
+    """Erase users' words: logged questions and the votes on them, the spool; with --containing, every copy too
+    (the golden eval file, curated questions, the index versions built with them: a new one is published)."""
     from datetime import UTC, datetime
+
+    from rag.publishing.erasure import Eraser
 
     if not (everything or before or containing):
         raise ConfigError("say what to erase: --all, --before YYYY-MM-DD or --containing TEXT")
+    if containing is not None and not containing.strip():
+        raise ConfigError("--containing needs the words to erase")
     at = None
     if before:
         try:
             at = datetime.strptime(before, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
         except ValueError:
             raise ConfigError(f"--before must be a day written YYYY-MM-DD, not {before!r}") from None
-    erased = store_at(db).answers.erase(before=at, containing=containing)
-    err.print(f"erased {erased} logged questions and the votes on them")
+    settings, store = make_settings(index_dir), store_at(db)
+    done = Eraser(settings, store, lambda: Publisher(QueryService(settings), store.curated.all)).erase(at, containing)
+    if as_json:
+        sys.stdout.write(json.dumps(done.as_dict()) + "\n")
+        return
+    table = Table(title="Erased", title_justify="left")
+    table.add_column("where")
+    table.add_column("erased", justify="right")
+    for where, count in done.as_dict().items():
+        if where != "version":
+            table.add_row(where.replace("_", " "), str(len(count) if isinstance(count, list) else count))
+    console.print(table)
+    err.print(f"erased {done.answers} logged questions and the votes on them")
+    if done.version:
+        err.print(f"published version {done.version} without them")

@@ -129,6 +129,21 @@ def _clean(directory: Path, keep: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def forget(directory: Path, holds: Callable[[Path], bool]) -> list[str]:
+    """Remove the versions, all but the one in service, that ``holds`` names (an erasure); their names."""
+    directory = Path(directory)
+    if not (directory / VERSIONS).is_dir():
+        return []
+    gone = []
+    with _writer(directory):
+        keep = current_version(directory)
+        for path in sorted((directory / VERSIONS).iterdir()):
+            if path.name != keep and holds(path):
+                shutil.rmtree(path, ignore_errors=True)
+                gone.append(path.name)
+    return gone
+
+
 def _remove(path: Path) -> None:
     if path.is_symlink() or path.is_file():
         path.unlink()

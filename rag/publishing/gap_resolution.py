@@ -9,10 +9,8 @@ The HTTP API, the admin page and the CLI all call :class:`Curator`.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,9 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rag.corpus.curated import CuratedItem, Curation, item_id, new_entry
 from rag.corpus.sources import safe_url
-from rag.errors import ApiError, StoreUnavailable
+from rag.errors import ApiError
 from rag.language.smalltalk import asks_for_person
 from rag.models import Question, SearchResult
+from rag.publishing import golden
 from rag.publishing.gaps import Gap, GapFinder, gap_id
 from rag.publishing.publisher import Publisher
 from rag.query.cache import LRUCache
@@ -102,7 +101,7 @@ class Curator:
             relevant = [entry_id] if entry_id else []
             self.append_golden(
                 [
-                    {"query": q, "relevant": relevant, "source": "gap", "action": item.kind, "gap": found.id}
+                    {"query": q, "relevant": relevant, "source": golden.SOURCE, "action": item.kind, "gap": found.id}
                     for q in found.texts
                 ]
             )
@@ -148,25 +147,4 @@ class Curator:
         return {"imported": len(curation.items), "new": added, **self.publish()}
 
     def append_golden(self, rows: list[dict[str, Any]]) -> None:
-        """Append eval queries to the golden file, durably, one writer at a time; a row the file already holds
-        for the same gap (a resolution tried again) is not written twice."""
-        self.golden.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with self.golden.open("a+", encoding="utf-8") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                fh.seek(0)
-                held = {_key(line) for line in fh if line.strip()}
-                text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows if _key(r) not in held)
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError as exc:
-            raise StoreUnavailable(f"the golden eval file {self.golden} cannot be written ({exc.strerror})") from None
-
-
-def _key(row: str | dict[str, Any]) -> tuple[str, str] | None:
-    try:
-        data = json.loads(row) if isinstance(row, str) else row
-    except ValueError:
-        return None
-    return (str(data.get("gap")), str(data.get("query"))) if isinstance(data, dict) and data.get("gap") else None
+        golden.append(self.golden, rows)

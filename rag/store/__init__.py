@@ -41,7 +41,7 @@ class Store:
         """Forget the answers given before ``before`` (epoch seconds), the votes on them, and leases run out; how
         many answers."""
         self.leases.purge()
-        return self.answers.erase(before=before)
+        return len(self.answers.erase(before=before))
 
 
 def make_store(settings: Settings) -> Store:

@@ -9,7 +9,7 @@ from typing import Any
 
 from rag.models import Answer
 from rag.store.database import Database
-from rag.store.privacy import scrub
+from rag.store.privacy import mentions, scrub
 
 
 def answer_row(
@@ -140,19 +140,15 @@ class Answers:
             "channel": channel,
         }
 
-    def erase(self, before: float | None = None, containing: str | None = None) -> int:
+    def erase(self, before: float | None = None, containing: str | None = None) -> list[str]:
         """Erase logged questions (and the votes and resolutions of them): all of them, those given before
-        ``before``, or those whose question contains ``containing`` (any case); how many."""
-        where, args = [], []
-        if before is not None:
-            where.append("created_at < ?")
-            args.append(before)
-        if containing:
-            where.append("LOWER(query) LIKE ?")
-            args.append("%" + containing.lower().replace("%", "").replace("_", "") + "%")
-        chosen = "SELECT id FROM answers" + (" WHERE " + " AND ".join(where) if where else "")
-        count = self.db.run(f"SELECT COUNT(*) FROM ({chosen}) AS chosen", tuple(args))[0][0]
-        self.db.run(f"DELETE FROM resolved WHERE answer_id IN ({chosen})", tuple(args))
-        self.db.run(f"DELETE FROM feedback WHERE answer_id IN ({chosen})", tuple(args))
-        self.db.run(f"DELETE FROM answers WHERE id IN ({chosen})", tuple(args))
-        return int(count)
+        ``before``, and/or those whose question mentions ``containing``; the ids erased."""
+        where, args = ("WHERE created_at < ?", (before,)) if before is not None else ("", ())
+        rows = self.db.run(f"SELECT id, query FROM answers {where}", args)
+        ids = [i for i, query in rows if containing is None or mentions(query or "", containing)]
+        for start in range(0, len(ids), 500):
+            chunk = tuple(ids[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            for table, key in (("resolved", "answer_id"), ("feedback", "answer_id"), ("answers", "id")):
+                self.db.run(f"DELETE FROM {table} WHERE {key} IN ({marks})", chunk)
+        return ids

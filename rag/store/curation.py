@@ -7,6 +7,7 @@ import time
 
 from rag.corpus.curated import CuratedItem, Curation
 from rag.store.database import Database
+from rag.store.privacy import mentions
 
 
 class CuratedItems:
@@ -29,6 +30,23 @@ class CuratedItems:
         """Every curated item, oldest first."""
         rows = self.db.run("SELECT payload FROM curated ORDER BY created_at, id")
         return Curation.of(CuratedItem.model_validate_json(payload) for (payload,) in rows)
+
+    def erase(self, containing: str) -> tuple[int, int]:
+        """Forget the questions that mention ``containing``: taken out of the decisions that hold them; a decision
+        left without questions, or a new entry whose own question mentions it, is forgotten whole. Returns
+        (questions, decisions) forgotten."""
+        questions = dropped = 0
+        for item in self.all().items:
+            kept = [q for q in item.questions if not mentions(q, containing)]
+            named = item.entry is not None and mentions(item.entry.question, containing)
+            questions += len(item.questions) - len(kept) + int(named)
+            if named or (item.kind != "new_entry" and not kept):
+                self.db.run("DELETE FROM curated WHERE id = ?", (item.id,))
+                dropped += 1
+            elif len(kept) < len(item.questions):
+                payload = item.model_copy(update={"questions": kept}).model_dump_json(exclude_none=True)
+                self.db.run("UPDATE curated SET payload = ? WHERE id = ?", (payload, item.id))
+        return questions, dropped
 
 
 class Resolutions:

@@ -67,6 +67,7 @@ class SqliteDatabase(Database):
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
                 db.execute("PRAGMA foreign_keys=ON")
+                db.execute("PRAGMA secure_delete=ON")  # an erased question leaves no bytes behind in the file
                 db.executescript(SCHEMA.format(real="REAL"))
                 db.execute("BEGIN IMMEDIATE")  # one process at a time brings the tables forward
                 try:

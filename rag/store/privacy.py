@@ -11,6 +11,7 @@ is an identifier all the same.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
@@ -57,3 +58,14 @@ def scrub(text: str | None) -> str | None:
     text = _IP.sub("[IP]", text)
     text = _SECRET.sub("[SECRET]", text)
     return _NUMBER.sub("[NUMÉRO]", text)
+
+
+def mentions(text: str, words: str) -> bool:
+    """Whether ``text`` holds ``words`` in any case, with or without accents (« Elodie » names « ÉLODIE »): the one
+    rule of an erasure, which had rather take too much than leave a copy."""
+    return _fold(words) in _fold(text) if words.strip() else False
+
+
+def _fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))

@@ -5,7 +5,8 @@ process's life; a line is flushed and synced to disk before the write it holds i
 store answers again, the lines are replayed in order: the process's own file, and the files of processes
 that died (their lock is free) — a replica killed during an outage loses nothing it acknowledged. Replaying
 is idempotent (answers are inserted once, a vote keeps the latest by time), so a line replayed twice after
-a crash changes nothing.
+a crash changes nothing. An erasure rewrites every file, those of live processes included, while it holds the
+folder's lock alone (appends and replays share it).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,6 +27,7 @@ from rag.errors import StoreUnavailable
 
 log = logging.getLogger("rag.store.spool")
 Apply = Callable[[dict[str, Any]], bool]  # replays one record: True when done, False to keep it for later
+FOLDER_LOCK = ".lock"
 
 
 class Spool:
@@ -36,6 +39,14 @@ class Spool:
         self._own: IO[str] | None = None
         self._path: Path | None = None
         self._pending = 0
+
+    @contextmanager
+    def _folder(self, alone: bool = False) -> Iterator[None]:
+        """The folder's lock: shared by appends and replays, held ``alone`` by an erasure."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / FOLDER_LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+            yield
 
     def _open(self) -> IO[str]:
         if self._own is None:
@@ -52,10 +63,11 @@ class Spool:
         line = json.dumps(record, ensure_ascii=False) + "\n"
         with self._lock:
             try:
-                handle = self._open()
-                handle.write(line)
-                handle.flush()
-                os.fsync(handle.fileno())
+                with self._folder():
+                    handle = self._open()
+                    handle.write(line)
+                    handle.flush()
+                    os.fsync(handle.fileno())
             except OSError as exc:
                 raise StoreUnavailable(
                     f"the store is unavailable and the local spool {self.folder} cannot be written ({exc}); "
@@ -119,6 +131,10 @@ class Spool:
         return found
 
     def _replay_file(self, handle: IO[str], path: Path, apply: Apply) -> tuple[int, int, bool]:
+        with self._folder():
+            return self._replay_lines(handle, path, apply)
+
+    def _replay_lines(self, handle: IO[str], path: Path, apply: Apply) -> tuple[int, int, bool]:
         handle.seek(0)
         lines = [line for line in handle.read().splitlines() if line.strip()]
         keep: list[str] = []
@@ -150,6 +166,28 @@ class Spool:
             path.unlink(missing_ok=True)
         return done, len(keep), interrupted
 
+    def erase(self, erased: Callable[[dict[str, Any]], bool]) -> int:
+        """Take out of every file, in place, the records ``erased`` names; how many."""
+        if not self.folder.is_dir():
+            return 0
+        count = 0
+        with self._folder(alone=True):
+            for path in sorted(self.folder.glob("*.jsonl")):
+                try:
+                    with open(path, "r+", encoding="utf-8") as handle:
+                        lines = handle.read().splitlines(keepends=True)
+                        kept = [line for line in lines if not _names(line, erased)]
+                        if len(kept) < len(lines):
+                            handle.seek(0)
+                            handle.truncate()
+                            handle.write("".join(kept))
+                            handle.flush()
+                            os.fsync(handle.fileno())
+                            count += len(lines) - len(kept)
+                except FileNotFoundError:  # replayed and removed meanwhile
+                    continue
+        return count
+
     def close(self) -> None:
         with self._lock:
             if self._own is not None:
@@ -166,3 +204,11 @@ def _age(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:
         return 0.0
+
+
+def _names(line: str, erased: Callable[[dict[str, Any]], bool]) -> bool:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and erased(record)

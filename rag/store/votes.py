@@ -9,6 +9,7 @@ from typing import Any
 
 from rag.errors import UnknownAnswer
 from rag.store.database import Database
+from rag.store.privacy import mentions
 
 
 class Votes:
@@ -31,6 +32,14 @@ class Votes:
             (answer_id, int(helpful), comment, at, at),
         )
         return existed
+
+    def erase_comments(self, containing: str) -> int:
+        """Forget the comments that mention ``containing`` (the votes stay, without them); how many."""
+        rows = self.db.run("SELECT answer_id, comment FROM feedback WHERE comment IS NOT NULL")
+        named = [answer_id for answer_id, comment in rows if mentions(comment, containing)]
+        for answer_id in named:
+            self.db.run("UPDATE feedback SET comment = NULL WHERE answer_id = ?", (answer_id,))
+        return len(named)
 
     def all(self) -> list[dict[str, Any]]:
         """Every vote with its answer, oldest first."""
