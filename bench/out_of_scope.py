@@ -29,8 +29,13 @@ TOPICS = ROOT / "eval" / "curation" / "out-of-scope.jsonl"
 SEGUR = ROOT / "eval" / "segur.jsonl"
 
 
+def _rate(service: QueryService, questions: list[str], outcome: str) -> float:
+    """The share of the questions whose outcome is the given one (answered, suggested or declined)."""
+    return round(sum(service.retrieve(Question(query=q)).outcome == outcome for q in questions) / len(questions), 3)
+
+
 def _declined(service: QueryService, questions: list[str]) -> float:
-    return round(sum(service.retrieve(Question(query=q)).abstained for q in questions) / len(questions), 3)
+    return _rate(service, questions, "declined")
 
 
 def measure(folder: Path, topics: Path = TOPICS, eval_queries: Path = SEGUR) -> dict[str, Any]:
@@ -40,8 +45,11 @@ def measure(folder: Path, topics: Path = TOPICS, eval_queries: Path = SEGUR) -> 
     in_scope = [q.query for q in load_queries(eval_queries) if q.relevant]
     service = QueryService(Settings(index_dir=folder / "index"))
     Publisher(service).build()
-    before = {"other_wordings_declined": _declined(service, others), "in_scope_answered": 0.0}
-    before["in_scope_answered"] = round(1 - _declined(service, in_scope), 3)
+    before = {
+        "other_wordings_declined": _declined(service, others),
+        "other_wordings_answered": _rate(service, others, "answered"),
+        "in_scope_answered": _rate(service, in_scope, "answered"),
+    }
     by_topic: dict[str, list[str]] = {}
     for row in marked:
         by_topic.setdefault(row["topic"], []).append(row["query"])
@@ -49,7 +57,8 @@ def measure(folder: Path, topics: Path = TOPICS, eval_queries: Path = SEGUR) -> 
     Publisher(service, lambda: Curation.of(items)).build()
     after = {
         "other_wordings_declined": _declined(service, others),
-        "in_scope_answered": round(1 - _declined(service, in_scope), 3),
+        "other_wordings_answered": _rate(service, others, "answered"),
+        "in_scope_answered": _rate(service, in_scope, "answered"),
         "marked_declined": _declined(service, [r["query"] for r in marked]),
     }
     service.close()
@@ -68,7 +77,7 @@ def main() -> None:
         measures = measure(Path(folder))
     (ROOT / "bench" / "out_of_scope.json").write_text(json.dumps(measures, indent=1) + "\n")
     print(f"{'':28} {'before':>8} {'after':>8}")
-    for key in ("other_wordings_declined", "in_scope_answered"):
+    for key in ("other_wordings_declined", "other_wordings_answered", "in_scope_answered"):
         print(f"{key:28} {measures['before'][key]:>8} {measures['after'][key]:>8}")
     print(f"{'marked_declined':28} {'':>8} {measures['after']['marked_declined']:>8}")
 

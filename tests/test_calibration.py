@@ -150,6 +150,9 @@ def test_cli_declines_plainly_unrelated_questions_far_from_the_threshold(segur_i
         assert _logit(result["confidence"]) > threshold + 1.0, result
 
 
+HAIR = 0.1  # log-odds: the margin around a threshold within which a decision may differ between CPUs
+
+
 class _Noisy:
     """The query encoder with noise of a given size added to every vector (then normalised again)."""
 
@@ -182,17 +185,29 @@ class _NoisyLatents:
 
 @pytest.mark.slow
 def test_noise_of_cpu_kernel_size_changes_no_decision_on_the_eval_set(service: QueryService) -> None:
+    """Noise the size of what another CPU's kernels change moves nearly every confidence by far less than the
+    margin kept around the thresholds, and changes no decision of a question outside it; how many questions sit inside
+    it is bounded (on this machine: 5 of 140)."""
     queries = load_queries(ROOT / "eval" / "segur.jsonl")
-    before = {q.query: service.retrieve(Q(q.query)).abstained for q in queries}
+    before = {q.query: service.retrieve(Q(q.query)) for q in queries}
     retriever, decision = service.stages.retriever, service.stages.decision
     clean, clean_latents = retriever.encode, decision.latents
     assert clean_latents is not None  # the packaged encoder gives latent terms: they are perturbed too
+    lines = {_logit(decision.default_threshold), _logit(decision.calibration.suggest_threshold)}
+    near = {q for q, r in before.items() if min(abs(_logit(r.confidence) - line) for line in lines) < HAIR}
+    assert len(near) <= len(queries) // 20, near  # a few in twenty at most
     try:
         for seed in range(3):
             retriever.encode = _Noisy(clean, 1e-3, seed)
             decision.latents = _NoisyLatents(clean_latents, 1e-3, seed)
-            after = {q.query: service.retrieve(Q(q.query)).abstained for q in queries}
-            assert after == before
+            moved = 0
+            for question, was in before.items():
+                now = service.retrieve(Q(question))
+                # a near tie between two entries can swap them and move a confidence further, never a decision
+                moved += abs(now.confidence - was.confidence) >= 0.005  # a fraction of the margin at 0.5
+                assert question in near or now.outcome == was.outcome, question
+            assert moved <= len(before) // 20, moved
     finally:
         retriever.encode, decision.latents = clean, clean_latents
-    assert any(before.values()) and not all(before.values())
+    outcomes = {r.outcome for r in before.values()}
+    assert {"answered", "declined"} <= outcomes

@@ -164,6 +164,8 @@ def test_the_default_k_is_the_setting(built: Path) -> None:
 
 
 def test_rag_index_sync_and_sources_check_on_a_faq_website(tmp_path: Path) -> None:
+    from rag.egress import host_port
+
     from .faq_site import EXPECTED, FaqSite
     from .servers import running
 
@@ -171,7 +173,7 @@ def test_rag_index_sync_and_sources_check_on_a_faq_website(tmp_path: Path) -> No
     with running(site.app, ready_path=None) as base:
         site.base = base
         index_dir = str(tmp_path / "site")
-        env = {"RAG_SELF_CALIBRATION": "never", "RAG_WEB_REQUEST_INTERVAL": "0"}
+        env = {"RAG_SELF_CALIBRATION": "never", "RAG_WEB_REQUEST_INTERVAL": "0", "RAG_EGRESS_ALLOW": host_port(base)}
         built = rag("index", "--source", base + "/sitemap.xml", "--index-dir", index_dir, env=env)
         assert built.returncode == 0, built.stderr
         assert f"indexed {len(EXPECTED)} entries" in built.stderr and "robots.txt disallows it" in built.stderr

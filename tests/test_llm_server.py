@@ -49,7 +49,8 @@ def fake(llm: FakeLLM) -> FakeLLM:
 
 
 def make_service(built_dir: Path, fake: FakeLLM, tmp_path: Path, **extra) -> QueryService:
-    options = {"llm_total_timeout": 3.0, "llm_first_token_timeout": 2.0, **extra}
+    # the verdict has its own tests (llm_judge=True): elsewhere each scripted reply goes to the drafting
+    options = {"llm_total_timeout": 3.0, "llm_first_token_timeout": 2.0, "llm_judge": False, **extra}
     settings = Settings(
         index_dir=built_dir,
         llm_base_url=fake.base,
@@ -194,7 +195,9 @@ def test_prompt_templates(tmp_path: Path) -> None:
 
 
 def test_api_ask_with_llm_streams_and_counts_removed_citations(built_dir, fake, tmp_path) -> None:
-    settings = Settings(index_dir=built_dir, llm_base_url=fake.base, feedback_db=tmp_path / "fb.sqlite3")
+    settings = Settings(
+        index_dir=built_dir, llm_base_url=fake.base, feedback_db=tmp_path / "fb.sqlite3", llm_judge=False
+    )
     with running(create_app(settings), ready_path="/ready") as base:
         fake.script({"text": "Dépôt par couloir [1] [8]."})
         body = httpx.post(f"{base}/ask", json={"query": SOLDE}).json()
@@ -212,6 +215,7 @@ def test_api_ask_with_llm_streams_and_counts_removed_citations(built_dir, fake, 
         assert metrics["rag_llm_citations_removed"].samples[0].value == 1
         fallbacks = {s.labels["reason"]: s.value for s in metrics["rag_llm_fallbacks"].samples if "reason" in s.labels}
         assert fallbacks.get("stream_cut") == 1
+    with running(create_app(settings.replace(llm_judge=True)), ready_path="/ready") as base:
         fake.script({"text": "NON"})  # a question near the line gets the LLM's verdict, counted
         judged = httpx.post(f"{base}/search", json={"query": "Comment intégrer l'annuaire santé dans notre logiciel ?"})
         assert judged.json()["judge"] == "no"
@@ -299,7 +303,7 @@ def test_the_llm_judges_only_where_its_verdict_can_change_the_decision(built_dir
         "Quelle est la recette de la tarte tatin ?",  # plainly not
     ]
     base = {q: plain.retrieve(Q(q)).confidence for q in questions}
-    service = make_service(built_dir, fake, tmp_path)
+    service = make_service(built_dir, fake, tmp_path, llm_judge=True)
     for question in questions:
         fake.requests.clear()
         fake.script({"text": "NON"})
@@ -326,7 +330,7 @@ def test_a_verdict_raises_the_confidence_or_leaves_it(built_dir, fake, tmp_path,
     plain.load()
     before = plain.retrieve(Q(question)).confidence
     fake.script(script)
-    result = make_service(built_dir, fake, tmp_path).retrieve(Q(question))
+    result = make_service(built_dir, fake, tmp_path, llm_judge=True).retrieve(Q(question))
     assert result.judge == verdict
     if verdict == "yes":
         assert math.isclose(_logit(result.confidence), _logit(before) + 4.0, abs_tol=1e-2) and not result.abstained
@@ -335,7 +339,7 @@ def test_a_verdict_raises_the_confidence_or_leaves_it(built_dir, fake, tmp_path,
 
 
 def test_after_a_failed_verdict_the_llm_is_left_alone_for_a_while(built_dir, fake, tmp_path) -> None:
-    service = make_service(built_dir, fake, tmp_path)
+    service = make_service(built_dir, fake, tmp_path, llm_judge=True)
     fake.script({"status": 400})
     assert service.retrieve(Q("Comment intégrer le service d'annuaire santé dans notre logiciel ?")).judge == "http_400"
     asked = len(fake.requests)

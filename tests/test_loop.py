@@ -32,4 +32,5 @@ def test_marking_questions_out_of_scope_declines_other_wordings_not_the_faq(tmp_
     before, after = found["before"], found["after"]
     assert after["marked_declined"] >= 0.9
     assert after["other_wordings_declined"] >= before["other_wordings_declined"] + 0.1
+    assert after["other_wordings_answered"] <= before["other_wordings_answered"]
     assert after["in_scope_answered"] >= before["in_scope_answered"] - 0.04

@@ -67,6 +67,8 @@ def test_non_ascii_secrets_and_keys_are_refused_not_crashed(client: TestClient) 
     headers = {"x-chatwoot-signature": forged_signature, "x-chatwoot-timestamp": str(int(time.time()))}
     assert not authentic("secret", b"{}", headers, {})
     assert not authentic("secret", b"{}", {"x-chatwoot-signature": "sha256=00", "x-chatwoot-timestamp": "¹²³"}, {})
+    long = {"x-chatwoot-signature": "sha256=00", "x-chatwoot-timestamp": "9" * 400}  # overflows a float
+    assert not authentic("secret", b"{}", long, {})
     assert not authentic("sécret", b"{}", {}, {"secret": "sécret-é"})
     assert authentic("sécret", b"{}", {}, {"secret": "sécret"})
 

@@ -114,8 +114,9 @@ def authentic(
 
 
 def _digits(text: str) -> bool:
-    """ASCII digits only: ``str.isdigit`` accepts « ² » and other digits ``int`` refuses."""
-    return text.isascii() and text.isdigit()
+    """A time in seconds: ASCII digits only (``str.isdigit`` accepts « ² » and other digits ``int`` refuses), and
+    no more of them than a time has (a longer number overflows a float)."""
+    return text.isascii() and text.isdigit() and len(text) <= 12
 
 
 def same(given: str, expected: str) -> bool:

@@ -129,8 +129,8 @@ class Curation:
                 continue
             try:
                 items.append(CuratedItem.model_validate(json.loads(line)))
-            except (ValueError, ValidationError) as exc:
-                reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            except (ValueError, ValidationError, RecursionError) as exc:
+                reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)[:200]
                 raise ConfigError(f"{where} {number} is not a curated item ({reason}); nothing was imported") from None
         return cls.of(items)
 

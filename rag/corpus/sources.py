@@ -292,10 +292,9 @@ def _entries(source: Path | str, pages: PageStore | None) -> list[Entry]:
     """A file's entries, or what a web page or sitemap gave at the last sync (``pages``)."""
     if not is_url(source):
         return load_file(Path(source))
-    found = pages.of_source(str(source)) if pages is not None else []
-    if not found:
+    if pages is None or not pages.tried(str(source)):
         raise SourceError(source, "has not been read yet; run `rag sync` (or `rag index`) to fetch it")
-    return pages.entries(str(source))
+    return pages.entries(str(source))  # none when it failed: the sync's report said why
 
 
 def load_corpus(paths: Iterable[Path | str], pages: PageStore | None = None) -> Corpus:

@@ -36,10 +36,14 @@ class Resolution(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: Literal["new_entry", "alternate", "out_of_scope", "dismiss"]
-    question: str | None = Field(None, description="new_entry: its question (default: the gap's proposed title)")
-    answer: str | None = Field(None, description="new_entry: its answer")
-    url: str | None = Field(None, description="new_entry: its own page, when it has one")
-    entry_id: str | None = Field(None, description="alternate: the entry the questions are phrasings of")
+    question: str | None = Field(
+        None, max_length=1000, description="new_entry: its question (default: the gap's proposed title)"
+    )
+    answer: str | None = Field(None, max_length=20_000, description="new_entry: its answer")
+    url: str | None = Field(None, max_length=2000, description="new_entry: its own page, when it has one")
+    entry_id: str | None = Field(
+        None, max_length=200, description="alternate: the entry the questions are phrasings of"
+    )
 
 
 class Curator:

@@ -80,6 +80,10 @@ class PageStore(BaseModel):
             return [self.pages[u] for u in self.sitemaps[source].pages if u in self.pages]
         return [self.pages[source]] if source in self.pages else []
 
+    def tried(self, source: str) -> bool:
+        """Whether a sync read this source (or tried to: a page or sitemap that failed is known too)."""
+        return source in self.sitemaps or source in self.pages
+
     def entries(self, source: str) -> list[Entry]:
         """The entries of a source, each with the day its page was last checked."""
         pages = self.of_source(source)

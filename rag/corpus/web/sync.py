@@ -105,7 +105,9 @@ class Syncer:
         try:
             root = ElementTree.fromstring(got.body)
         except ElementTree.ParseError as exc:
-            report.problems.append(f"{url}: not a valid sitemap ({exc}); its pages of the last sync are kept")
+            known.error = f"not a valid sitemap ({exc})"
+            report.problems.append(f"{url}: {known.error}; its pages of the last sync are kept")
+            store.sitemaps[url] = known
             return known.pages
         kind = SITEMAP_NS.sub("", root.tag)
         locations = [(loc.text or "").strip() for loc in root.iter() if SITEMAP_NS.sub("", loc.tag) == "loc"]
@@ -116,6 +118,9 @@ class Syncer:
         locations = [loc for loc in locations if loc not in foreign]
         if kind == "sitemapindex" and depth == 0:
             pages = [p for child in locations for p in self._sitemap(fetcher, store, child, report, depth + 1)]
+        elif kind == "sitemapindex":  # the protocol nests one level: a deeper index (or one naming itself) stops
+            report.problems.append(f"{url}: a sitemap index inside a sitemap index is not followed")
+            pages = []
         else:
             keep = re.compile(self.settings.web_include) if self.settings.web_include else None
             pages = [loc for loc in locations if keep is None or keep.search(loc)]
