@@ -19,6 +19,7 @@ from rag.llm import Reset
 from rag.models import Answer, Text
 
 MODEL_ID = "faq-rag"
+HISTORY = 6  # earlier user messages read from a conversation (a follow-up needs the last few, not all)
 
 
 class ContentPart(BaseModel):
@@ -46,17 +47,17 @@ class ChatRequest(BaseModel):
             ]
         },
     )
-    model: Text = MODEL_ID
+    model: Text | None = MODEL_ID
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: StrictBool = False
-    n: StrictInt = Field(1, description="one answer per request: only 1 is accepted")
+    stream: StrictBool | None = False
+    n: StrictInt | None = Field(1, description="one answer per request: only 1 is accepted (null: 1)")
 
     def users(self) -> list[str]:
-        """The user messages, oldest first: the last is the question, the others its history (the system
+        """The user messages, oldest first: the last is the question, the few before it its history (the system
         message is the client's instructions, not a question)."""
-        if self.n != 1:
+        if self.n not in {1, None}:
             raise ApiError(422, "unsupported_n", "this endpoint gives one answer per request: send n = 1")
-        users = [text_of(m.content) for m in self.messages if m.role == "user"]
+        users = [text_of(m.content) for m in self.messages if m.role == "user"][-(HISTORY + 1) :]
         if not users:
             raise ApiError(422, "no_user_message", "the conversation has no user message to answer")
         return users
@@ -108,6 +109,17 @@ class Completion:
             "fallback_reason": answer.fallback_reason,
             "handoff": answer.handoff.model_dump() if answer.handoff else None,
         }
+
+    def plain(self, text: str) -> dict[str, Any]:
+        """A completion that is not an answer from the FAQ (a front end's title or tags)."""
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        head = {"id": self.id, "object": "chat.completion", "created": self.created, "model": MODEL_ID}
+        return head | {"choices": [choice], "usage": self.usage(text)}
+
+    def plain_chunks(self, text: str) -> Iterator[str]:
+        yield self.chunk({"role": "assistant", "content": text})
+        yield self.chunk({}, "stop")
+        yield "[DONE]"
 
     def whole(self, reply: Reply) -> dict[str, Any]:
         """A non-streamed completion."""

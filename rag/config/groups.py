@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -121,12 +122,23 @@ class LLMSettings(_Group):
     """Any OpenAI-compatible Chat Completions server; ``RAG_LLM_<NAME>`` in the environment."""
 
     base_url: str | None = None
-    model: str = "default"
+    model: str = Field("default", description="the model's name on the server; default: the one it serves")
     api_key: str | None = None
     temperature: float = 0.1
     max_tokens: int = 512
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        description='JSON fields added to every request, e.g. {"reasoning_effort": "none"} (Ollama) or '
+        '{"chat_template_kwargs": {"enable_thinking": false}} (vLLM, llama.cpp) to turn thinking off',
+    )
+    reasoning_tokens: int = Field(
+        0, ge=0, description="tokens added to every call's budget for a model that thinks before it answers"
+    )
+    context_tokens: int = Field(
+        8192, ge=256, description="the model's context size: a prompt that would not fit is not sent"
+    )
     connect_timeout: float = 3.0
-    first_token_timeout: float = 15.0
+    first_token_timeout: float = Field(15.0, description="seconds a streamed answer may take to start")
     total_timeout: float = 60.0
     retries: int = Field(2, ge=0)
     backoff: float = Field(0.25, ge=0)
@@ -139,6 +151,16 @@ class LLMSettings(_Group):
     )
     judge_timeout: float = Field(3.0, gt=0, description="seconds the verdict may take")
     judge_rest: float = Field(30.0, ge=0, description="seconds without verdicts after the LLM failed to give one")
+
+    @field_validator("extra_body", mode="before")
+    @classmethod
+    def _json_object(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value or "{}")
+            except ValueError:
+                raise ValueError('not JSON: write an object such as {"reasoning_effort": "none"}') from None
+        return value
 
 
 class EmbeddingsSettings(_Group):
@@ -175,6 +197,9 @@ class HttpSettings(_Group):
     max_body_bytes: int = Field(64_000, ge=1024)
     max_admin_body_bytes: int = Field(
         20_000_000, ge=1024, description="the body limit of admin routes (a curation import may be large)"
+    )
+    max_chat_body_bytes: int = Field(
+        4_000_000, ge=1024, description="the body limit of /v1/chat/completions (a long conversation, trimmed as read)"
     )
     max_comment_chars: int = 2000
     api_keys: list[str] = Field(default_factory=list)

@@ -97,6 +97,7 @@ class Grader:
                     [{"role": "user", "content": content}],
                     deadline,
                     max_tokens=60,
+                    cut_ok=True,
                     temperature=0.0,
                     seed=self.seed + vote,
                 )

@@ -15,6 +15,7 @@ from rag.publishing.publisher import Publisher
 from rag.store.recorder import Recorder
 
 WEB_LOOK_EVERY = 5.0  # seconds between looks at the web sources' state on disk
+LLM_LOOK_EVERY = 60.0  # seconds between looks at the LLM server's models
 
 
 class Dependencies(Job):
@@ -30,6 +31,7 @@ class Dependencies(Job):
         self.redis = limits.state  # the last look at Redis
         self._web: str | None = None
         self._web_looked = -1e9
+        self._llm_looked = -1e9
 
     def states(self) -> dict[str, str]:
         """Each dependency's state: the store's and the embeddings server's as they are now (nothing is asked),
@@ -39,6 +41,9 @@ class Dependencies(Job):
             store = "connecting"
         embeddings = "degraded" if self.publisher.query.embedder.resting else "ok"
         states = {"store": store, "redis": self.redis, "embeddings": embeddings}
+        llm = self.publisher.query.llm
+        if llm is not None:  # drafted answers: the extractive ones while it is away
+            states["llm"] = llm.client.model_state
         web = self.web_state()
         return states | {"web_sources": web} if web else states
 
@@ -62,8 +67,13 @@ class Dependencies(Job):
         return f"{failing} pages failing" if failing else "ok"
 
     def tick(self) -> dict[str, str]:
-        """Ask Redis whether it answers (a quarter of a second at most) and publish every state in /metrics."""
+        """Ask Redis whether it answers (a quarter of a second at most), the LLM server which models it serves
+        (every minute, two seconds at most), and publish every state in /metrics."""
         self.redis = self.limits.probe()
+        llm = self.publisher.query.llm
+        if llm is not None and time.monotonic() - self._llm_looked > LLM_LOOK_EVERY:
+            self._llm_looked = time.monotonic()
+            llm.client.look()
         states = self.states()
         self.metrics.set_dependencies(states)
         return states

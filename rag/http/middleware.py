@@ -58,6 +58,6 @@ def install_middleware(app: FastAPI, services: Services) -> None:
         )
     # after (outside) CORS: the widget's endpoints answer the widget's sites themselves
     app.add_middleware(WidgetOrigins, allowed=[*services.settings.channels.widget_origins, *settings.cors_origins])
-    larger = {"/admin/": settings.max_admin_body_bytes}
+    larger = {"/admin/": settings.max_admin_body_bytes, "/v1/chat/completions": settings.max_chat_body_bytes}
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, larger=larger)
     app.add_middleware(ForwardedHeaders, trusted=networks(settings.forwarded_allow_ips))

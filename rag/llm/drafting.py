@@ -100,23 +100,28 @@ class LLMGenerator:
         self.client, self.prompts, self.fallback, self.settings = client, prompts, fallback, settings
         self.deadline_seconds = client.config.total_timeout
 
-    def _messages(self, result: SearchResult) -> list[dict]:
+    def _messages(self, result: SearchResult) -> tuple[list[dict], int]:
+        """The prompt, with as many of the passages as the model's context holds (the best first), and how many."""
         lang = detect(result.query, self.settings.language)
         passages = [(hit.question or "", hit.text) for hit in result.results]
-        return self.prompts.messages(result.resolved or result.query, passages, lang, self.settings.faq_name)
+        while True:
+            messages = self.prompts.messages(result.resolved or result.query, passages, lang, self.settings.faq_name)
+            if len(passages) <= 1 or self.client.fits(messages):
+                return messages, len(passages)
+            passages = passages[:-1]
 
     def _fallback(self, result: SearchResult, reason: str) -> Answer:
         answer = self.fallback.answer(result)
         return answer.model_copy(update={"fallback": True, "fallback_reason": reason})
 
-    def _finish(self, result: SearchResult, text: str, removed: int) -> Answer:
+    def _finish(self, result: SearchResult, text: str, removed: int, count: int) -> Answer:
         text = text.strip()
         if not text:
             return self._fallback(result, "empty")
         if is_dont_know(text):
             said = abstained_answer(result, self.settings)
             return said.model_copy(update={"passages": result.results, "citations_removed": removed})
-        citations = citations_for(text, result.results)
+        citations = citations_for(text, result.results[:count])
         if not citations:
             return self._fallback(result, "uncited")
         return Answer(
@@ -133,12 +138,13 @@ class LLMGenerator:
         if result.abstained or not result.results:
             return abstained_answer(result, self.settings)
         deadline = time.monotonic() + self.deadline_seconds
+        messages, count = self._messages(result)
         try:
-            raw = self.client.complete(self._messages(result), deadline)
+            raw = self.client.complete(messages, deadline)
         except LLMError as exc:
             return self._fallback(result, exc.reason)
-        verified = verify_markers(raw, len(result.results))
-        return self._finish(result, verified.text, verified.removed)
+        verified = verify_markers(raw, count)
+        return self._finish(result, verified.text, verified.removed, count)
 
     def stream(self, result: SearchResult) -> Iterator[str | Reset | Answer]:
         """Pieces as the LLM writes them (markers checked on the fly), then the final :class:`Answer`.
@@ -149,10 +155,11 @@ class LLMGenerator:
             yield answer
             return
         deadline = time.monotonic() + self.deadline_seconds
-        marker_filter = MarkerFilter(len(result.results))
+        messages, count = self._messages(result)
+        marker_filter = MarkerFilter(count)
         sent: list[str] = []
         try:
-            for piece in self.client.stream(self._messages(result), deadline):
+            for piece in self.client.stream(messages, deadline):
                 clean = marker_filter.feed(piece)
                 if clean:
                     sent.append(clean)
@@ -161,7 +168,8 @@ class LLMGenerator:
             if tail:
                 sent.append(tail)
                 yield tail
-            final = self._finish(result, verify_markers("".join(sent), len(result.results)).text, marker_filter.removed)
+            text = verify_markers("".join(sent), count).text
+            final = self._finish(result, text, marker_filter.removed, count)
         except LLMError as exc:
             final = self._fallback(result, exc.reason)
         if final.fallback or final.abstained:

@@ -37,7 +37,7 @@ class Judge:
         )
         deadline = time.monotonic() + min(self.settings.judge_timeout, self.settings.total_timeout)
         try:
-            reply = self.client.complete([{"role": "user", "content": content}], deadline, max_tokens=3)
+            reply = self.client.complete([{"role": "user", "content": content}], deadline, max_tokens=3, cut_ok=True)
         except LLMError as exc:
             # a slow or failing LLM must not slow every search down: ask again only after a rest
             self._resting_until = time.monotonic() + self.settings.judge_rest

@@ -10,6 +10,7 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from rag.channels.housekeeping import housekeeping
 from rag.channels.openai_chat import MODEL_ID, ChatRequest, Completion
 from rag.channels.respond import clean_query
 from rag.http.deps import ServicesDep, base_url, guard, note
@@ -32,13 +33,18 @@ async def chat(body: ChatRequest, request: Request, services: ServicesDep) -> An
     ``citations``), streaming or not."""
     started = time.perf_counter()
     users = body.users()
+    completion = Completion(services.query.embedder.count_tokens, body)
+    chore = housekeeping(users[-1])
+    if chore is not None:  # a front end's own title or tags: answered, never searched nor recorded
+        if body.stream:
+            return EventSourceResponse(ServerSentEvent(chunk) for chunk in completion.plain_chunks(chore))
+        return completion.plain(chore)
     query = clean_query(users[-1], services.settings.http.max_query_chars)
     note(request, query)
     question = Question(query=query, history=[u for u in users[:-1] if u.strip()])
     responder = services.responder
     result = await anyio.to_thread.run_sync(responder.find, question, "/v1/chat/completions", base_url(request))
     note(request, abstained=result.abstained)
-    completion = Completion(services.query.embedder.count_tokens, body)
     if body.stream:
         chunks = completion.chunks(responder.stream(result, "chat", started))
         return EventSourceResponse(ServerSentEvent(chunk) for chunk in chunks)

@@ -46,6 +46,8 @@ async def ready(services: ServicesDep) -> JSONResponse:
         "spooled": services.recorder.pending,
         "worker": os.getpid(),
     }
+    if query.llm is not None:  # the model the answers are drafted by, as the server was last asked
+        body["llm_model"] = query.llm.client.model
     if services.recorder.last_error:
         body["store_error"] = services.recorder.last_error
     return JSONResponse(body)
