@@ -13,7 +13,7 @@ from rag.config import Settings
 from rag.http import create_app
 
 from .conftest import ARTIFACTS, ROOT
-from .servers import running
+from .servers import running, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -267,3 +267,38 @@ def test_a_suggestion_shows_the_nearest_entries_and_offers_a_person_and_passes_a
         violations = Axe().run(page).response["violations"]
         assert [v["id"] for v in violations if v["impact"] in {"serious", "critical"}] == []
         page.close()
+
+
+def test_the_page_answers_without_javascript_and_a_vote_is_stored(site, browser) -> None:
+    """JavaScript off: the page is a plain form; the question gets a cited answer rendered by the server, the vote
+    is a form that is stored; axe finds nothing serious on either page."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    base, feedback_db = site
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(base + "/")
+    page.get_by_label("Votre question").fill("Comment déposer une demande de solde ?")
+    page.get_by_role("button", name="Envoyer la question").click()
+    page.get_by_text("Cette réponse vous a-t-elle été utile ?").wait_for(timeout=30_000)
+    assert page.get_by_role("heading", name="Réponse").is_visible()
+    sources = page.locator(".plain-answer .sources a")
+    assert sources.count() >= 1 and "/entries/" in (sources.first.get_attribute("href") or "")
+    assert page.locator(".plain-answer a.cite").count() >= 1
+    answered = page.content()
+    page.get_by_role("button", name="Oui").click()
+    page.get_by_text("Merci pour votre avis").wait_for(timeout=30_000)
+    context.close()
+
+    def stored() -> int:
+        with sqlite3.connect(feedback_db) as conn:
+            return conn.execute("SELECT COUNT(*) FROM feedback WHERE helpful = 1").fetchone()[0]
+
+    wait_until(lambda: stored() >= 1)
+    checked = browser.new_page()  # axe runs as a script: the page as it was rendered, its own script held back
+    checked.route("**/widget.js", lambda route: route.abort())
+    checked.goto(base + "/")
+    checked.set_content(answered.replace('href="/static/style.css"', f'href="{base}/static/style.css"'))
+    violations = Axe().run(checked).response["violations"]
+    assert [f"{v['id']}: {v['help']}" for v in violations if v["impact"] in {"serious", "critical"}] == []
+    checked.close()

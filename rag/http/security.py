@@ -227,6 +227,12 @@ class Access:
         if not self.requests.hit(identity):
             raise self.requests.refusal(identity, "rate_limited", "too many requests")
 
+    def check_public(self, request: Request) -> None:
+        """The rate limit of the address, for the page's own forms (public, like the page)."""
+        identity = f"ip:{client_address(request)}"
+        if not self.requests.hit(identity):
+            raise self.requests.refusal(identity, "rate_limited", "too many requests")
+
     def check_admin(self, request: Request) -> None:
         """Admin routes do not exist (404) unless an admin token is configured."""
         if not self.admin_token:

@@ -59,12 +59,13 @@ FACET_LABELS = {
 }
 
 
-def index_page(faq_name: str, privacy: str = "") -> str:
-    """The page: the FAQ's name, the assistant (the widget, inline) and what is kept of the questions."""
+def index_page(faq_name: str, privacy: str = "", plain: str = "") -> str:
+    """The page: the FAQ's name, the assistant (the widget, inline; ``plain``, the form and the answer rendered
+    here, in its place without JavaScript) and what is kept of the questions."""
     page = _template()
     for key, value in {"faq_name": escape(faq_name), "privacy": escape(privacy)}.items():
         page = page.replace("{" + key + "}", value)
-    return page
+    return page.replace("{plain}", plain)  # last: what users wrote is never read as a placeholder
 
 
 def entries_page(faq_name: str, entries: list[Entry], page: int, pages: int) -> str:

@@ -503,8 +503,11 @@ details summary { cursor: pointer; font-weight: 600; margin: .4em 0; }
     assistant.setAttribute("data-inline", "");
     assistant.style.cssText = "all: initial !important; display: block !important; " + FONT;
     const target = options.target ? document.querySelector(options.target) : null;
-    if (target) target.append(assistant);
-    else script.after(assistant);
+    if (target) {
+      // the page's plain form (for browsers without JavaScript) gives way to the assistant
+      target.querySelectorAll("[data-plain]").forEach((plain) => plain.remove());
+      target.append(assistant);
+    } else script.after(assistant);
   } else {
     assistant.setAttribute("data-floating", position === "bottom-left" ? "bottom-left" : "bottom-right");
     // the page's own styles of every element (*, div…) must not move or hide it
