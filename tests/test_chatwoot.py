@@ -14,10 +14,13 @@ from rag.http import create_app
 from rag.publishing.publisher import Publisher
 from rag.query.service import QueryService
 
-from .chatwoot_standin import SECRET, TOKEN, ChatwootStandIn, signed_delivery
+from .chatwoot_standin import TOKEN, ChatwootStandIn, signed_delivery
 from .servers import running, wait_until
 
 SOLDE = "Comment demander le paiement du solde ?"
+
+
+URL_TOKEN = "url-token-789"
 
 
 @pytest.fixture
@@ -25,6 +28,7 @@ def chatwoot() -> Iterator[tuple[ChatwootStandIn, str]]:
     standin = ChatwootStandIn()
     with running(standin.app, ready_path=None) as base:
         yield standin, base
+    assert standin.refused == []  # no call Chatwoot refuses a bot's token was made
 
 
 @pytest.fixture
@@ -33,7 +37,8 @@ def bot(chatwoot, tiny_settings: Settings, hash_embedder) -> Iterator[tuple[Chat
     settings = tiny_settings.replace(
         chatwoot_url=chatwoot_url,
         chatwoot_bot_token=TOKEN,
-        chatwoot_webhook_secret=SECRET,
+        chatwoot_webhook_secret=standin.secret,  # copied from Chatwoot's bot settings
+        chatwoot_url_token=URL_TOKEN,
         chatwoot_retries=2,
         chatwoot_timeout=2,
         min_confidence=0.5,
@@ -52,14 +57,16 @@ def _outcome(client: httpx.Client, outcome: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def _deliver(client: httpx.Client, event: dict, **kwargs) -> httpx.Response:
-    return client.post("/integrations/chatwoot", **signed_delivery(event, **kwargs))
+def _deliver(
+    standin: ChatwootStandIn, client: httpx.Client, event: dict, secret: str | None = None, delivery: str | None = None
+) -> httpx.Response:
+    return client.post("/integrations/chatwoot", **signed_delivery(event, secret or standin.secret, delivery))
 
 
 def test_a_pending_conversation_gets_a_cited_answer(bot) -> None:
     standin, client = bot
     standin.conversation(1)
-    reply = _deliver(client, standin.contact_says(1, SOLDE))
+    reply = _deliver(standin, client, standin.contact_says(1, SOLDE))
     assert reply.status_code == 200 and reply.json() == {"accepted": True}
     wait_until(lambda: standin.posted(1))
     (message,) = standin.posted(1)
@@ -72,7 +79,7 @@ def test_a_pending_conversation_gets_a_cited_answer(bot) -> None:
 def test_a_decline_or_a_request_for_a_person_hands_the_conversation_over(bot, question: str) -> None:
     standin, client = bot
     standin.conversation(2)
-    _deliver(client, standin.contact_says(2, question))
+    _deliver(standin, client, standin.contact_says(2, question))
     wait_until(lambda: standin.toggles(2) == ["open"])
     (note,) = standin.posted(2, private=True)
     assert note["content"].startswith(f"Question : {question}") and "Confiance" in note["content"]
@@ -80,37 +87,57 @@ def test_a_decline_or_a_request_for_a_person_hands_the_conversation_over(bot, qu
     assert "conseiller" in told["content"]
     assert standin.conversations[2].status == "open"
     before = len(standin.calls)
-    _deliver(client, standin.contact_says(2, SOLDE) | {"conversation": {"id": 2, "status": "open"}})
+    _deliver(standin, client, standin.contact_says(2, SOLDE) | {"conversation": {"id": 2, "status": "open"}})
     assert len(standin.calls) == before  # open: the agents' conversation, the bot stays out
 
 
 @pytest.mark.parametrize("status", ["open", "resolved"])
 def test_no_reply_once_the_conversation_is_the_agents(bot, status: str) -> None:
+    """The status comes with the event (a bot may not read the conversation): not pending, not the bot's."""
     standin, client = bot
-    standin.conversation(3, status="pending")
-    event = standin.contact_says(3, SOLDE)
-    standin.conversations[3].status = status  # an agent took it after the event was sent
-    assert _deliver(client, event).json() == {"accepted": True}
-    wait_until(lambda: _outcome(client, "skipped") == 1)
-    assert standin.posted(3) == []
+    standin.conversation(3, status=status)
+    assert _deliver(standin, client, standin.contact_says(3, SOLDE)).json() == {"accepted": False}
+    assert standin.calls == []
 
 
-def test_no_reply_after_a_human_agent_wrote(bot) -> None:
+def test_an_agents_message_stops_the_bot_and_the_conversation_goes_to_the_agents(bot) -> None:
     standin, client = bot
     standin.conversation(4)
     agent = standin.agent_says(4, "Bonjour, je m'occupe de votre demande.")
-    assert _deliver(client, agent).json() == {"accepted": False}  # an agent's message is never answered
-    assert _deliver(client, standin.contact_says(4, SOLDE)).json() == {"accepted": True}
-    wait_until(lambda: _outcome(client, "skipped") == 1)
-    assert standin.posted(4) == []
+    assert _deliver(standin, client, agent).json() == {"accepted": False}  # an agent's message is never answered
+    assert _deliver(standin, client, standin.contact_says(4, SOLDE)).json() == {"accepted": True}
+    wait_until(lambda: standin.toggles(4) == ["open"])  # still pending: handed over, never left unseen
+    assert standin.posted(4, private=False) == []  # nothing said in the agent's stead
+    (note,) = standin.posted(4, private=True)
+    assert "un conseiller a déjà écrit" in note["content"]
+
+
+def test_a_message_with_no_text_is_handed_over(bot) -> None:
+    standin, client = bot
+    standin.conversation(14)
+    assert _deliver(standin, client, standin.contact_says(14, None, attachment=True)).json() == {"accepted": True}
+    wait_until(lambda: standin.toggles(14) == ["open"])
+    (note,) = standin.posted(14, private=True)
+    assert "pas de texte" in note["content"]
+
+
+def test_sources_are_plain_text_where_the_channel_has_no_markdown(bot) -> None:
+    standin, client = bot
+    standin.conversation(15)
+    event = standin.contact_says(15, SOLDE)
+    event["conversation"]["channel"] = "Channel::Whatsapp"
+    _deliver(standin, client, event)
+    wait_until(lambda: standin.posted(15))
+    (message,) = standin.posted(15)
+    assert "](" not in message["content"] and "Comment demander le paiement du solde ? : https://" in message["content"]
 
 
 def test_a_delivery_received_twice_is_answered_once(bot) -> None:
     standin, client = bot
     standin.conversation(5)
     event = standin.contact_says(5, SOLDE)
-    first = _deliver(client, event, delivery="d-5")
-    again = _deliver(client, event, delivery="d-5")
+    first = _deliver(standin, client, event, delivery="d-5")
+    again = _deliver(standin, client, event, delivery="d-5")
     assert first.json() == {"accepted": True} and again.json() == {"accepted": False}
     wait_until(lambda: len(standin.posted(5)) == 1)
     wait_until(lambda: _outcome(client, "duplicate") == 1)
@@ -121,7 +148,7 @@ def test_an_api_that_fails_is_retried_a_bounded_number_of_times_then_the_convers
     standin, client = bot
     standin.conversation(6)
     standin.fail["messages"] = 3  # the answer and its two retries
-    _deliver(client, standin.contact_says(6, SOLDE))
+    _deliver(standin, client, standin.contact_says(6, SOLDE))
     wait_until(lambda: standin.toggles(6) == ["open"], timeout=30)
     posts = standin.posted(6)
     assert len(posts) == 5  # three tries of the answer, then the note and the word to the user
@@ -134,16 +161,35 @@ def test_a_forged_or_stale_delivery_is_refused(bot) -> None:
     standin, client = bot
     standin.conversation(8)
     event = standin.contact_says(8, SOLDE)
-    forged = _deliver(client, event, secret="not-the-secret")
-    assert forged.status_code == 401 and forged.json()["error"]["code"] == "invalid_signature"
-    stale = signed_delivery(event)
+    invented = _deliver(standin, client, event, secret="a-secret-the-operator-made-up")
+    assert invented.status_code == 401 and invented.json()["error"]["code"] == "invalid_signature"
+    stale = signed_delivery(event, standin.secret)
     stale["headers"]["X-Chatwoot-Timestamp"] = "1000000000"
     assert client.post("/integrations/chatwoot", **stale).status_code == 401
-    unsigned = client.post("/integrations/chatwoot", json=event)
-    assert unsigned.status_code == 401
-    assert client.post(f"/integrations/chatwoot?secret={SECRET}", json=event).json() == {"accepted": True}
-    wait_until(lambda: len(standin.posted(8)) == 1)  # the webhook URL's secret, for Chatwoot versions that do not sign
+    assert client.post("/integrations/chatwoot", json=event).status_code == 401
+    assert client.post(f"/integrations/chatwoot?secret={standin.secret}", json=event).status_code == 401
+    assert client.post(f"/integrations/chatwoot?token={URL_TOKEN}", json=event).json() == {"accepted": True}
+    wait_until(lambda: len(standin.posted(8)) == 1)  # the URL's token, for Chatwoot versions that do not sign
     assert [c for c in standin.calls if c[0] == "POST"] == [c for c in standin.calls if c[0] == "POST"][:1]
+
+
+def test_a_chatwoot_older_than_4_13_is_heard_with_the_url_token(tiny_settings: Settings, hash_embedder) -> None:
+    standin = ChatwootStandIn(version=(4, 12))
+    with running(standin.app, ready_path=None) as chatwoot_url:
+        settings = tiny_settings.replace(
+            chatwoot_url=chatwoot_url, chatwoot_bot_token=TOKEN, chatwoot_url_token=URL_TOKEN, min_confidence=0.5
+        )
+        service = QueryService(settings, hash_embedder)
+        Publisher(service).build()
+        with running(create_app(settings, service), ready_path="/ready") as base:
+            standin.conversation(16)
+            delivery = standin.deliver(standin.contact_says(16, SOLDE))
+            assert "X-Chatwoot-Signature" not in delivery["headers"]
+            assert httpx.post(base + "/integrations/chatwoot", **delivery).status_code == 401
+            sent = httpx.post(base + f"/integrations/chatwoot?token={URL_TOKEN}", **delivery)
+            assert sent.json() == {"accepted": True}
+            wait_until(lambda: standin.posted(16))
+    assert standin.refused == []
 
 
 def test_without_chatwoot_settings_the_webhook_does_not_exist(tiny_settings: Settings, hash_embedder) -> None:
@@ -156,7 +202,10 @@ def test_without_chatwoot_settings_the_webhook_does_not_exist(tiny_settings: Set
 def test_a_delivery_sent_to_two_replicas_is_answered_once(chatwoot, tiny_settings: Settings, hash_embedder) -> None:
     standin, chatwoot_url = chatwoot
     settings = tiny_settings.replace(
-        chatwoot_url=chatwoot_url, chatwoot_bot_token=TOKEN, chatwoot_webhook_secret=SECRET, min_confidence=0.5
+        chatwoot_url=chatwoot_url,
+        chatwoot_bot_token=TOKEN,
+        chatwoot_webhook_secret=standin.secret,
+        min_confidence=0.5,
     )
     services = [QueryService(settings, hash_embedder) for _ in range(2)]
     Publisher(services[0]).build()
@@ -167,8 +216,8 @@ def test_a_delivery_sent_to_two_replicas_is_answered_once(chatwoot, tiny_setting
         running(create_app(settings, services[0]), ready_path="/ready") as one,
         running(create_app(settings, services[1]), ready_path="/ready") as two,
     ):
-        first = httpx.post(one + "/integrations/chatwoot", **signed_delivery(event, delivery="d-9"))
-        again = httpx.post(two + "/integrations/chatwoot", **signed_delivery(event, delivery="d-9"))
+        first = httpx.post(one + "/integrations/chatwoot", **signed_delivery(event, standin.secret, "d-9"))
+        again = httpx.post(two + "/integrations/chatwoot", **signed_delivery(event, standin.secret, "d-9"))
         assert first.status_code == again.status_code == 200  # both acknowledged: Chatwoot never sends it again
         # one replica takes the delivery's lease and answers, the other finds it taken
         wait_until(lambda: _counted(one, "duplicate") + _counted(two, "duplicate") == 1)
@@ -189,7 +238,7 @@ def test_small_talk_is_recorded_without_its_text_as_on_every_channel(bot, tiny_s
 
     standin, client = bot
     standin.conversation(11)
-    _deliver(client, standin.contact_says(11, "Bonjour"))
+    _deliver(standin, client, standin.contact_says(11, "Bonjour"))
     wait_until(lambda: standin.posted(11))
     store = sqlite_store(tiny_settings.feedback_path).open()
     wait_until(lambda: store.db.run("SELECT channel, query FROM answers") != [])

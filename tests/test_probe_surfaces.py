@@ -28,7 +28,7 @@ from rag.http import create_app
 from rag.publishing.publisher import Publisher
 from rag.query.service import QueryService
 
-from .chatwoot_standin import SECRET, TOKEN, ChatwootStandIn, signed_delivery
+from .chatwoot_standin import TOKEN, ChatwootStandIn, signed_delivery
 from .conftest import ARTIFACTS
 from .faq_site import FaqSite
 from .servers import running, wait_until
@@ -154,7 +154,7 @@ def _service_cases(client: httpx.Client, token: str, gap: str) -> dict[str, int]
     return cases
 
 
-def _chatwoot_cases(client: httpx.Client, acknowledged: dict[str, Any]) -> dict[str, int]:
+def _chatwoot_cases(client: httpx.Client, acknowledged: dict[str, Any], secret: str) -> dict[str, int]:
     cases: dict[str, int] = {}
     event = {"event": "message_created", "message_type": "incoming", "content": "solde", "conversation": {"id": 1}}
     body = json.dumps(event).encode()
@@ -162,11 +162,11 @@ def _chatwoot_cases(client: httpx.Client, acknowledged: dict[str, Any]) -> dict[
     unsigned: list[dict[str, Any]] = [
         {},
         {"X-Chatwoot-Signature": "sha256=" + "²" * 64, "X-Chatwoot-Timestamp": now},
-        {"X-Chatwoot-Signature": signed(SECRET, "١٧٠٠٠٠٠٠٠٠", body), "X-Chatwoot-Timestamp": "١٧٠٠٠٠٠٠٠٠"},
-        {"X-Chatwoot-Signature": signed(SECRET, "1000", body), "X-Chatwoot-Timestamp": "1000"},
+        {"X-Chatwoot-Signature": signed(secret, "١٧٠٠٠٠٠٠٠٠", body), "X-Chatwoot-Timestamp": "١٧٠٠٠٠٠٠٠٠"},
+        {"X-Chatwoot-Signature": signed(secret, "1000", body), "X-Chatwoot-Timestamp": "1000"},
         {"X-Chatwoot-Signature": signed("other", now, body), "X-Chatwoot-Timestamp": now},
         {"X-Chatwoot-Signature": "sha256=zz", "X-Chatwoot-Timestamp": now},
-        {"X-Chatwoot-Signature": signed(SECRET, now, body), "X-Chatwoot-Timestamp": now + "0" * 400},
+        {"X-Chatwoot-Signature": signed(secret, now, body), "X-Chatwoot-Timestamp": now + "0" * 400},
     ]
     for n, headers in enumerate(unsigned):
         encoded = {k: v.encode() for k, v in headers.items()}
@@ -177,9 +177,9 @@ def _chatwoot_cases(client: httpx.Client, acknowledged: dict[str, Any]) -> dict[
     malformed = [b"{", b"[]", b"null"]
     ignored = [b'{"event": 5}', b'{"event": "message_created", "id": []}', b'{"event": "conversation_created"}']
     for n, content in enumerate(malformed + ignored):
-        delivery = signed_delivery({})
+        delivery = signed_delivery({}, secret)
         timestamp = delivery["headers"]["X-Chatwoot-Timestamp"]
-        headers = {**delivery["headers"], "X-Chatwoot-Signature": signed(SECRET, timestamp, content)}
+        headers = {**delivery["headers"], "X-Chatwoot-Signature": signed(secret, timestamp, content)}
         reply = client.post("/integrations/chatwoot", content=content, headers=headers)
         if content in ignored:  # signed by Chatwoot, nothing to answer: acknowledged (else it retries), left alone
             acknowledged[f"chatwoot signed, nothing to answer #{n}"] = (reply.status_code, reply.json())
@@ -200,7 +200,7 @@ def test_no_hostile_request_to_the_new_surfaces_gets_a_5xx_or_keeps_anything(
             handoff_webhook=hook + "/hook",
             chatwoot_url=chatwoot_url,
             chatwoot_bot_token=TOKEN,
-            chatwoot_webhook_secret=SECRET,
+            chatwoot_webhook_secret=chatwoot.secret,
             rate_limit_per_minute=100_000,  # every case reaches the check it probes, not the rate limit
             auth_failures_per_minute=100_000,
         )
@@ -215,7 +215,7 @@ def test_no_hostile_request_to_the_new_surfaces_gets_a_5xx_or_keeps_anything(
             gap = _one_gap(client)
             kept = {table: _count(settings.feedback_path, table) for table in ("answers", "feedback", "curated")}
             acknowledged: dict[str, Any] = {}
-            cases = {**_service_cases(client, token, gap), **_chatwoot_cases(client, acknowledged)}
+            cases = {**_service_cases(client, token, gap), **_chatwoot_cases(client, acknowledged, chatwoot.secret)}
             ready = client.get("/ready").json()
             current = service.index.version
     _report("service", {**cases, **{case: status for case, (status, _) in acknowledged.items()}})

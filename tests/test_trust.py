@@ -65,12 +65,14 @@ def test_non_ascii_secrets_and_keys_are_refused_not_crashed(client: TestClient) 
         assert client.post("/ask", json={"query": SOLDE}, headers=headers).status_code == 401
     forged_signature = "sha256=é" + "0" * 63
     headers = {"x-chatwoot-signature": forged_signature, "x-chatwoot-timestamp": str(int(time.time()))}
-    assert not authentic("secret", b"{}", headers, {})
-    assert not authentic("secret", b"{}", {"x-chatwoot-signature": "sha256=00", "x-chatwoot-timestamp": "¹²³"}, {})
+    assert not authentic("secret", None, b"{}", headers, {})
+    superscript = {"x-chatwoot-signature": "sha256=00", "x-chatwoot-timestamp": "¹²³"}
+    assert not authentic("secret", None, b"{}", superscript, {})
     long = {"x-chatwoot-signature": "sha256=00", "x-chatwoot-timestamp": "9" * 400}  # overflows a float
-    assert not authentic("secret", b"{}", long, {})
-    assert not authentic("sécret", b"{}", {}, {"secret": "sécret-é"})
-    assert authentic("sécret", b"{}", {}, {"secret": "sécret"})
+    assert not authentic("secret", None, b"{}", long, {})
+    assert not authentic("secret", "sécret", b"{}", {}, {"secret": "sécret-é"})
+    assert authentic("secret", "sécret", b"{}", {}, {"token": "sécret"})
+    assert not authentic("sécret", None, b"{}", {}, {"secret": "sécret"})  # the signing secret is never a URL token
 
 
 def test_the_access_log_never_holds_what_the_store_would_not(client: TestClient, caplog) -> None:

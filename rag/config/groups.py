@@ -253,7 +253,10 @@ class ChannelSettings(_Group):
     chatwoot_url: str = Field("", description="the Chatwoot instance of the agent bot (https://chat.example.fr)")
     chatwoot_bot_token: str | None = Field(None, description="the agent bot's access token")
     chatwoot_webhook_secret: str | None = Field(
-        None, description="the agent bot's webhook secret (signed deliveries), or the ?secret= of its webhook URL"
+        None, description="the agent bot's secret, copied from Chatwoot (Settings → Bots): it signs each delivery"
+    )
+    chatwoot_url_token: str | None = Field(
+        None, description="a token in the bot's webhook URL (?token=…), for Chatwoot before 4.13, which does not sign"
     )
     chatwoot_timeout: float = Field(5.0, gt=0, description="seconds a call to Chatwoot's API may take")
     chatwoot_retries: int = Field(2, ge=0, description="more tries of a failed call to Chatwoot's API")

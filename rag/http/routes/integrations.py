@@ -18,15 +18,18 @@ router = APIRouter(prefix="/integrations", tags=["integrations"])
 @router.post("/chatwoot")
 async def chatwoot(request: Request, services: ServicesDep) -> dict[str, Any]:
     """One event of Chatwoot's agent bot webhook: checked, acknowledged at once, answered in the background."""
-    bot, secret = services.chatwoot, services.settings.channels.chatwoot_webhook_secret
+    channels = services.settings.channels
+    bot, secret, url_token = services.chatwoot, channels.chatwoot_webhook_secret, channels.chatwoot_url_token
     if bot is None:
         raise ApiError(404, "not_found", "no such route; set RAG_CHATWOOT_URL and RAG_CHATWOOT_BOT_TOKEN")
-    if not secret:
-        raise ApiError(503, "chatwoot_unsecured", "set RAG_CHATWOOT_WEBHOOK_SECRET: unsigned events are refused")
+    if not (secret or url_token):
+        advice = "set RAG_CHATWOOT_WEBHOOK_SECRET (the bot's secret in Chatwoot): events are refused until then"
+        raise ApiError(503, "chatwoot_unsecured", advice)
     body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
-    if not authentic(secret, body, headers, dict(request.query_params)):
-        raise ApiError(401, "invalid_signature", "this event is not signed by Chatwoot with the configured secret")
+    if not authentic(secret, url_token, body, headers, dict(request.query_params)):
+        advice = "this event is not signed with the bot's secret (RAG_CHATWOOT_WEBHOOK_SECRET) nor sent with its token"
+        raise ApiError(401, "invalid_signature", advice)
     try:
         event = json.loads(body)
     except ValueError:
