@@ -30,6 +30,14 @@ if [ "$mode" = "dev" ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null) \
       || echo "warning: could not install:$missing" >&2
   fi
+  # a Matrix homeserver for the Matrix bot's tests (Synapse, from PyPI), in its own environment: its pins stay
+  # out of the service's
+  SYNAPSE_VENV="${SYNAPSE_VENV:-.venv-synapse}"
+  if ! "$SYNAPSE_VENV/bin/python" -c "import synapse" 2>/dev/null; then
+    "$PYTHON" -m venv "$SYNAPSE_VENV"
+    "$SYNAPSE_VENV/bin/python" -m pip install --quiet "matrix-synapse>=1.120" \
+      || echo "warning: could not install Synapse (the Matrix bot's tests need it)" >&2
+  fi
   # the benchmarks' load generator, on its own: the tests never wait for it
   if ! command -v wrk >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null) 2>/dev/null \

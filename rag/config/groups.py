@@ -258,6 +258,11 @@ class ChannelSettings(_Group):
     chatwoot_url_token: str | None = Field(
         None, description="a token in the bot's webhook URL (?token=…), for Chatwoot before 4.13, which does not sign"
     )
+    matrix_homeserver: str = Field("", description="the homeserver of the Matrix (Tchap) bot account")
+    matrix_user_id: str = Field("", description="the bot account, @faq:example.fr")
+    matrix_access_token: str | None = Field(None, description="the bot account's access token")
+    matrix_support_room: str = Field("", description="a room where handoffs are posted (default: mention in the room)")
+    matrix_support_level: int = Field(50, description="the power level from which a room member is the support")
     chatwoot_timeout: float = Field(5.0, gt=0, description="seconds a call to Chatwoot's API may take")
     chatwoot_retries: int = Field(2, ge=0, description="more tries of a failed call to Chatwoot's API")
 

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 
 from rag.channels.chatwoot import ChatwootBot
 from rag.channels.handoff import HandoffNotifier
+from rag.channels.matrix import MatrixBot
 from rag.channels.respond import Responder
 from rag.channels.widget import WidgetTokens, secret_for
 from rag.config import Settings
@@ -53,6 +54,7 @@ class Services:
     curator: Curator
     handoffs: HandoffNotifier | None = None
     chatwoot: ChatwootBot | None = None
+    matrix: MatrixBot | None = None
     load_error: str | None = field(default=None)
 
     @classmethod
@@ -107,6 +109,7 @@ class Services:
             curator=Curator(publisher, store, finder, settings.golden_path),
             handoffs=handoffs,
             chatwoot=ChatwootBot.from_settings(settings, responder, store.leases, metrics.chatwoot),
+            matrix=MatrixBot.from_settings(settings, responder, store.leases),
         )
 
     def start(self) -> None:
@@ -127,12 +130,14 @@ class Services:
         except Exception as exc:  # the top of the loading thread: whatever failed, /ready says it
             self.load_error = str(exc)
             log.error("the index could not be loaded: %s", exc)
-        for job in (self.follower, self.dependencies, self.web_sync):
-            job.start()
+        for job in (self.follower, self.dependencies, self.web_sync, self.matrix):
+            if job is not None:
+                job.start()
 
     def stop(self) -> None:
-        for job in (self.follower, self.dependencies, self.web_sync):
-            job.stop()
+        for job in (self.follower, self.dependencies, self.web_sync, self.matrix):
+            if job is not None:
+                job.stop()
         self.recorder.close()
         self.store.close()
         if self.handoffs is not None:
