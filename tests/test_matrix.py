@@ -139,3 +139,20 @@ def test_an_encrypted_room_is_declined(people, make_bot) -> None:
     wait_for(lambda: _membership(alice, room, bot_user.user_id) == "leave")
     (said,) = [m for m in alice.messages(room) if m["sender"] == bot_user.user_id]
     assert "chiffré" in said["content"]["body"]  # why it left, in the room (the server takes it unencrypted)
+
+
+def test_a_homeserver_away_is_said_and_followed_again_later(tiny_settings: Settings, hash_embedder, caplog) -> None:
+    from .servers import free_port, wait_until
+
+    settings = tiny_settings.replace(
+        matrix_homeserver=f"http://127.0.0.1:{free_port()}", matrix_user_id="@faq:localhost", matrix_access_token="t"
+    )
+    service = QueryService(settings, hash_embedder)
+    Publisher(service).build()
+    bot = MatrixBot.from_settings(settings, Responder(service, Recorded(), AnswerIds(b"k")), None)
+    assert bot is not None
+    with caplog.at_level("WARNING", logger="rag.matrix"):
+        bot.start()
+        wait_until(lambda: any("could not follow" in r.getMessage() for r in caplog.records))
+        bot.stop()
+    assert not bot.running and sum("could not follow" in r.getMessage() for r in caplog.records) <= 2

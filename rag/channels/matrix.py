@@ -29,6 +29,7 @@ from rag.models import Answer, Question
 from rag.query.service import listen_address
 
 log = logging.getLogger("rag.matrix")
+RETRY_AFTER = 5.0  # seconds before following the homeserver again after a failure
 SYNC_MS = 2000  # a long poll short enough for the job to stop within its deadline
 ANSWERED = 86_400.0  # seconds an answered message stays claimed: seen again (a restart), it is not answered
 THREADS = 2000  # threads remembered
@@ -77,7 +78,11 @@ class MatrixBot(Job):
     def tick(self) -> None:
         if self._aio is None:
             self._aio = asyncio.new_event_loop()
-        self._aio.run_until_complete(self._round())
+        try:
+            self._aio.run_until_complete(self._round())
+        except Exception as exc:  # the homeserver away or failing: said once a round, tried again a little later
+            log.warning("the Matrix bot could not follow %s: %s", self.homeserver, exc)
+            self._stop.wait(RETRY_AFTER)
 
     def _read_state(self) -> None:
         try:
@@ -94,16 +99,18 @@ class MatrixBot(Job):
         os.replace(temporary, self.state_path)
 
     async def _round(self) -> None:
-        from nio import AsyncClient, SyncError
+        from nio import AsyncClient, AsyncClientConfig, SyncError
 
         if self._client is None:
-            self._client = AsyncClient(self.homeserver, self.user_id)
+            # every call bounded, and tried once: the job's own loop tries again (nio would retry for minutes)
+            config = AsyncClientConfig(max_timeouts=1, max_limit_exceeded=1, request_timeout=SYNC_MS / 1000 + 10)
+            self._client = AsyncClient(self.homeserver, self.user_id, config=config)
             self._client.access_token, self._client.user_id = self.token, self.user_id
         first = self.since is None
         response = await self._client.sync(timeout=SYNC_MS, since=self.since, full_state=first)
         if isinstance(response, SyncError):
             log.warning("the Matrix homeserver refused a sync: %s", response.message)
-            await asyncio.sleep(1)
+            self._stop.wait(RETRY_AFTER)
             return
         for room_id, invited in response.rooms.invite.items():
             await self._invited(room_id, [e.source for e in invited.invite_state if hasattr(e, "source")])

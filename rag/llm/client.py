@@ -66,8 +66,10 @@ class ChatClient:
         except (httpx.HTTPError, ValueError, AttributeError):
             self.model_state = "unreachable"
             return self.model_state
-        if response.status_code >= 400:
-            self.model_state = "unreachable"
+        if response.status_code == 404:  # a server that lists no models: nothing to check
+            self.model_state = "ok"
+        elif response.status_code >= 400:
+            self.model_state = "unauthorized" if response.status_code in {401, 403} else "unreachable"
         elif self.config.model == "default" and len(served) == 1 and self.model == "default":
             self.model, self.model_state = served[0], "ok"
             logger.info("LLM model: %s, the one the server serves (RAG_LLM_MODEL unset)", self.model)
