@@ -286,3 +286,22 @@ def test_the_api_streams_whole_answers_or_fallbacks_from_every_server(parts, ser
                 assert response.status_code == 200
                 data = [d for _, d in sse_events(response)]
             assert data[-1] == "[DONE]" and not any('"error"' in d for d in data)
+
+
+def test_a_whole_answer_written_in_40_seconds_arrives_within_the_default_deadline(make_service) -> None:
+    """llama.cpp on a CPU writes the whole answer before sending a byte: 40 s here, with the default deadline
+    (60 s) and the default first-token timeout (15 s, a stream's)."""
+    from dataclasses import replace
+
+    slow = LLMServer(replace(PROFILES["llamacpp"], buffered=40.0))
+    with running(slow.app, ready_path="/health") as base:
+        service = make_service()
+        settings = service.settings.replace(llm_base_url=f"{base}/v1", **RECIPES["llamacpp"])
+        assert settings.llm.total_timeout == 60 and settings.llm.first_token_timeout == 15
+        llm = LLMParts.make(settings, ExtractiveGenerator(settings.answer))
+        try:
+            slow.script({"text": "La demande se dépose auprès de l'ASP [1]."})
+            answer = llm.drafter.answer(service.retrieve(Q(SOLDE)))
+        finally:
+            llm.close()
+    assert not answer.fallback and answer.answer == "La demande se dépose auprès de l'ASP [1]."

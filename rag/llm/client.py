@@ -183,11 +183,11 @@ class ChatClient:
             payload.pop(field)
         return bool(named)
 
-    def _failed(self, response: httpx.Response, body: str, payload: dict, attempt: int) -> LLMError | None:
-        """None to send again at once (an optional field was refused); the error to retry after the pause, or
+    def _failed(self, response: httpx.Response, body: str, payload: dict, attempt: int) -> LLMError:
+        """The error to retry after the pause (at once, without it, when an optional field was refused), or
         raised when retrying cannot help."""
         if self._refused_by(response.status_code, body, payload):
-            return None
+            return LLMError("refused_field", body[:200])
         error = LLMError(f"http_{response.status_code}", body[:200])
         if response.status_code not in RETRY_STATUS:
             raise error
@@ -213,7 +213,7 @@ class ChatClient:
                 with self._send(payload, deadline, False) as r:
                     body = "".join(_until(r.iter_text(), deadline))
                     if r.status_code >= 400:
-                        last = self._failed(r, body, payload, attempt) or last
+                        last = self._failed(r, body, payload, attempt)
                         continue
             except httpx.TimeoutException:
                 raise LLMError("timeout", "no answer in time") from None
@@ -232,7 +232,7 @@ class ChatClient:
                 with self._send(payload, deadline, True) as r:
                     if r.status_code >= 400:
                         body = "".join(_until(r.iter_text(), deadline))
-                        last = self._failed(r, body, payload, attempt) or last
+                        last = self._failed(r, body, payload, attempt)
                         continue
                     for piece in pieces(_lines(_until(r.iter_text(), deadline))):
                         started = True
