@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from rag.config import Settings, load_settings
+from rag.config.collections import Collections
 from rag.corpus.curated import Curation
 from rag.errors import ConfigError, RagError
 from rag.indexing.manifest import CalibrationRecord
@@ -53,8 +54,31 @@ def friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+_chosen: dict[str, str | None] = {"collection": None}
+
+
+@app.callback()
+def _options(
+    collection: Annotated[
+        str | None, typer.Option("--collection", help="the collection of RAG_COLLECTIONS to work on")
+    ] = None,
+) -> None:
+    """Cited answers over FAQ corpora."""
+    _chosen["collection"] = collection
+
+
 def make_settings(index_dir: Path | None = None, **extra: Any) -> Settings:
-    return load_settings(index_dir=index_dir, **extra)
+    """The settings, those of the collection ``--collection`` names when it is given."""
+    settings = load_settings(index_dir=index_dir, **extra)
+    name = _chosen["collection"]
+    if name is None:
+        return settings
+    collections = Collections.load(settings)
+    if collections is None:
+        raise ConfigError("--collection needs RAG_COLLECTIONS, the collections file (docs/collections.md)")
+    if name not in collections.settings:
+        raise ConfigError(f"no collection {name!r}; {settings.http.collections} has: {', '.join(collections.settings)}")
+    return collections.settings[name]
 
 
 def bar(stack: contextlib.ExitStack, label: str) -> Callable[[int, int], None]:

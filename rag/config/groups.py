@@ -204,6 +204,9 @@ class HttpSettings(_Group):
     max_comment_chars: int = 2000
     api_keys: list[str] = Field(default_factory=list)
     admin_token: str | None = None
+    collections: Path | None = Field(
+        None, description="a TOML file of several FAQs served by one deployment (docs/collections.md)"
+    )
     secret_key: str | None = Field(
         None,
         description="signs answer ids; replicas on several machines set the same one (default: a random key kept "

@@ -13,6 +13,8 @@ from fastapi.staticfiles import StaticFiles
 
 from rag import __version__
 from rag.config import Settings, load_settings
+from rag.config.collections import Collections
+from rag.http.collections import collections_app
 from rag.http.deps import Services
 from rag.http.errors import install_error_handlers
 from rag.http.mcp import McpEndpoint
@@ -30,8 +32,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(settings: Settings | None = None, query: QueryService | None = None) -> FastAPI:
-    """The FastAPI app. The index loads in the background after start-up; /ready says when."""
+    """The FastAPI app. The index loads in the background after start-up; /ready says when. With
+    ``RAG_COLLECTIONS``, the server of every collection (:mod:`rag.http.collections`)."""
     settings = settings or load_settings()
+    collections = Collections.load(settings) if query is None else None
+    if collections is not None:
+        return collections_app(settings, collections, create_app)  # type: ignore[return-value]
     services = Services.make(settings, query)
     assistants = McpEndpoint(services.responder, settings.http.host)
 

@@ -6,6 +6,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rag.channels.widget import origin_of
 from rag.http.errors import error_response
+from rag.http.paths import app_path
 
 WIDGET_PATHS = frozenset({"/ask", "/feedback", "/handoff", "/widget/config"})
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Rag-Channel"
@@ -21,7 +22,7 @@ class WidgetOrigins:
         self.allowed = {origin_of(o) for o in allowed if origin_of(o)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in WIDGET_PATHS:
+        if scope["type"] != "http" or app_path(scope) not in WIDGET_PATHS:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}

@@ -182,7 +182,8 @@ async def json_body(request: Request) -> None:
 
 def base_url(request: Request) -> str:
     """This service's address as the client reached it, for links to entries."""
-    return str(request.base_url).rstrip("/")
+    # under a mount (a collection's /c/<name>), the mount's path is part of this service's address
+    return str(request.base_url).rstrip("/") + request.scope.get("root_path", "").rstrip("/")
 
 
 def note(request: Request, query: str | None = None, **found: Any) -> None:

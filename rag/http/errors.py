@@ -13,6 +13,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag.errors import RagError
+from rag.http.paths import app_path
 
 log = logging.getLogger("rag.api")
 
@@ -77,7 +78,7 @@ def unexpected(request: Request) -> JSONResponse:
 def _allowed(request: Request) -> list[str]:
     methods: set[str] = set()
     for route in request.app.routes:
-        if isinstance(route, Route) and route.path_regex.match(request.url.path):
+        if isinstance(route, Route) and route.path_regex.match(app_path(request.scope)):
             methods |= route.methods or set()
     return sorted(methods)
 
@@ -96,7 +97,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        max_bytes = self.limit(scope.get("path", ""))
+        max_bytes = self.limit(app_path(scope))
         too_large = f"the request body is over {max_bytes} bytes"
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > max_bytes:  # bytes: ASCII digits only

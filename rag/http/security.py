@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from rag.channels.widget import TOKEN_PATHS, TOKEN_PREFIX, WidgetTokens
 from rag.errors import ApiError
 from rag.http.errors import error_response
+from rag.http.paths import app_path
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 log = logging.getLogger("rag.api")
@@ -218,7 +219,8 @@ class Access:
                 raise self._refuse(request, "missing_api_key", "send your API key as 'Authorization: Bearer <key>'")
             if token.startswith(TOKEN_PREFIX):
                 origin = request.headers.get("origin", "").lower()
-                if self.widget is None or request.url.path not in TOKEN_PATHS or not self.widget.valid(token, origin):
+                here = app_path(request.scope) in TOKEN_PATHS
+                if self.widget is None or not here or not self.widget.valid(token, origin):
                     raise self._refuse(request, "invalid_widget_token", "this widget token is not valid here")
             elif not matches_any(token, self.keys):
                 raise self._refuse(request, "invalid_api_key", "this API key is not valid")

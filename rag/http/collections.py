@@ -1,0 +1,141 @@
+"""Several FAQs behind one server: each collection is the whole app under ``/c/<name>`` (its own index, question
+log, gaps, widget and MCP endpoint), the default one also at the root; the encoder is loaded once for all.
+
+Keys scoped to some collections (``[[keys]]`` of the collections file) get 403 on the others, before the request
+reaches them. ``POST /v1/chat/completions`` at the root goes to the collection named by ``model``, and
+``GET /v1/models`` lists the collections.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rag.config import Settings
+from rag.config.collections import Collections
+from rag.http.security import bearer_token
+from rag.query.service import QueryService
+
+MAX_CHAT_BODY = 4_000_000
+
+
+def collections_app(settings: Settings, collections: Collections, make_app, embedder: Any = None) -> Starlette:
+    """The server of every collection; ``make_app(settings, query)`` makes one collection's app; ``embedder``:
+    the encoder they share (default: the one the settings name, loaded once)."""
+    shared = QueryService(collections.settings[collections.default], embedder)
+    apps: dict[str, FastAPI] = {}
+    for name, own in collections.settings.items():
+        query = shared if name == collections.default else QueryService(own, shared.embedder)
+        apps[name] = make_app(own, query)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for app in apps.values():  # a mounted app's start-up and shut-down are not run by the mount
+                await stack.enter_async_context(app.router.lifespan_context(app))
+            yield
+
+    routes = [Mount(f"/c/{name}", app=app) for name, app in apps.items()]
+    routes.append(Mount("/", app=apps[collections.default]))
+    server = Starlette(routes=routes, lifespan=lifespan)
+    server.add_middleware(Routing, collections=collections, max_body=settings.http.max_chat_body_bytes)
+    server.state.collections = apps
+    return server
+
+
+class Routing:
+    """Scoped keys checked against the collection a request goes to; the root chat endpoint sent to the collection
+    its ``model`` names; the collections listed as the chat endpoint's models."""
+
+    def __init__(self, app: ASGIApp, collections: Collections, max_body: int = MAX_CHAT_BODY) -> None:
+        self.app, self.collections, self.max_body = app, collections, max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path == "/v1/models" and scope["method"] == "GET":
+            await self._models(scope, receive, send)
+            return
+        if path == "/v1/chat/completions" and scope["method"] == "POST":
+            body = await _body(receive, self.max_body)
+            model = _model(body)
+            if model in self.collections.settings and model != self.collections.default:
+                scope = {**scope, "path": f"/c/{model}{path}", "raw_path": f"/c/{model}{path}".encode()}
+            receive = _replay(body, receive)
+        name = self._target(scope["path"])
+        allowed = self.collections.allowed(_token(scope))
+        if allowed is not None and name not in allowed:
+            message = f"this key may not use the collection {name!r}; it may use: {', '.join(allowed)}"
+            refusal = JSONResponse({"error": {"code": "collection_forbidden", "message": message}}, status_code=403)
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _target(self, path: str) -> str:
+        parts = path.split("/")
+        if len(parts) > 2 and parts[1] == "c" and parts[2] in self.collections.settings:
+            return parts[2]
+        return self.collections.default
+
+    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        allowed = self.collections.allowed(_token(scope))
+        names = [n for n in self.collections.settings if allowed is None or n in allowed]
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "faq-rag"} for n in names]
+        await JSONResponse({"object": "list", "data": data})(scope, receive, send)
+
+
+def _token(scope: Scope) -> str:
+    from starlette.requests import Request
+
+    return bearer_token(Request(scope)) or ""
+
+
+def _model(body: bytes) -> str | None:
+    try:
+        found = json.loads(body)
+    except ValueError:
+        return None
+    model = found.get("model") if isinstance(found, dict) else None
+    return model if isinstance(model, str) else None
+
+
+async def _body(receive: Receive, limit: int) -> bytes:
+    """The request's body, read whole up to ``limit`` bytes (the collection's app refuses a larger one: 413)."""
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size <= limit + 1:
+            chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, original: Receive) -> Receive:
+    """The body read already, then what the client does next (its disconnect, while a stream is sent)."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return await original()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+def served(app: Any) -> dict[str, Any]:
+    """The apps of a collections server by name (for tests and tools)."""
+    return getattr(app.state, "collections", {})

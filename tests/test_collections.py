@@ -1,0 +1,152 @@
+"""Several FAQs in one deployment (``RAG_COLLECTIONS``): each collection answers from its own entries, under
+``/c/<name>`` and (the default one) at the root; keys scoped to a collection get 403 on the others; publishing one
+collection leaves the other's version as it was."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rag.config import Settings
+from rag.config.collections import Collections
+from rag.errors import ConfigError
+from rag.http import create_app
+from rag.http.collections import collections_app
+
+from .conftest import TINY_FAQ
+from .servers import wait_until
+
+SOLDE = "Comment demander le paiement du solde ?"
+ACCESS = "Comment exercer son droit d'accès à ses données ?"
+GLOBAL, SCOPED = "global-key-0123456789", "scoped-key-segur-0123456789"
+CNIL_FAQ = [
+    {"id": "acces", "question": ACCESS, "answer": "Adressez votre demande d'accès au responsable du traitement."},
+    {"id": "plainte", "question": "Comment porter plainte auprès de la CNIL ?", "answer": "Par le site de la CNIL."},
+]
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, tiny_settings: Settings) -> Settings:
+    _jsonl(tmp_path / "segur.jsonl", TINY_FAQ)
+    (tmp_path / "cnil").mkdir()
+    _jsonl(tmp_path / "cnil" / "faq.jsonl", CNIL_FAQ)
+    (tmp_path / "collections.toml").write_text(
+        f"""
+[collections.segur]
+title = "FAQ Ségur"
+sources = ["segur.jsonl"]
+
+[collections.cnil]
+title = "FAQ de la CNIL"
+sources = ["cnil/faq.jsonl"]
+
+[[keys]]
+key = "{SCOPED}"
+collections = ["segur"]
+""",
+        encoding="utf-8",
+    )
+    return tiny_settings.replace(collections=tmp_path / "collections.toml", api_keys=[GLOBAL], admin_token="adm")
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _ready(client: TestClient, prefix: str) -> dict:
+    wait_until(lambda: client.get(f"{prefix}/ready").status_code == 200)
+    return client.get(f"{prefix}/ready").json()
+
+
+def test_each_collection_answers_from_its_own_entries_and_keys_are_scoped(deployment: Settings, hash_embedder) -> None:
+    collections = Collections.load(deployment)
+    assert collections is not None and list(collections.settings) == ["segur", "cnil"]
+    app = collections_app(deployment, collections, create_app, hash_embedder)
+    with TestClient(app) as client:
+        _ready(client, "/c/segur"), _ready(client, "/c/cnil")
+        segur = client.post("/c/segur/ask", json={"query": SOLDE}, headers=_auth(GLOBAL)).json()
+        assert [c["id"] for c in segur["citations"]][:1] == ["solde"]
+        assert segur["citations"][0]["url"].endswith("/c/segur/entries/solde")
+        cnil = client.post("/c/cnil/search", json={"query": ACCESS}, headers=_auth(GLOBAL)).json()
+        assert {r["id"] for r in cnil["results"]} <= {"acces", "plainte"} and cnil["results"][0]["id"] == "acces"
+        root = client.post("/ask", json={"query": SOLDE}, headers=_auth(GLOBAL)).json()
+        assert root["citations"][0]["id"] == "solde"  # the root serves the default collection
+
+        assert client.post("/c/segur/ask", json={"query": SOLDE}, headers=_auth(SCOPED)).status_code == 200
+        refused = client.post("/c/cnil/ask", json={"query": ACCESS}, headers=_auth(SCOPED))
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "collection_forbidden"
+        chat = {"model": "cnil", "messages": [{"role": "user", "content": ACCESS}]}
+        assert client.post("/v1/chat/completions", json=chat, headers=_auth(SCOPED)).status_code == 403
+        answered = client.post("/v1/chat/completions", json=chat, headers=_auth(GLOBAL)).json()
+        assert answered["citations"][0]["id"] == "acces"  # the model names the collection
+        assert [m["id"] for m in client.get("/v1/models", headers=_auth(SCOPED)).json()["data"]] == ["segur"]
+        assert client.get("/c/cnil/mcp/", headers=_auth(SCOPED)).status_code == 403
+        assert client.post("/c/cnil/admin/reindex", headers=_auth(SCOPED)).status_code == 403
+
+
+def test_publishing_one_collection_leaves_the_others_version(deployment: Settings, hash_embedder) -> None:
+    collections = Collections.load(deployment)
+    app = collections_app(deployment, collections, create_app, hash_embedder)
+    with TestClient(app) as client:
+        segur, cnil = _ready(client, "/c/segur")["index_version"], _ready(client, "/c/cnil")["index_version"]
+        rebuilt = client.post("/c/cnil/admin/reindex", headers=_auth("adm"))
+        assert rebuilt.status_code in {200, 202}, rebuilt.text
+        wait_until(lambda: client.get("/c/cnil/ready").json()["index_version"] != cnil)
+        assert client.get("/c/segur/ready").json()["index_version"] == segur
+
+
+def test_a_collections_file_that_cannot_be_used_says_what_to_fix(tmp_path: Path, tiny_settings: Settings) -> None:
+    cases = {
+        "[collections.a]\ntitle = 'A'\n": "has no sources",
+        "title = 'x'\n": "no [collections.<name>] table",
+        "[collections.A]\nsources = ['x']\n": "a name of lower-case letters",
+        "[collections.a]\nsources = ['x']\nnot_a_setting = 1\n": "unknown setting",
+        "[collections.a]\nsources = ['x']\n[[keys]]\nkey = 'short'\ncollections = ['a']\n": "16 characters",
+        "[collections.a]\nsources = ['x']\n[[keys]]\nkey = '0123456789abcdefg'\ncollections = ['b']\n": "collections",
+        "[collections.a\n": "cannot read",
+    }
+    for text, said in cases.items():
+        path = tmp_path / "c.toml"
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            Collections.load(tiny_settings.replace(collections=path))
+
+
+def test_the_command_line_works_on_one_collection_or_says_why_not(deployment: Settings, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    def rag(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        environment = {**os.environ, "RAG_INDEX_DIR": str(tmp_path / "built"), **env}
+        return subprocess.run([sys.executable, "-m", "rag.cli", *args], env=environment, capture_output=True, text=True)
+
+    alone = rag("--collection", "cnil", "sources", "check")
+    assert alone.returncode == 1 and "--collection needs RAG_COLLECTIONS" in alone.stderr
+    assert "Traceback" not in alone.stderr
+    unknown = rag("--collection", "nope", "sources", "check", RAG_COLLECTIONS=str(deployment.http.collections))
+    assert unknown.returncode == 1 and "no collection 'nope'" in unknown.stderr and "segur, cnil" in unknown.stderr
+    chosen = rag("--collection", "cnil", "sources", "check", RAG_COLLECTIONS=str(deployment.http.collections))
+    assert "collections/cnil/built" in chosen.stderr.replace("\n", "")  # the collection's own index is read
+
+
+def test_a_widget_token_is_valid_on_its_own_collection_only(deployment: Settings, hash_embedder) -> None:
+    site = "https://www.partenaire.example"
+    settings = deployment.replace(widget_origins=[site])
+    app = collections_app(settings, Collections.load(settings), create_app, hash_embedder)
+    with TestClient(app) as client:
+        _ready(client, "/c/segur"), _ready(client, "/c/cnil")
+        token = client.get("/c/segur/widget/config", headers={"Origin": site}).json()["token"]
+        headers = {"Origin": site, **_auth(token)}
+        assert client.post("/c/segur/ask", json={"query": SOLDE}, headers=headers).status_code == 200
+        refused = client.post("/c/cnil/ask", json={"query": ACCESS}, headers=headers)
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_widget_token"
