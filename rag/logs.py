@@ -34,7 +34,7 @@ class Redact(logging.Filter):
 def secrets(settings: Settings) -> list[str]:
     """Every configured credential: keys, tokens, and URLs that may carry a password."""
     http = settings.http
-    keys = [*http.api_keys, http.admin_token, settings.llm.api_key, settings.embeddings.api_key]
+    keys = [*http.api_keys, http.admin_token, *http.admin_tokens, settings.llm.api_key, settings.embeddings.api_key]
     return [s for s in (*keys, http.redis_url, http.database_url) if s]
 
 

@@ -11,18 +11,18 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from rag.config import Settings
+from rag.config import DEFAULT_SOURCE, Settings
 from rag.config.collections import Collections
 from rag.errors import ConfigError
 from rag.http import create_app
 from rag.http.collections import collections_app
 
-from .conftest import TINY_FAQ
+from .conftest import ROOT, TINY_FAQ
 from .servers import wait_until
 
 SOLDE = "Comment demander le paiement du solde ?"
 ACCESS = "Comment exercer son droit d'accès à ses données ?"
-GLOBAL, SCOPED = "global-key-0123456789", "scoped-key-segur-0123456789"
+GLOBAL, SCOPED, ADMIN = "global-key-0123456789", "scoped-key-segur-0123456789", "admin-of-cnil-0123456789"
 CNIL_FAQ = [
     {"id": "acces", "question": ACCESS, "answer": "Adressez votre demande d'accès au responsable du traitement."},
     {"id": "plainte", "question": "Comment porter plainte auprès de la CNIL ?", "answer": "Par le site de la CNIL."},
@@ -52,6 +52,11 @@ sources = ["cnil/faq.jsonl"]
 [[keys]]
 key = "{SCOPED}"
 collections = ["segur"]
+
+[[keys]]
+key = "{ADMIN}"
+collections = ["cnil"]
+admin = true
 """,
         encoding="utf-8",
     )
@@ -91,6 +96,10 @@ def test_each_collection_answers_from_its_own_entries_and_keys_are_scoped(deploy
         assert [m["id"] for m in client.get("/v1/models", headers=_auth(SCOPED)).json()["data"]] == ["segur"]
         assert client.get("/c/cnil/mcp/", headers=_auth(SCOPED)).status_code == 403
         assert client.post("/c/cnil/admin/reindex", headers=_auth(SCOPED)).status_code == 403
+        assert client.get("/c/cnil/admin/gaps", headers=_auth(ADMIN)).status_code == 200  # its collection's admin
+        assert client.get("/c/segur/admin/gaps", headers=_auth(ADMIN)).status_code == 403
+        assert client.get("/c/cnil/admin/gaps", headers=_auth("adm")).status_code == 200  # the deployment's
+        assert client.post("/c/cnil/ask", json={"query": ACCESS}, headers=_auth(ADMIN)).status_code == 401
 
 
 def test_publishing_one_collection_leaves_the_others_version(deployment: Settings, hash_embedder) -> None:
@@ -150,3 +159,59 @@ def test_a_widget_token_is_valid_on_its_own_collection_only(deployment: Settings
         assert client.post("/c/segur/ask", json={"query": SOLDE}, headers=headers).status_code == 200
         refused = client.post("/c/cnil/ask", json={"query": ACCESS}, headers=headers)
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_widget_token"
+
+
+def test_two_replicas_follow_every_collections_version(deployment: Settings, hash_embedder) -> None:
+    """Two servers over the same folders: a collection rebuilt through one is served by the other too, and the
+    other collection keeps its version on both."""
+    settings = deployment.replace(index_poll_seconds=0.2)
+    one = collections_app(settings, Collections.load(settings), create_app, hash_embedder)
+    two = collections_app(settings, Collections.load(settings), create_app, hash_embedder)
+    with TestClient(one) as first:
+        segur, cnil = _ready(first, "/c/segur")["index_version"], _ready(first, "/c/cnil")["index_version"]
+        with TestClient(two) as second:
+            assert _ready(second, "/c/cnil")["index_version"] == cnil
+            assert first.post("/c/cnil/admin/reindex", headers=_auth("adm")).status_code in {200, 202}
+            wait_until(lambda: first.get("/c/cnil/ready").json()["index_version"] != cnil)
+            rebuilt = first.get("/c/cnil/ready").json()["index_version"]
+            wait_until(lambda: second.get("/c/cnil/ready").json()["index_version"] == rebuilt)
+            assert {c.get("/c/segur/ready").json()["index_version"] for c in (first, second)} == {segur}
+
+
+@pytest.mark.slow
+def test_the_segur_faq_and_the_cnil_benchmark_as_two_collections(
+    segur_index: Path, cnil_faq: Path, tmp_path: Path
+) -> None:
+    """The real encoder, loaded once: each collection answers its own questions with its own links; a question asked
+    of one never cites the other's entries. (The CNIL collection: its first 80 entries, to build quickly.)"""
+    rows = [json.loads(line) for line in cnil_faq.read_text(encoding="utf-8").splitlines()][:80]
+    cnil_ids = {r["id"] for r in rows}
+    _jsonl(tmp_path / "cnil.jsonl", rows)
+    queries = [json.loads(line) for line in (cnil_faq.parent / "queries.jsonl").read_text().splitlines()]
+    cnil_questions = [q["query"] for q in queries if set(q["relevant"]) <= cnil_ids][:8]
+    segur_questions = [q["query"] for q in map(json.loads, (ROOT / "eval" / "segur.jsonl").read_text().splitlines())
+                       if q["relevant"]][:8]  # fmt: skip
+    (tmp_path / "collections.toml").write_text(
+        f'[collections.segur]\ntitle = "FAQ Ségur"\nsources = ["{DEFAULT_SOURCE}"]\nindex_dir = "{segur_index}"\n'
+        f'feedback_db = "{tmp_path / "segur.sqlite3"}"\n'
+        '[collections.cnil]\ntitle = "FAQ de la CNIL"\nsources = ["cnil.jsonl"]\n',
+        encoding="utf-8",
+    )
+    settings = Settings(index_dir=tmp_path / "built", collections=tmp_path / "collections.toml")
+    with TestClient(create_app(settings)) as client:
+        wait_until(lambda: client.get("/c/cnil/ready").status_code == 200, timeout=600)
+        wait_until(lambda: client.get("/c/segur/ready").status_code == 200, timeout=600)
+        for name, asked, own in (("cnil", cnil_questions, cnil_ids), ("segur", segur_questions, None)):
+            for other, question in ((n, q) for n in ("cnil", "segur") for q in asked):
+                found = client.post(f"/c/{other}/search", json={"query": question, "k": 3}).json()
+                ids = {r["id"] for r in found["results"]}
+                urls = {r["url"] for r in found["results"] if r["url"] and "/entries/" in r["url"]}
+                assert all(f"/c/{other}/entries/" in u for u in urls)
+                if other == "cnil":
+                    assert ids <= cnil_ids, (name, question)
+                else:
+                    assert not ids & cnil_ids, (name, question)
+            answered = [client.post(f"/c/{name}/ask", json={"query": q}).json() for q in asked]
+            assert sum(a["outcome"] == "answered" for a in answered) >= len(asked) // 2, name
+            if own is not None:
+                assert all({c["id"] for c in a["citations"]} <= own for a in answered)

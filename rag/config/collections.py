@@ -11,6 +11,10 @@ each FAQ its title, its sources and any setting of its own (flat names, as ``RAG
     [[keys]]
     key = "a-long-random-key"
     collections = ["segur"]
+    [[keys]]
+    key = "another-long-random-key"
+    collections = ["cnil"]
+    admin = true         # an admin token of that collection only
 
 Each collection keeps its index versions, its question log, its golden file and its spool in a folder of its own
 (``collections/<name>/`` beside the index folder); paths in the file are relative to the file. The first collection
@@ -43,6 +47,7 @@ NOT_INHERITED = {
 class ScopedKey:
     key: str
     collections: tuple[str, ...]
+    admin: bool = False  # an admin token of those collections (else an API key)
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,10 @@ class Collections:
         keys = tuple(_key(row, set(tables), path) for row in data.get("keys", []))
         found = {name: _settings(base, name, table, Path(path).parent) for name, table in tables.items()}
         for name, settings in found.items():
-            scoped = [k.key for k in keys if name in k.collections]
-            found[name] = settings.replace(api_keys=[*settings.http.api_keys, *scoped]) if scoped else settings
+            scoped = [k for k in keys if name in k.collections]
+            api_keys = [*settings.http.api_keys, *(k.key for k in scoped if not k.admin)]
+            admin = [*settings.http.admin_tokens, *(k.key for k in scoped if k.admin)]
+            found[name] = settings.replace(api_keys=api_keys, admin_tokens=admin) if scoped else settings
         return cls(found, keys)
 
 
@@ -86,7 +93,7 @@ def _key(row: Any, names: set[str], path: Path) -> ScopedKey:
     allowed = row.get("collections")
     if not isinstance(allowed, list) or not allowed or not set(allowed) <= names:
         raise ConfigError(f"{path}: a key's collections must name collections of the file ({', '.join(names)})")
-    return ScopedKey(row["key"], tuple(allowed))
+    return ScopedKey(row["key"], tuple(allowed), row.get("admin") is True)
 
 
 def _settings(base: Settings, name: str, table: Any, folder: Path) -> Settings:

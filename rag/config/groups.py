@@ -204,6 +204,9 @@ class HttpSettings(_Group):
     max_comment_chars: int = 2000
     api_keys: list[str] = Field(default_factory=list)
     admin_token: str | None = None
+    admin_tokens: list[str] = Field(
+        default_factory=list, description="more admin tokens, each valid as RAG_ADMIN_TOKEN (a collection's own)"
+    )
     collections: Path | None = Field(
         None, description="a TOML file of several FAQs served by one deployment (docs/collections.md)"
     )
@@ -233,7 +236,7 @@ class HttpSettings(_Group):
     )
     index_poll_seconds: float = Field(2.0, ge=0, description="how often to look for a newly published index; 0 = never")
 
-    @field_validator("api_keys", "cors_origins", "forwarded_allow_ips", mode="before")
+    @field_validator("api_keys", "admin_tokens", "cors_origins", "forwarded_allow_ips", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

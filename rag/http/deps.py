@@ -74,8 +74,9 @@ class Services:
         ids = AnswerIds(shared_key(http.secret_key, settings.index.index_dir.parent))
         limits = LimitStore(http.redis_url or "memory://", fail_open=http.rate_limit_fail == "open")
         tokens = WidgetTokens(secret_for(channels.widget_secret, http.api_keys), channels.widget_token_seconds)
+        admins = [http.admin_token or "", *http.admin_tokens]
         access = Access(
-            http.api_keys, http.admin_token, http.rate_limit_per_minute, http.auth_failures_per_minute, limits, tokens
+            http.api_keys, admins, http.rate_limit_per_minute, http.auth_failures_per_minute, limits, tokens
         )
         metrics.watch(recorder, limits)
         responder = Responder(query, recorder, ids, metrics)

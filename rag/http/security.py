@@ -185,7 +185,7 @@ class Access:
     def __init__(
         self,
         keys: list[str],
-        admin_token: str | None,
+        admin_token: str | list[str] | None,
         per_minute: int,
         failures_per_minute: int,
         store: LimitStore,
@@ -193,7 +193,8 @@ class Access:
     ) -> None:
         """``widget``: the widget's public tokens, accepted in place of a key to ask, vote and hand off."""
         self.keys = [k for k in keys if k]
-        self.admin_token = admin_token
+        given = admin_token if isinstance(admin_token, list) else [admin_token]
+        self.admin_tokens = [t for t in given if t]
         self.widget = widget
         self.store = store
         self.requests = Limiter(per_minute, store, "rag-requests")
@@ -237,10 +238,10 @@ class Access:
 
     def check_admin(self, request: Request) -> None:
         """Admin routes do not exist (404) unless an admin token is configured."""
-        if not self.admin_token:
+        if not self.admin_tokens:
             raise ApiError(404, "not_found", "no such route; see /docs for the API")
         self._blocked(request)
-        if not matches_any(bearer_token(request), [self.admin_token]):
+        if not matches_any(bearer_token(request), self.admin_tokens):
             raise self._refuse(
                 request, "invalid_admin_token", "send the admin token as 'Authorization: Bearer <token>'"
             )

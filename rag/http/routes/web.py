@@ -79,6 +79,6 @@ async def vote_plain(request: Request, services: ServicesDep) -> HTMLResponse | 
 @router.get("/admin")
 async def admin(service: QueryDep) -> HTMLResponse:
     """The gap report's page; like the admin API, it exists only when an admin token is set."""
-    if not service.settings.http.admin_token:
+    if not (service.settings.http.admin_token or service.settings.http.admin_tokens):
         raise ApiError(404, "not_found", "no such route; see /docs for the API")
     return HTMLResponse(admin_page(service.settings.answer.faq_name), headers=SECURITY_HEADERS)
