@@ -94,6 +94,9 @@ def test_each_collection_answers_from_its_own_entries_and_keys_are_scoped(deploy
         answered = client.post("/v1/chat/completions", json=chat, headers=_auth(GLOBAL)).json()
         assert answered["citations"][0]["id"] == "acces"  # the model names the collection
         assert [m["id"] for m in client.get("/v1/models", headers=_auth(SCOPED)).json()["data"]] == ["segur"]
+        huge = {"model": "cnil", "messages": [{"role": "user", "content": "x" * 5_000_000}]}
+        too_large = client.post("/v1/chat/completions", json=huge, headers=_auth(GLOBAL))
+        assert too_large.status_code == 413 and too_large.json()["error"]["code"] == "body_too_large"
         assert client.get("/c/cnil/mcp/", headers=_auth(SCOPED)).status_code == 403
         assert client.post("/c/cnil/admin/reindex", headers=_auth(SCOPED)).status_code == 403
         assert client.get("/c/cnil/admin/gaps", headers=_auth(ADMIN)).status_code == 200  # its collection's admin

@@ -68,6 +68,10 @@ class Routing:
             return
         if path == "/v1/chat/completions" and scope["method"] == "POST":
             body = await _body(receive, self.max_body)
+            if body is None:
+                message = f"the request body is over {self.max_body} bytes"
+                await JSONResponse({"error": {"code": "body_too_large", "message": message}}, 413)(scope, receive, send)
+                return
             model = _model(body)
             if model in self.collections.settings and model != self.collections.default:
                 scope = {**scope, "path": f"/c/{model}{path}", "raw_path": f"/c/{model}{path}".encode()}
@@ -109,17 +113,17 @@ def _model(body: bytes) -> str | None:
     return model if isinstance(model, str) else None
 
 
-async def _body(receive: Receive, limit: int) -> bytes:
-    """The request's body, read whole up to ``limit`` bytes (the collection's app refuses a larger one: 413)."""
+async def _body(receive: Receive, limit: int) -> bytes | None:
+    """The request's body, read whole; None when it is over ``limit`` bytes."""
     chunks, size, more = [], 0, True
     while more:
         message = await receive()
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size <= limit + 1:
+        if size <= limit:
             chunks.append(chunk)
         more = message.get("more_body", False)
-    return b"".join(chunks)
+    return b"".join(chunks) if size <= limit else None
 
 
 def _replay(body: bytes, original: Receive) -> Receive:
