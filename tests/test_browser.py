@@ -298,7 +298,7 @@ def test_the_page_answers_without_javascript_and_a_vote_is_stored(site, browser)
     checked = browser.new_page()  # axe runs as a script: the page as it was rendered, its own script held back
     checked.route("**/widget.js", lambda route: route.abort())
     checked.goto(base + "/")
-    checked.set_content(answered.replace('href="/static/style.css"', f'href="{base}/static/style.css"'))
+    checked.set_content(answered.replace('href="static/style.css"', f'href="{base}/static/style.css"'))
     violations = Axe().run(checked).response["violations"]
     assert [f"{v['id']}: {v['help']}" for v in violations if v["impact"] in {"serious", "critical"}] == []
     checked.close()

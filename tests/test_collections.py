@@ -218,3 +218,55 @@ def test_the_segur_faq_and_the_cnil_benchmark_as_two_collections(
             assert sum(a["outcome"] == "answered" for a in answered) >= len(asked) // 2, name
             if own is not None:
                 assert all({c["id"] for c in a["citations"]} <= own for a in answered)
+
+
+def test_the_mcp_tools_at_the_root_take_the_collection(deployment: Settings, hash_embedder) -> None:
+    import anyio
+    import httpx2
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    from .servers import running
+
+    app = collections_app(deployment, Collections.load(deployment), create_app, hash_embedder)
+
+    async def exercise(base: str, key: str) -> tuple[dict, object, object]:
+        async with (
+            httpx2.AsyncClient(headers=_auth(key), timeout=60) as client,
+            streamable_http_client(f"{base}/mcp/", http_client=client) as streams,
+            ClientSession(streams[0], streams[1]) as session,
+        ):
+            await session.initialize()
+            tools = {t.name: t.input_schema for t in (await session.list_tools()).tools}
+            cnil = await session.call_tool("search_faq", {"question": ACCESS, "collection": "cnil"})
+            segur = await session.call_tool("ask_faq", {"question": SOLDE})
+            return tools, cnil, segur
+
+    with running(app, ready_path="/c/cnil/ready") as base:
+        wait_until(lambda: __import__("httpx").get(f"{base}/c/segur/ready").status_code == 200)
+        tools, cnil, segur = anyio.run(exercise, base, GLOBAL)
+        schema = tools["search_faq"]["properties"]
+        assert "ctx" not in schema and set(json.dumps(schema["collection"]).split('"')) >= {"segur", "cnil"}
+        assert not cnil.is_error and cnil.structured_content["results"][0]["id"] == "acces"
+        assert segur.structured_content["citations"][0]["id"] == "solde"  # the default collection
+        _, refused, _ = anyio.run(exercise, base, SCOPED)
+        assert refused.is_error and "may not use the collection 'cnil'" in refused.content[0].text
+
+
+def test_a_collections_page_and_widget_talk_to_that_collection(deployment: Settings, hash_embedder) -> None:
+    settings = deployment.replace(api_keys=[])  # the page as the public sees it
+    app = collections_app(settings, Collections.load(settings), create_app, hash_embedder)
+    with TestClient(app) as client:
+        _ready(client, "/c/cnil")
+        page = client.get("/c/cnil/")
+        assert page.status_code == 200 and 'src="widget.js"' in page.text and "FAQ de la CNIL" in page.text
+        assert client.get("/c/cnil/widget.js").status_code == 200
+        assert client.get("/c/cnil/static/style.css").status_code == 200
+        answered = client.post("/c/cnil/", data={"q": ACCESS})
+        assert "/c/cnil/entries/acces" in answered.text
+        answer_id = re.search(r'name="answer_id" value="([^"]+)"', answered.text).group(1)
+        vote = {"answer_id": answer_id, "helpful": "oui"}
+        voted = client.post("/c/cnil/page/vote", data=vote, follow_redirects=False)
+        assert voted.status_code == 303 and voted.headers["location"] == "/c/cnil/?avis=merci"
+        listed = client.get("/c/cnil/entries", headers={"Accept": "text/html"})
+        assert 'href="entries/acces"' in listed.text

@@ -26,14 +26,16 @@ SOLDE = "Comment déposer une demande de solde ?"
 
 def _data(result) -> dict:
     if getattr(result, "structuredContent", None):
-        return result.structuredContent
+        return result.structured_content
     return json.loads(result.content[0].text)
 
 
 async def _exercise(read, write) -> dict:
     async with ClientSession(read, write) as session:
         await session.initialize()
-        tools = {tool.name for tool in (await session.list_tools()).tools}
+        listed = (await session.list_tools()).tools
+        tools = {tool.name for tool in listed}
+        assert not any({"collection", "ctx"} & set(t.input_schema.get("properties", {})) for t in listed)
         found = _data(await session.call_tool("search_faq", {"question": SOLDE, "k": 3}))
         entry = _data(await session.call_tool("read_entry", {"entry_id": found["results"][0]["id"]}))
         answer = _data(await session.call_tool("ask_faq", {"question": SOLDE}))

@@ -2,12 +2,14 @@
 read an entry and get a cited answer. Over stdio (``rag mcp``) or streamable HTTP (``/mcp`` in the API,
 behind the same API keys)."""
 
-from __future__ import annotations
-
-from typing import Any
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, Literal
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 from rag.channels.respond import Responder
 from rag.errors import RagError
@@ -26,12 +28,66 @@ def _hit(hit: Any) -> dict[str, Any]:
     }
 
 
-def make_server(responder: Responder) -> MCPServer:
+class Collections:
+    """The collections an MCP server at the root of a deployment answers for (:mod:`rag.http.collections`)."""
+
+    def __init__(self, responders: dict[str, Responder], allowed: Callable[[str], tuple[str, ...] | None]) -> None:
+        self.responders, self.allowed = responders, allowed
+
+    @property
+    def titles(self) -> list[str]:
+        return [r.query.settings.answer.faq_name for r in self.responders.values()]
+
+    def responder(self, name: str, token: str) -> Responder:
+        if name not in self.responders:
+            raise ToolError(f"no collection {name!r}; there are: {', '.join(self.responders)}")
+        allowed = self.allowed(token)
+        if allowed is not None and name not in allowed:
+            raise ToolError(f"this key may not use the collection {name!r}; it may use: {', '.join(allowed)}")
+        return self.responders[name]
+
+
+def _with_collections(tool: Callable[..., Any], collections: Collections | None) -> Callable[..., Any]:
+    """The tool with its ``collection`` argument described: the collections' names, or gone with a single FAQ."""
+    hints = dict(tool.__annotations__)
+    if collections is None:
+        hints.pop("collection")
+        params = [p for p in inspect.signature(tool).parameters.values() if p.name != "collection"]
+
+        async def single(*args: Any, **kwargs: Any) -> Any:
+            return await tool(*args, **kwargs)
+
+        functools.update_wrapper(single, tool)
+        single.__signature__ = inspect.signature(tool).replace(parameters=params)  # type: ignore[attr-defined]
+        single.__annotations__ = hints
+        return single
+    names = tuple(collections.responders)
+    tool.__annotations__ = {**hints, "collection": Literal[names] | None}  # type: ignore[valid-type]
+    tool.__doc__ = f"{tool.__doc__} ``collection``: the FAQ to use, one of {', '.join(names)} (default: {names[0]})."
+    return tool
+
+
+def _bearer(ctx: Context | None) -> str:
+    headers = (ctx.headers if ctx is not None else None) or {}
+    scheme, _, token = str(headers.get("authorization", "")).partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def make_server(responder: Responder, collections: Collections | None = None) -> MCPServer:
     """An MCP server whose tools go through the responder (so each question joins the question log as on every
-    channel). Links are absolute: under ``RAG_PUBLIC_URL``, else the address the service listens on."""
+    channel). Links are absolute: under ``RAG_PUBLIC_URL``, else the address the service listens on. With
+    ``collections`` (several FAQs in one deployment), each tool takes the ``collection`` to use."""
     service = responder.query
     base = listen_address(service.settings)  # RAG_PUBLIC_URL, when set, comes first (service.entry_link)
     faq = service.settings.answer.faq_name
+    if collections is not None:
+        faq = ", ".join(collections.titles)
+
+    def chosen(collection: str | None, ctx: Context | None) -> Responder:
+        if collections is None or collection is None:
+            return responder
+        return collections.responder(collection, _bearer(ctx))
+
     server = MCPServer(
         name="faq-rag",
         instructions=f"Answers questions from the FAQ « {faq} » with links to its entries. Search it, read an "
@@ -42,24 +98,30 @@ def make_server(responder: Responder) -> MCPServer:
         try:
             return await anyio.to_thread.run_sync(fn, *args)
         except RagError as exc:
-            raise ValueError(str(exc)) from None
+            raise ToolError(str(exc)) from None
 
-    @server.tool()
-    async def search_faq(question: str, k: int | None = None, filters: dict[str, str] | None = None) -> dict[str, Any]:
+    async def search_faq(
+        question: str,
+        k: int | None = None,
+        filters: dict[str, str] | None = None,
+        collection: str | None = None,
+        ctx: Context | None = None,
+    ) -> dict[str, Any]:
         """The FAQ entries that answer a question (none when the FAQ does not cover it), with links and facets;
         ``k`` entries at most (default: the service's)."""
-        result = await call(responder.find, Question(query=question, k=k, filters=filters or {}), "mcp", base)
-        await call(responder.shown, result, "mcp")
+        asked = chosen(collection, ctx)
+        result = await call(asked.find, Question(query=question, k=k, filters=filters or {}), "mcp", base)
+        await call(asked.shown, result, "mcp")
         hits = [_hit(h) for h in result.results]
         found = {"question": question, "declined": result.abstained, "confidence": result.confidence, "results": hits}
         return found | {"degraded": result.degraded}
 
-    @server.tool()
-    async def read_entry(entry_id: str) -> dict[str, Any]:
+    async def read_entry(entry_id: str, collection: str | None = None, ctx: Context | None = None) -> dict[str, Any]:
         """One whole FAQ entry by its id (as found by search_faq)."""
+        service = chosen(collection, ctx).query
         entry = service.index.entry(entry_id)
         if entry is None:
-            raise ValueError(f"no FAQ entry has the id '{entry_id}'")
+            raise ToolError(f"no FAQ entry has the id '{entry_id}'")
         return {
             "id": entry.id,
             "question": entry.question,
@@ -68,11 +130,13 @@ def make_server(responder: Responder) -> MCPServer:
             "metadata": entry.metadata,
         }
 
-    @server.tool()
-    async def ask_faq(question: str, history: list[str] | None = None) -> dict[str, Any]:
+    async def ask_faq(
+        question: str, history: list[str] | None = None, collection: str | None = None, ctx: Context | None = None
+    ) -> dict[str, Any]:
         """A short answer from the FAQ with numbered citations [n] to the entries it comes from; earlier questions
         of the conversation (oldest first) help read a follow-up."""
-        reply = await call(responder.respond, Question(query=question, history=history or []), "mcp", base)
+        asked = chosen(collection, ctx)
+        reply = await call(asked.respond, Question(query=question, history=history or []), "mcp", base)
         answer = reply.answer
         return {
             "answer": answer.answer,
@@ -85,4 +149,6 @@ def make_server(responder: Responder) -> MCPServer:
             "answer_id": reply.answer_id,
         }
 
+    for tool in (search_faq, read_entry, ask_faq):
+        server.tool()(_with_collections(tool, collections))
     return server

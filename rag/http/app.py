@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, query: QueryService | None = No
         openapi_url=None,
     )
     app.state.services = services
+    app.state.assistants = assistants
     install_error_handlers(app)
     install_middleware(app, services)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

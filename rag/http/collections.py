@@ -3,7 +3,7 @@ log, gaps, widget and MCP endpoint), the default one also at the root; the encod
 
 Keys scoped to some collections (``[[keys]]`` of the collections file) get 403 on the others, before the request
 reaches them. ``POST /v1/chat/completions`` at the root goes to the collection named by ``model``, and
-``GET /v1/models`` lists the collections.
+``GET /v1/models`` lists the collections; the MCP tools at the root (``/mcp/``) take a ``collection``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rag.channels.mcp import Collections as McpCollections
 from rag.config import Settings
 from rag.config.collections import Collections
 from rag.http.security import bearer_token
@@ -43,6 +44,8 @@ def collections_app(settings: Settings, collections: Collections, make_app, embe
                 await stack.enter_async_context(app.router.lifespan_context(app))
             yield
 
+    responders = {name: app.state.services.responder for name, app in apps.items()}
+    apps[collections.default].state.assistants.collections = McpCollections(responders, collections.allowed)
     routes = [Mount(f"/c/{name}", app=app) for name, app in apps.items()]
     routes.append(Mount("/", app=apps[collections.default]))
     server = Starlette(routes=routes, lifespan=lifespan)

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rag.channels.mcp import make_server
+from rag.channels.mcp import Collections, make_server
 from rag.channels.respond import Responder
 from rag.http.errors import error_response
 
@@ -17,11 +17,12 @@ class McpEndpoint:
 
     def __init__(self, responder: Responder, host: str) -> None:
         self.responder, self.host = responder, host
+        self.collections: Collections | None = None  # at the root of several collections: their tools' argument
         self._app: ASGIApp | None = None
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        server = make_server(self.responder)
+        server = make_server(self.responder, self.collections)
         self._app = server.streamable_http_app(streamable_http_path="/", host=self.host, stateless_http=True)
         try:
             async with server.session_manager.run():

@@ -71,17 +71,17 @@ def index_page(faq_name: str, privacy: str = "", plain: str = "") -> str:
 def entries_page(faq_name: str, entries: list[Entry], page: int, pages: int) -> str:
     """A browsable list of the FAQ's entries, one page at a time."""
     items = "".join(
-        f'<li><a href="/entries/{escape(e.id)}">{escape(e.question or e.answer[:120])}</a></li>' for e in entries
+        f'<li><a href="entries/{escape(e.id)}">{escape(e.question or e.answer[:120])}</a></li>' for e in entries
     )
     nav = []
     if page > 1:
-        nav.append(f'<a href="/entries?page={page - 1}" rel="prev">← Page précédente</a>')
+        nav.append(f'<a href="entries?page={page - 1}" rel="prev">← Page précédente</a>')
     if page < pages:
-        nav.append(f'<a href="/entries?page={page + 1}" rel="next">Page suivante →</a>')
+        nav.append(f'<a href="entries?page={page + 1}" rel="next">Page suivante →</a>')
     return f"""<!doctype html>
 <html lang="fr"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>FAQ {escape(faq_name)} — toutes les entrées</title><link rel="stylesheet" href="/static/style.css"></head>
-<body><main class="entry"><p><a href="/">← Poser une question</a></p>
+<title>FAQ {escape(faq_name)} — toutes les entrées</title><link rel="stylesheet" href="static/style.css"></head>
+<body><main class="entry"><p><a href="./">← Poser une question</a></p>
 <h1>FAQ {escape(faq_name)} : toutes les entrées</h1><p class="muted">Page {page} sur {pages}</p>
 <ol start="{(page - 1) * PER_PAGE + 1}">{items}</ol><nav class="pages">{" · ".join(nav)}</nav></main></body></html>"""
 
@@ -93,8 +93,8 @@ def entry_page(entry: Entry) -> str:
     meta = "".join(f"<li><b>{escape(str(k))}</b> : {escape(str(v))}</li>" for k, v in entry.metadata.items())
     return f"""<!doctype html>
 <html lang="fr"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title><link rel="stylesheet" href="/static/style.css"></head>
-<body><main class="entry"><p><a href="/">← Poser une question</a></p>
+<title>{title}</title><link rel="stylesheet" href="../static/style.css"></head>
+<body><main class="entry"><p><a href="../">← Poser une question</a></p>
 <h1>{title}</h1><article>{paragraphs}</article>
 {f"<ul class='meta'>{meta}</ul>" if meta else ""}
 <p class="muted">Entrée <code>{escape(entry.id)}</code> · source {escape(entry.source)}{checked_on(entry.checked_on)}

@@ -22,7 +22,7 @@ def plain_form(question: str = "", notice: str = "") -> str:
     """The question form (``POST /``), with a notice (a thank-you, an error) above it."""
     said = f'<p class="status" role="status">{escape(notice)}</p>' if notice else ""
     return (
-        f'{said}<form method="post" action="/" class="plain-form">'
+        f'{said}<form method="post" action="./" class="plain-form">'
         '<label for="plain-q">Votre question</label>'
         f'<textarea id="plain-q" name="q" rows="3" maxlength="2000" required>{escape(question)}</textarea>'
         '<button type="submit">Envoyer la question</button></form>'
@@ -61,7 +61,7 @@ def _sources(answer: Answer) -> str:
         return f'<h3>{heading}</h3><ol class="sources">{items}</ol>'
     if answer.outcome == "suggested" and answer.passages:
         items = "".join(
-            f'<li><a href="{escape(p.url or "/entries/" + p.id)}" rel="noopener">{escape(p.question or p.id)}</a></li>'
+            f'<li><a href="{escape(p.url or "entries/" + p.id)}" rel="noopener">{escape(p.question or p.id)}</a></li>'
             for p in answer.passages[:5]
         )
         return f'<h3>Les entrées les plus proches</h3><ul class="passages">{items}</ul>'
@@ -77,7 +77,7 @@ def _handoff(answer: Answer) -> str:
 
 def _vote(answer_id: str) -> str:
     buttons = "".join(
-        f'<form method="post" action="/page/vote" class="vote"><input type="hidden" name="answer_id" '
+        f'<form method="post" action="page/vote" class="vote"><input type="hidden" name="answer_id" '
         f'value="{escape(answer_id)}"><input type="hidden" name="helpful" value="{value}">'
         f'<button type="submit">{label}</button></form>'
         for value, label in (("oui", "Oui"), ("non", "Non"))

@@ -73,7 +73,8 @@ async def vote_plain(request: Request, services: ServicesDep) -> HTMLResponse | 
         return _page(services, plain_form(notice=MESSAGES["unknown"]), 404)
     await anyio.to_thread.run_sync(services.recorder.add_feedback, answer_id, helpful == "oui", None)
     services.metrics.feedback.labels(str(helpful == "oui").lower()).inc()
-    return RedirectResponse("/?avis=merci", status_code=303)
+    home = request.scope.get("root_path", "").rstrip("/")  # a collection's own page, under its mount
+    return RedirectResponse(f"{home}/?avis=merci", status_code=303)
 
 
 @router.get("/admin")

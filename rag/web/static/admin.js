@@ -86,7 +86,7 @@
       if (action === "alternate") body.entry_id = entry.value;
       submit.disabled = true;
       try {
-        const done = await call(`/admin/gaps/${encodeURIComponent(gap.id)}/resolve`, { method: "POST", body: JSON.stringify(body) });
+        const done = await call(`admin/gaps/${encodeURIComponent(gap.id)}/resolve`, { method: "POST", body: JSON.stringify(body) });
         say(done.version ? `Lacune résolue ; la FAQ est republiée (version ${done.version}).` : "Lacune résolue.");
         await load();
       } catch (err) {
@@ -126,7 +126,7 @@
 
   async function load() {
     try {
-      render(await call("/admin/gaps"));
+      render(await call("admin/gaps"));
       tokenForm.hidden = true;
     } catch (err) {
       say(err.message, true);

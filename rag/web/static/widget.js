@@ -4,13 +4,17 @@
 // "Cette réponse vous a-t-elle été utile ?" votes, follow-up questions within the tab's conversation, and the
 // handoff to a person when the FAQ does not answer. Options on the script tag: data-position (bottom-right,
 // bottom-left, inline), data-target (where an inline assistant goes, a CSS selector), data-open, data-title,
-// data-lang (fr, en), data-facets ('{"couloir": "Biologie"}' or couloir=Biologie;theme=X), data-channel.
+// data-lang (fr, en), data-facets ('{"couloir": "Biologie"}' or couloir=Biologie;theme=X), data-channel,
+// data-collection (one FAQ of a deployment that serves several; or load the script from /c/<name>/widget.js).
 (() => {
   const script = document.currentScript;
   if (!script || customElements.get("faq-assistant")) return;
   const SERVICE = new URL(script.src, window.location.href);
-  const BASE = SERVICE.origin;
   const options = { ...script.dataset };
+  // the API the script came from: /c/<name>/widget.js answers from that collection, as data-collection says
+  const mounted = SERVICE.pathname.replace(/\/widget\.js$/, "");
+  const collection = options.collection ? "/c/" + encodeURIComponent(options.collection) : "";
+  const BASE = SERVICE.origin + (collection || mounted);
 
   const STRINGS = {
     fr: {
