@@ -270,3 +270,41 @@ def test_a_collections_page_and_widget_talk_to_that_collection(deployment: Setti
         assert voted.status_code == 303 and voted.headers["location"] == "/c/cnil/?avis=merci"
         listed = client.get("/c/cnil/entries", headers={"Accept": "text/html"})
         assert 'href="entries/acces"' in listed.text
+
+
+@pytest.mark.slow
+def test_rag_serve_serves_every_collection(deployment: Settings, tmp_path: Path) -> None:
+    """`rag serve` with RAG_COLLECTIONS: each collection built at start with the real encoder, then answered."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from .servers import free_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "RAG_COLLECTIONS": str(deployment.http.collections),
+        "RAG_INDEX_DIR": str(tmp_path / "built"),
+        "RAG_PORT": str(port),
+        "RAG_API_KEYS": GLOBAL,
+    }
+    server = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve"], env=env, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def ready(name: str) -> bool:
+        try:
+            return httpx.get(f"{base}/c/{name}/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(lambda: ready("segur") and ready("cnil"), timeout=600)
+        found = httpx.post(f"{base}/c/cnil/search", json={"query": ACCESS}, headers=_auth(GLOBAL), timeout=60).json()
+        assert found["results"][0]["id"] == "acces"
+        assert (tmp_path / "collections" / "cnil" / "built").is_dir() and not (tmp_path / "built").exists()
+    finally:
+        server.terminate()
+        server.wait(30)

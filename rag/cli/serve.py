@@ -24,6 +24,9 @@ def serve(
 
     settings = make_settings(index_dir, host=host, port=port, workers=workers)
     configure_logging(settings)  # one JSON line per request on stderr (rag.access), and the service's own messages
+    if settings.http.collections is not None:  # several FAQs: each collection builds and loads its own index
+        run_server(settings, None, [])
+        return
     publisher = publisher_for(settings)
     if build and publisher.needs_build():
         build_with_progress(publisher)  # once, here: the workers then load it read-only

@@ -112,7 +112,8 @@ class Workers:
                 process.join()
 
 
-def serve(settings: Settings, service: QueryService, sources: list[Path | str]) -> None:
+def serve(settings: Settings, service: QueryService | None, sources: list[Path | str]) -> None:
+    """Serve the app (``service``: the FAQ's query side, loaded or not; None for several collections)."""
     http = settings.http
     # forwarded headers are read by the app, and only from RAG_FORWARDED_ALLOW_IPS
     options = {"log_config": None, "access_log": False, "proxy_headers": False}
@@ -121,7 +122,8 @@ def serve(settings: Settings, service: QueryService, sources: list[Path | str]) 
         return
     # each worker makes its own app from the environment: the command's options go there
     os.environ.update({"RAG_INDEX_DIR": str(settings.index.index_dir.resolve()), "RAG_WORKERS": str(http.workers)})
-    os.environ["RAG_SOURCES"] = ",".join(p if is_url(p) else str(Path(p).resolve()) for p in sources)
+    if sources:
+        os.environ["RAG_SOURCES"] = ",".join(p if is_url(p) else str(Path(p).resolve()) for p in sources)
     code = Workers(http.workers, http.host, http.port, options).run()
     if code:
         raise SystemExit(code)
