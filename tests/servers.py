@@ -46,12 +46,14 @@ def running(app, *, ready_path: str | None = "/health", timeout: float = 60.0) -
         thread.join(timeout=10)
 
 
-def wait_until(check, timeout: float = 60.0, interval: float = 0.05) -> None:
+def wait_until(check, timeout: float = 60.0, interval: float = 0.05):
+    """The first truthy value ``check`` gives, polled every ``interval`` seconds; a failure after ``timeout``."""
     deadline = time.monotonic() + timeout
-    while not check():
+    while not (value := check()):
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(interval)
+    return value
 
 
 def sse_events(response: httpx.Response) -> list[tuple[str, str]]:

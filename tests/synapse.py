@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -149,11 +148,5 @@ def register(base: str, name: str, admin: bool = False) -> User:
 
 
 def wait_for(check, timeout: float = 60.0):
-    """The first truthy value ``check`` gives (polled), or a failure after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for the homeserver")
+    """:func:`wait_until`, polling the homeserver less often."""
+    return wait_until(check, timeout, interval=0.2)

@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -102,8 +103,6 @@ class Routing:
 
 
 def _token(scope: Scope) -> str:
-    from starlette.requests import Request
-
     return bearer_token(Request(scope)) or ""
 
 
@@ -141,8 +140,3 @@ def _replay(body: bytes, original: Receive) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return receive
-
-
-def served(app: Any) -> dict[str, Any]:
-    """The apps of a collections server by name (for tests and tools)."""
-    return getattr(app.state, "collections", {})
