@@ -52,6 +52,7 @@ def _check(out: dict) -> None:
     assert out["entry"]["id"] == top["id"] and out["entry"]["answer"]
     assert out["answer"]["citations"] and "[1]" in out["answer"]["answer"]
     assert out["declined"]["declined"] and out["declined"]["results"] == []
+    assert out["declined"]["outcome"] == "declined" and out["found"]["outcome"] in {"answered", "suggested"}
 
 
 def _logged(db: Path) -> list[tuple[str, int]]:

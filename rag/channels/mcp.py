@@ -4,7 +4,8 @@ behind the same API keys)."""
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Literal
 
 import anyio
@@ -29,22 +30,50 @@ def _hit(hit: Any) -> dict[str, Any]:
 
 
 class Collections:
-    """The collections an MCP server at the root of a deployment answers for (:mod:`rag.http.collections`)."""
+    """The collections an MCP server at the root of a deployment answers for (:mod:`rag.http.collections`):
+    their titles by name, ``open(name)`` giving one's responder while it is used (the collection loaded)."""
 
-    def __init__(self, responders: dict[str, Responder], allowed: Callable[[str], tuple[str, ...] | None]) -> None:
-        self.responders, self.allowed = responders, allowed
+    def __init__(
+        self,
+        titles: dict[str, str],
+        open: Callable[[str], AbstractAsyncContextManager[Responder]],
+        allowed: Callable[[str], tuple[str, ...] | None],
+    ) -> None:
+        self.titles, self.open, self.allowed = titles, open, allowed
 
-    @property
-    def titles(self) -> list[str]:
-        return [r.query.settings.answer.faq_name for r in self.responders.values()]
-
-    def responder(self, name: str, token: str) -> Responder:
-        if name not in self.responders:
-            raise ToolError(f"no collection {name!r}; there are: {', '.join(self.responders)}")
+    @asynccontextmanager
+    async def responder(self, name: str, token: str) -> AsyncIterator[Responder]:
+        if name not in self.titles:
+            raise ToolError(f"no collection {name!r}; there are: {', '.join(self.titles)}")
         allowed = self.allowed(token)
         if allowed is not None and name not in allowed:
             raise ToolError(f"this key may not use the collection {name!r}; it may use: {', '.join(allowed)}")
-        return self.responders[name]
+        try:
+            async with self.open(name) as responder:
+                yield responder
+        except RagError as exc:
+            raise ToolError(str(exc)) from None
+
+
+def _found(question: str, result: Any) -> dict[str, Any]:
+    hits = [_hit(h) for h in result.results]
+    found = {"question": question, "outcome": result.outcome, "declined": result.abstained, "results": hits}
+    return found | {"confidence": result.confidence, "degraded": result.degraded}
+
+
+def _answered(reply: Any) -> dict[str, Any]:
+    answer = reply.answer
+    return {
+        "answer": answer.answer,
+        "outcome": answer.outcome,
+        "declined": answer.abstained,
+        "confidence": answer.confidence,
+        "resolved": answer.resolved,
+        "degraded": answer.degraded,
+        "note": answer.note,
+        "citations": [c.model_dump() for c in answer.citations],
+        "answer_id": reply.answer_id,
+    }
 
 
 def _with_collections(tool: Callable[..., Any], collections: Collections | None) -> Callable[..., Any]:
@@ -61,7 +90,7 @@ def _with_collections(tool: Callable[..., Any], collections: Collections | None)
         single.__signature__ = inspect.signature(tool).replace(parameters=params)  # type: ignore[attr-defined]
         single.__annotations__ = hints
         return single
-    names = tuple(collections.responders)
+    names = tuple(collections.titles)
     tool.__annotations__ = {**hints, "collection": Literal[names] | None}  # type: ignore[valid-type]
     tool.__doc__ = f"{tool.__doc__} ``collection``: the FAQ to use, one of {', '.join(names)} (default: {names[0]})."
     return tool
@@ -81,12 +110,15 @@ def make_server(responder: Responder, collections: Collections | None = None) ->
     base = listen_address(service.settings)  # RAG_PUBLIC_URL, when set, comes first (service.entry_link)
     faq = service.settings.answer.faq_name
     if collections is not None:
-        faq = ", ".join(collections.titles)
+        faq = ", ".join(collections.titles.values())
 
-    def chosen(collection: str | None, ctx: Context | None) -> Responder:
+    @asynccontextmanager
+    async def chosen(collection: str | None, ctx: Context | None) -> AsyncIterator[Responder]:
         if collections is None or collection is None:
-            return responder
-        return collections.responder(collection, _bearer(ctx))
+            yield responder
+            return
+        async with collections.responder(collection, _bearer(ctx)) as asked:
+            yield asked
 
     server = MCPServer(
         name="faq-rag",
@@ -109,17 +141,16 @@ def make_server(responder: Responder, collections: Collections | None = None) ->
     ) -> dict[str, Any]:
         """The FAQ entries that answer a question (none when the FAQ does not cover it), with links and facets;
         ``k`` entries at most (default: the service's)."""
-        asked = chosen(collection, ctx)
-        result = await call(asked.find, Question(query=question, k=k, filters=filters or {}), "mcp", base)
-        await call(asked.shown, result, "mcp")
-        hits = [_hit(h) for h in result.results]
-        found = {"question": question, "declined": result.abstained, "confidence": result.confidence, "results": hits}
-        return found | {"degraded": result.degraded}
+        async with chosen(collection, ctx) as asked:
+            result = await call(asked.find, Question(query=question, k=k, filters=filters or {}), "mcp", base)
+            await call(asked.shown, result, "mcp")
+        return _found(question, result)
 
     async def read_entry(entry_id: str, collection: str | None = None, ctx: Context | None = None) -> dict[str, Any]:
         """One whole FAQ entry by its id (as found by search_faq)."""
-        service = chosen(collection, ctx).query
-        entry = service.index.entry(entry_id)
+        async with chosen(collection, ctx) as asked:
+            service = asked.query
+            entry = service.index.entry(entry_id)
         if entry is None:
             raise ToolError(f"no FAQ entry has the id '{entry_id}'")
         return {
@@ -135,19 +166,9 @@ def make_server(responder: Responder, collections: Collections | None = None) ->
     ) -> dict[str, Any]:
         """A short answer from the FAQ with numbered citations [n] to the entries it comes from; earlier questions
         of the conversation (oldest first) help read a follow-up."""
-        asked = chosen(collection, ctx)
-        reply = await call(asked.respond, Question(query=question, history=history or []), "mcp", base)
-        answer = reply.answer
-        return {
-            "answer": answer.answer,
-            "declined": answer.abstained,
-            "confidence": answer.confidence,
-            "resolved": answer.resolved,
-            "degraded": answer.degraded,
-            "note": answer.note,
-            "citations": [c.model_dump() for c in answer.citations],
-            "answer_id": reply.answer_id,
-        }
+        async with chosen(collection, ctx) as asked:
+            reply = await call(asked.respond, Question(query=question, history=history or []), "mcp", base)
+        return _answered(reply)
 
     for tool in (search_faq, read_entry, ask_faq):
         server.tool()(_with_collections(tool, collections))

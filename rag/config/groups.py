@@ -210,6 +210,15 @@ class HttpSettings(_Group):
     collections: Path | None = Field(
         None, description="a TOML file of several FAQs served by one deployment (docs/collections.md)"
     )
+    collections_memory: float = Field(
+        1024,
+        ge=0,
+        description="MB the loaded collections may take; beyond it the least recently used are unloaded (0 = no "
+        "limit). A collection is loaded by its first request",
+    )
+    collection_load_wait: float = Field(
+        10.0, gt=0, description="seconds a collection's first request waits for its index before the 503 says so"
+    )
     secret_key: str | None = Field(
         None,
         description="signs answer ids; replicas on several machines set the same one (default: a random key kept "

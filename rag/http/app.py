@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, query: QueryService | None = No
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(services.start)  # never waits for a database: it connects in the background
         task = asyncio.create_task(anyio.to_thread.run_sync(services.load))
+        app.state.loading = task  # a collection's first request waits for it (rag.http.pool)
         async with assistants.running():
             yield
         task.cancel()

@@ -1,5 +1,6 @@
 """Several FAQs behind one server: each collection is the whole app under ``/c/<name>`` (its own index, question
-log, gaps, widget and MCP endpoint), the default one also at the root; the encoder is loaded once for all.
+log, gaps, widget and MCP endpoint), the default one also at the root; the encoder is loaded once for all, and a
+collection is loaded by its first request (:mod:`rag.http.pool`).
 
 Keys scoped to some collections (``[[keys]]`` of the collections file) get 403 on the others, before the request
 reaches them. ``POST /v1/chat/completions`` at the root goes to the collection named by ``model``, and
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from rag.channels.mcp import Collections as McpCollections
 from rag.config import Settings
 from rag.config.collections import Collections
+from rag.http.pool import Lazy, Pool
 from rag.http.security import bearer_token
 from rag.query.service import QueryService
 
@@ -33,25 +36,36 @@ def collections_app(settings: Settings, collections: Collections, make_app, embe
     """The server of every collection; ``make_app(settings, query)`` makes one collection's app; ``embedder``:
     the encoder they share (default: the one the settings name, loaded once)."""
     shared = QueryService(collections.settings[collections.default], embedder)
-    apps: dict[str, FastAPI] = {}
-    for name, own in collections.settings.items():
-        query = shared if name == collections.default else QueryService(own, shared.embedder)
-        apps[name] = make_app(own, query)
+    http = settings.http
+
+    def make(name: str, query: QueryService) -> FastAPI:
+        app = make_app(collections.settings[name], query)
+        if name == collections.default:  # the root's MCP tools and /ready speak for every collection
+            app.state.assistants.collections = McpCollections(titles, responder_of, collections.allowed)
+            app.state.pool = pool
+        return app
+
+    pool = Pool(collections.settings, make, shared, http.collections_memory, http.collection_load_wait)
+    titles = {name: own.answer.faq_name for name, own in collections.settings.items()}
+
+    @asynccontextmanager
+    async def responder_of(name: str) -> AsyncIterator[Any]:
+        async with pool.using(name) as app:
+            yield app.state.services.responder
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            for app in apps.values():  # a mounted app's start-up and shut-down are not run by the mount
-                await stack.enter_async_context(app.router.lifespan_context(app))
-            yield
+        try:
+            async with pool.running():
+                yield
+        finally:
+            await anyio.to_thread.run_sync(shared.close)
 
-    responders = {name: app.state.services.responder for name, app in apps.items()}
-    apps[collections.default].state.assistants.collections = McpCollections(responders, collections.allowed)
-    routes = [Mount(f"/c/{name}", app=app) for name, app in apps.items()]
-    routes.append(Mount("/", app=apps[collections.default]))
+    routes = [Mount(f"/c/{name}", app=Lazy(pool, name)) for name in collections.settings]
+    routes.append(Mount("/", app=Lazy(pool, collections.default)))
     server = Starlette(routes=routes, lifespan=lifespan)
-    server.add_middleware(Routing, collections=collections, max_body=settings.http.max_chat_body_bytes)
-    server.state.collections = apps
+    server.add_middleware(Routing, collections=collections, max_body=http.max_chat_body_bytes)
+    server.state.pool = pool
     return server
 
 

@@ -63,12 +63,18 @@ class QueryService:
     """Search and answer over the index version in service."""
 
     def __init__(
-        self, settings: Settings | None = None, embedder: Embedder | None = None, llm: LLMParts | None = None
+        self,
+        settings: Settings | None = None,
+        embedder: Embedder | None = None,
+        llm: LLMParts | None = None,
+        encoder: QueryEncoder | None = None,
     ) -> None:
-        """``embedder`` and ``llm`` replace the ones the settings name (default: made when first needed)."""
+        """``embedder`` and ``llm`` replace the ones the settings name (default: made when first needed); an
+        ``encoder`` shared with other services (its cache and batches too) gives the embedder."""
         self.settings = settings or Settings()
-        self._embedder = embedder
-        self._encoder: QueryEncoder | None = None
+        self._embedder = encoder.embedder if encoder is not None else embedder
+        self._owns_embedder = self._embedder is None  # one given is closed by whoever made it
+        self._encoder: QueryEncoder | None = encoder
         self._stages: Stages | None = None
         self._lock = threading.Lock()
         self._llm = llm
@@ -123,7 +129,7 @@ class QueryService:
         """Release the connections of the LLM client and of an embeddings server's client."""
         if self._llm is not None:
             self._llm.close()
-        if self._embedder is not None:
+        if self._embedder is not None and self._owns_embedder:
             self._embedder.close()
 
     def install(self, index: FaqIndex) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from rag.http.deps import ServicesDep, guard
@@ -21,7 +21,7 @@ async def health() -> dict[str, str]:
     "/ready",
     summary="Whether this process can serve (503 until the index is loaded) and the state of each dependency",
 )
-async def ready(services: ServicesDep) -> JSONResponse:
+async def ready(request: Request, services: ServicesDep) -> JSONResponse:
     """``ready`` or ``degraded`` (200: answers are served; a dependency away takes one feature, said in
     ``dependencies``), or ``loading`` / ``failed`` (503: no index, nothing can be answered)."""
     query, dependencies = services.query, services.dependencies.states()
@@ -50,6 +50,9 @@ async def ready(services: ServicesDep) -> JSONResponse:
         body["llm_model"] = query.llm.client.model
     if services.recorder.last_error:
         body["store_error"] = services.recorder.last_error
+    pool = getattr(request.app.state, "pool", None)
+    if pool is not None:  # the root of several collections: which are loaded, and the memory they take
+        body["collections"] = pool.state()
     return JSONResponse(body)
 
 
