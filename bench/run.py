@@ -391,8 +391,21 @@ def main() -> None:
         print("scale…", file=sys.stderr, flush=True)
         results["scale"] = scale(args.quick)
     (OUT / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    (OUT / "RESULTS.md").write_text(markdown(results))
+    (OUT / "RESULTS.md").write_text(with_collections(markdown(results)))
     print(markdown(results))
+
+
+def with_collections(results_md: str) -> str:
+    """RESULTS.md with the last collections benchmark (bench/COLLECTIONS.md) as its last section."""
+    cut = results_md.split(COLLECTIONS_HEAD)[0].rstrip("\n")
+    found = OUT / "COLLECTIONS.md"
+    if not found.exists():
+        return cut + "\n"
+    body = found.read_text(encoding="utf-8").split("\n", 1)[1].lstrip("\n")
+    return f"{cut}\n\n{COLLECTIONS_HEAD}\n\n{body}"
+
+
+COLLECTIONS_HEAD = "## Several FAQs in one server (`python -m bench.collections`)"
 
 
 if __name__ == "__main__":

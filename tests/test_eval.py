@@ -146,7 +146,7 @@ def test_holdout_on_the_segur_faq_declines_more_of_what_it_lacks_with_its_own_fi
     assert fitted["holdout"]["held_out_questions"] == 100 and fitted["in_scope"] == 300
     assert {c["kind"] for c in fitted["holdout"]["calibration"]} == {"fitted"}
     assert {c["kind"] for c in shipped["holdout"]["calibration"]} == {"shipped"}
-    # measured here: held out not answered 0.77 (shipped fit 0.71), in scope answered 0.70, answered right 1.0
+    # measured here: held out not answered 0.85 (shipped fit 0.71), in scope answered 0.67, answered right 1.0
     assert fitted["abstention_recall_held_out"] >= shipped["abstention_recall_held_out"] + 0.03
     assert fitted["answered_right"] >= 0.95 and fitted["confidence_ece"] <= 0.12
     assert fitted["answered_rate"] >= 0.6 and fitted["shown_rate"] >= 0.9

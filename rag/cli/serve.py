@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from rag.cli.common import IndexDir, app, build_with_progress, friendly, make_settings, publisher_for
+from rag.cli.common import IndexDir, app, build_with_progress, err, friendly, make_settings, publisher_for
+from rag.config.collections import Collections
 
 
 @app.command()
@@ -24,7 +25,13 @@ def serve(
 
     settings = make_settings(index_dir, host=host, port=port, workers=workers)
     configure_logging(settings)  # one JSON line per request on stderr (rag.access), and the service's own messages
-    if settings.http.collections is not None:  # several FAQs: each collection builds and loads its own index
+    if settings.http.collections is not None:  # several FAQs: each built here if missing, loaded by its first request
+        collections = Collections.load(settings)
+        for name, own in collections.settings.items() if build and collections is not None else ():
+            publisher = publisher_for(own)
+            if publisher.needs_build():
+                err.print(f"building the collection {name!r}", highlight=False)
+                build_with_progress(publisher)
         run_server(settings, None, [])
         return
     publisher = publisher_for(settings)

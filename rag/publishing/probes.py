@@ -183,6 +183,11 @@ class ProbeWriter:
                     probes.append(Probe(entry, text, "user"))
         return probes
 
+    def partials(self, entries: list[int]) -> list[Probe]:
+        """A question of the ``partial`` kind about each entry that has a title."""
+        made = ((entry, self.partial(entry, _rng(self.index.entries[entry].id, self.seed + 3))) for entry in entries)
+        return [Probe(entry, text, "partial") for entry, text in made if text]
+
     def write(self, entries: list[int]) -> list[Probe]:
         """One question of each style about each entry (fewer when an entry has no title or little text)."""
         probes = []

@@ -7,7 +7,10 @@ questions about it, worded as users word theirs (:meth:`rag.publishing.probes.Pr
 rewordings) are ranked twice: with the entry present — the FAQ answers them when the entry is among the first
 three — and with the entry (and any entry that duplicates it) left out of the ranking, as if the FAQ lacked it: a
 question about a topic the FAQ covers, asking for something no entry says, the question a helpdesk receives most.
-Shipped unrelated questions and chit-chat are asked too. The prior fit is then recalibrated on these questions
+Questions worded after each entry's title (part of its words left out, a word of its answer put in) are asked
+both ways too: on a FAQ whose users ask as its titles do, they are nearer to users' questions than the others, so
+the answer threshold is placed on each kind. Shipped unrelated questions and chit-chat are asked too. The prior
+fit is then recalibrated on these questions, those worded after titles aside
 (:func:`rag.indexing.calibration.recalibrate`), and its two thresholds are read on them (:func:`place`): the answer
 threshold asserts few of the questions about a missing entry, the suggest threshold declines most unrelated ones.
 The rates to expect — answered, suggested, declined — are measured on each half of the entries with a fit made on
@@ -50,6 +53,9 @@ BATCH = 16
 OUT_OF_SCOPE = ("unrelated.jsonl", "chitchat.jsonl")
 FACT_ENTRIES = 100  # entries asked about a fact they no longer state (each such entry's passage embedded again)
 USER_QUESTIONS, USER_MAX = 120, 4  # questions asked about the entries: at least this many, at most this many each
+# questions worded after an entry's title (its words partly left out): closer to users' than those made of its words
+# on a FAQ whose users ask as its titles do; they place the answer threshold beside the others, not the fit
+TITLED = "titled_"
 HELD_OUT_ANSWERED = 0.10  # the share of questions about an entry the FAQ lacks that the answer threshold lets through
 UNRELATED_DECLINED = 0.90  # the share of unrelated questions the suggest threshold declines
 # an answer is asserted when more likely right than wrong, and never only above a confidence nothing reaches
@@ -163,8 +169,9 @@ class SelfCalibration:
             return None, CalibrationRecord(kind="shipped", reason=reason)
         probes, source = self._probes(index, entries)
         others = out_of_scope_questions()
+        titled = ProbeWriter(index).partials(entries)
         try:
-            rows = self._rows(index, probes, others, progress, self._facts(index, entries))
+            rows = self._rows(index, probes + titled, others, progress, self._facts(index, entries))
             calibration = self._fit(rows)
             expected = self._expected(rows)
         except (ConfigError, EmbeddingsUnavailable) as exc:
@@ -183,10 +190,11 @@ class SelfCalibration:
 
     def _fit(self, rows: Rows) -> Calibration:
         about = "this FAQ's own questions"
+        fitting = rows.part(lambda e, i: not rows.kinds[i].startswith(TITLED))  # titled ones place the thresholds
         if self.prior_applies:
-            fitted = recalibrate(self.prior, rows.signals, rows.labels, about)
+            fitted = recalibrate(self.prior, fitting.signals, fitting.labels, about)
         else:
-            fitted = refit(rows.signals, rows.labels, self.embedder.name, about)
+            fitted = refit(fitting.signals, fitting.labels, self.embedder.name, about)
         return place(fitted, rows)
 
     def _probes(self, index: FaqIndex, entries: list[int]) -> tuple[list[Probe], str]:
@@ -231,8 +239,10 @@ class SelfCalibration:
         for probe in probes:
             answers = {index.entries[e].id for e in twins[probe.entry]}
             present = ask(probe.text)
-            rows.add(present.signals, int(bool(answers & {h.id for h in present.results})), probe.entry, "present")
-            rows.add(ask(probe.text, twins[probe.entry]).signals, 0, probe.entry, "held_out")
+            kind = TITLED if probe.style == "partial" else ""
+            label = int(bool(answers & {h.id for h in present.results}))
+            rows.add(present.signals, label, probe.entry, kind + "present")
+            rows.add(ask(probe.text, twins[probe.entry]).signals, 0, probe.entry, kind + "held_out")
         if lacking is not None:
             ask_lacking = self._asking(lacking, known, prepared)
             for probe in fact_probes:  # the entry stays, without the sentence asked about; its twins are left out
@@ -287,8 +297,8 @@ class SelfCalibration:
             train = rows.part(lambda e, i, side=side: half[i] != side)
             test = rows.part(lambda e, i, side=side: half[i] == side)
             fitted = self._fit(train)
-            for values, label, kind in zip(test.signals, test.labels, test.kinds):
-                model = fitted.model(values)
+            for values, label, titled in zip(test.signals, test.labels, test.kinds):
+                model, kind = fitted.model(values), titled.removeprefix(TITLED)
                 if kind != "present" or label:
                     p = model.probability(values)
                     outcome[kind].append(outcome_of(p, model.threshold, model.suggest_threshold))
@@ -308,14 +318,18 @@ class SelfCalibration:
 
 def place(calibration: Calibration, rows: Rows) -> Calibration:
     """The two thresholds of a fit (and of each of its variants), read on the FAQ's own questions: answer at or above
-    the confidence that asserts no more than :data:`HELD_OUT_ANSWERED` of the questions about entries it lacks
-    (between :data:`ANSWER_FLOOR` and :data:`ANSWER_CEILING`); suggest at or above the one that declines
-    :data:`UNRELATED_DECLINED` of the unrelated ones."""
+    the confidence that asserts no more than :data:`HELD_OUT_ANSWERED` of the questions about entries it lacks —
+    of those made of its words, and of those worded after its titles, each (between :data:`ANSWER_FLOOR` and
+    :data:`ANSWER_CEILING`); suggest at or above the one that declines :data:`UNRELATED_DECLINED` of the unrelated
+    ones."""
 
     def placed(model: Calibration) -> Calibration:
-        held = [model.probability(v) for v, k in zip(rows.signals, rows.kinds) if k == "held_out"]
+        def quantile(kind: str, q: float) -> float:
+            found = [model.probability(v) for v, k in zip(rows.signals, rows.kinds) if k == kind]
+            return float(np.quantile(found, q)) if found else ANSWER_FLOOR
+
         out = [model.probability(v) for v, k in zip(rows.signals, rows.kinds) if k == "out"]
-        answer = float(np.quantile(held, 1 - HELD_OUT_ANSWERED)) if held else ANSWER_FLOOR
+        answer = max(quantile(kind, 1 - HELD_OUT_ANSWERED) for kind in ("held_out", TITLED + "held_out"))
         answer = round(min(max(answer, ANSWER_FLOOR), ANSWER_CEILING), 4)
         suggest = float(np.quantile(out, UNRELATED_DECLINED)) if out else answer
         return replace(model, threshold=answer, suggest=round(min(suggest, answer), 6))
