@@ -130,3 +130,24 @@ def test_a_collection_that_cannot_start_takes_no_other_with_it(tiny_settings: Se
                 assert pool.state()["loaded"] == ["a", "c"]
 
     anyio.run(scenario)
+
+
+def test_a_request_to_a_collection_that_cannot_start_gets_a_json_503(tiny_settings: Settings, hash_embedder) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from rag.http.pool import Lazy
+
+    pool = _pool(tiny_settings, hash_embedder, Fake(broken={"b"}))
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with pool.running():
+            yield
+
+    app = Starlette(routes=[Mount(f"/c/{n}", app=Lazy(pool, n)) for n in "abc"], lifespan=lifespan)
+    with TestClient(app) as client:
+        refused = client.get("/c/b/anything")
+        assert refused.status_code == 503 and refused.headers["retry-after"]
+        assert refused.json()["error"]["code"] == "collection_unavailable"
+        assert client.get("/c/c/anything").status_code == 404  # started: its own app answers
