@@ -68,6 +68,9 @@ def test_a_collection_is_loaded_by_its_first_request_and_unloaded_beyond_the_bud
         vote = {"answer_id": first.json()["answer_id"], "helpful": True}
         assert client.post("/c/cnil/feedback", json=vote).status_code == 200  # its answers outlive the unload
         assert client.post("/ask", json={"query": SOLDE}).json()["citations"][0]["id"] == "solde"
+        metrics = client.get("/metrics").text
+        assert "rag_collections_loaded 2\n" in metrics and "rag_collection_starts_total 4\n" in metrics
+        assert "rag_collection_stops_total 2\n" in metrics
 
 
 class Fake:

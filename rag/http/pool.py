@@ -68,6 +68,7 @@ class Pool:
         self._slots: dict[str, Slot] = {}
         self._clock = 0
         self._group: TaskGroup | None = None
+        self.starts = self.stops = 0
 
     def pinned(self, name: str) -> bool:
         """Whether a collection stays loaded: the default one, and one with work to do without requests."""
@@ -109,6 +110,17 @@ class Pool:
             "memory_budget_mb": round(self.budget / MB, 1) or None,
         }
 
+    def metrics(self) -> str:
+        """The collections in Prometheus' text format: loaded now, the memory they take, starts and stops so far."""
+        state = self.state()
+        lines = [
+            ("rag_collections_loaded", "gauge", "collections loaded now", len(state["loaded"])),
+            ("rag_collections_memory_bytes", "gauge", "memory the loaded collections take", state["memory_mb"] * MB),
+            ("rag_collection_starts_total", "counter", "collections started (by a request, or at start)", self.starts),
+            ("rag_collection_stops_total", "counter", "collections unloaded beyond the memory budget", self.stops),
+        ]
+        return "".join(f"# HELP {n} {h}\n# TYPE {n} {t}\n{n} {v:g}\n" for n, t, h, v in lines)
+
     async def _acquire(self, name: str, wait: bool = True) -> Slot:
         while True:
             slot = self._slots.get(name)
@@ -136,6 +148,7 @@ class Pool:
             encoder = await anyio.to_thread.run_sync(lambda: self.shared.encoder)  # the first loads the model
             app = self.make(name, QueryService(self.settings[name], encoder=encoder))
             slot.app = await self._group.start(self._run, name, slot, app)
+            self.starts += 1
         except Exception as exc:  # one collection that cannot start takes no other with it
             log.error("the collection %r could not start: %s", name, exc)
             slot.error = "could not start (the server's log says why)"
@@ -184,6 +197,7 @@ class Pool:
                 break
             slot = live[name]
             slot.stopping = True
+            self.stops += 1
             slot.stop.set()
             total -= self._size(slot)
 

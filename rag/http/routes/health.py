@@ -63,5 +63,9 @@ async def ready(request: Request, services: ServicesDep) -> JSONResponse:
     response_class=PlainTextResponse,
     responses={200: {"content": {"text/plain": {}}}},
 )
-async def prometheus(services: ServicesDep) -> Response:
-    return Response(services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+async def prometheus(request: Request, services: ServicesDep) -> Response:
+    body = services.metrics.render()
+    pool = getattr(request.app.state, "pool", None)
+    if pool is not None:  # the root of several collections: how many are loaded, and what they take
+        body += pool.metrics().encode()
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
