@@ -106,9 +106,18 @@ class Load:
     """What the clients sent and got: each /ask's status and time, and every vote acknowledged."""
 
     asks: list[tuple[int, float]] = field(default_factory=list)
+    answered_at: list[float] = field(default_factory=list)  # when each 2xx answer arrived (monotonic clock)
     votes: list[int] = field(default_factory=list)
     acknowledged: dict[str, bool] = field(default_factory=dict)  # answer id -> the vote acknowledged last
     stop: threading.Event = field(default_factory=threading.Event)
+
+    def answered_between(self, start: float, end: float) -> int:
+        """How many answers arrived while a dependency was down."""
+        return sum(1 for at in self.answered_at if start <= at <= end)
+
+    def missing(self, stored: dict[str, bool]) -> dict[str, tuple[bool, bool | None]]:
+        """Votes acknowledged that the store does not hold as acknowledged: answer id -> (sent, stored)."""
+        return {k: (v, stored.get(k)) for k, v in self.acknowledged.items() if stored.get(k) != v}
 
     def summary(self) -> dict:
         times = sorted(t for _, t in self.asks)
@@ -138,6 +147,7 @@ def _client(front: str, load: Load, number: int) -> None:
             load.asks.append((answer.status_code, time.perf_counter() - started))
             if answer.status_code != 200:
                 continue
+            load.answered_at.append(time.monotonic())
             helpful = turn % 3 != 0
             try:
                 voted = client.post("/feedback", json={"answer_id": answer.json()["answer_id"], "helpful": helpful})
@@ -171,11 +181,15 @@ def outage(
     load: Load,
     before: float = 5.0,
     after: float = 5.0,
-) -> None:
-    """Let the load run, stop a dependency for ``seconds``, start it again, let the load run on."""
+) -> tuple[float, float]:
+    """Let the load run, stop a dependency for ``seconds``, start it again, let the load run on; returns when it
+    was down (monotonic clock)."""
     wait_until(lambda: len(load.acknowledged) >= 5, timeout=60)
     load.stop.wait(before)
     stop()
+    down = time.monotonic()
     load.stop.wait(seconds)
+    up = time.monotonic()
     start()
     load.stop.wait(after)
+    return down, up

@@ -3,6 +3,7 @@ registered on it, the bot following it with matrix-nio."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,8 +34,8 @@ def homeserver(tmp_path_factory) -> Iterator[str]:
 @pytest.fixture
 def people(homeserver: str) -> tuple[User, User, User]:
     """The bot's account, a user who asks and a member of the support team (power level 50)."""
-    suffix = Path(homeserver).name.replace(":", "")[-5:]
-    return tuple(register(homeserver, f"{name}{suffix}{id(object())}") for name in ("faqbot", "alice", "support"))
+    suffix = uuid.uuid4().hex[:12]  # new accounts for each test: ids are never reused on one homeserver
+    return tuple(register(homeserver, f"{name}{suffix}") for name in ("faqbot", "alice", "support"))
 
 
 def _room(alice: User, bot: User, support: User, encrypted: bool = False) -> str:

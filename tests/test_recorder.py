@@ -48,6 +48,22 @@ def test_the_spool_replays_in_order_and_keeps_what_must_wait(tmp_path: Path) -> 
     assert list((tmp_path / "spool").glob("*.jsonl")) == []
 
 
+def test_records_under_replay_still_count_as_waiting_until_written(tmp_path: Path) -> None:
+    """What the readiness probe says (nothing spooled) must not be true before the replay has written everything."""
+    spool = Spool(tmp_path)
+    for n in range(3):
+        spool.append({"n": n})
+    seen: list[int] = []
+
+    def apply(record: dict) -> bool:
+        seen.append(spool.pending + spool.waiting)
+        return record["n"] != 1
+
+    assert spool.replay(apply) == (2, 1)
+    assert seen == [3, 3, 3] and (spool.pending, spool.waiting, spool.kept) == (0, 1, 1)
+    assert spool.replay(lambda record: True) == (1, 0) and spool.waiting == 0
+
+
 def test_the_spool_stops_at_the_first_failure_and_keeps_the_rest(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     for n in range(4):

@@ -68,7 +68,6 @@ class Recorder:
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(backlog)
         self._retry_at = 0.0  # while in the future, the store is not tried
         self._wait = RETRY_FIRST
-        self._kept = 0  # records the last replay left waiting (their files no longer this process's own)
         self._kept_wait, self._kept_until = RETRY_FIRST, 0.0
         self._orphans_at = 0.0
         self._counting = threading.Lock()
@@ -79,7 +78,7 @@ class Recorder:
     @property
     def pending(self) -> int:
         """Records of this process in the spool, not written to the store yet."""
-        return self.spool.pending + self._kept
+        return self.spool.pending + self.spool.waiting
 
     @property
     def state(self) -> str:
@@ -176,7 +175,7 @@ class Recorder:
             if record:
                 self._write(record)
             now = time.monotonic()
-            due = self.spool.pending or (self._kept and now >= self._kept_until) or now >= self._orphans_at
+            due = self.spool.pending or (self.spool.kept and now >= self._kept_until) or now >= self._orphans_at
             if now >= self._retry_at and due:
                 self._orphans_at = now + ORPHANS_EVERY
                 self._replay()
@@ -226,7 +225,6 @@ class Recorder:
             return
         with self._counting:
             self.replayed += replayed
-            self._kept = kept
         if replayed:
             self._recovered()
         # votes waiting for their answer: looked at again after a doubling wait, not at every turn of the loop

@@ -38,7 +38,9 @@ class Spool:
         self._lock = threading.Lock()
         self._own: IO[str] | None = None
         self._path: Path | None = None
-        self._pending = 0
+        self._pending = 0  # appended, not handed to a replay yet
+        self._replaying = 0  # handed to the replay under way
+        self._kept = 0  # left waiting by the last replay (votes whose answer is not in the store yet)
 
     @contextmanager
     def _folder(self, alone: bool = False) -> Iterator[None]:
@@ -81,21 +83,38 @@ class Spool:
         """Records this process appended that are not replayed yet."""
         return self._pending
 
+    @property
+    def waiting(self) -> int:
+        """Records under replay, or that the last replay kept for later: not written yet either, so a reader of
+        :attr:`pending` plus this never sees nothing left while a replay is still writing."""
+        return self._replaying + self._kept
+
+    @property
+    def kept(self) -> int:
+        """Records the last replay kept for later."""
+        return self._kept
+
     def replay(self, apply: Apply) -> tuple[int, int]:
         """Replay every record that can be — this process's, then those of processes that died, each file in
         order — keeping those ``apply`` puts off; returns (replayed, kept). Stops at the first
         :class:`StoreUnavailable`, keeping the rest. Appends go on meanwhile, into a new file."""
         done = kept = 0
         files = self._rotated() + self._orphans()
+        finished = False
         try:
-            for handle, path in files:
+            for number, (handle, path) in enumerate(files):
                 replayed, left, interrupted = self._replay_file(handle, path, apply)
                 done, kept = done + replayed, kept + left
                 if interrupted:
+                    kept += sum(_lines(p) for _, p in files[number + 1 :])
                     break
+            finished = True
         finally:
             for handle, _ in files:
                 handle.close()  # its lock goes with it: a file kept is replayed at the next round
+            with self._lock:
+                self._kept = kept if finished else self._kept + self._replaying
+                self._replaying = 0
         return done, kept
 
     def _rotated(self) -> list[tuple[IO[str], Path]]:
@@ -104,6 +123,7 @@ class Spool:
             if self._own is None or self._path is None or self._pending == 0:
                 return []
             handed = (self._own, self._path)
+            self._replaying = self._pending
             self._own, self._path, self._pending = None, None, 0
         return [handed]
 
@@ -204,6 +224,15 @@ def _age(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:
         return 0.0
+
+
+def _lines(path: Path) -> int:
+    """How many records a spool file holds (0 when it is gone)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return sum(1 for line in handle if line.strip())
+    except OSError:
+        return 0
 
 
 def _names(line: str, erased: Callable[[dict[str, Any]], bool]) -> bool:
