@@ -12,9 +12,9 @@ import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from rag.channels.respond import Responder
+from rag.channels.respond import Reply, Responder
 from rag.errors import RagError
-from rag.models import Question
+from rag.models import Question, SearchResult
 from rag.query.service import listen_address
 
 
@@ -55,13 +55,13 @@ class Collections:
             raise ToolError(str(exc)) from None
 
 
-def _found(question: str, result: Any) -> dict[str, Any]:
+def _found(question: str, result: SearchResult) -> dict[str, Any]:
     hits = [_hit(h) for h in result.results]
     found = {"question": question, "outcome": result.outcome, "declined": result.abstained, "results": hits}
     return found | {"confidence": result.confidence, "degraded": result.degraded}
 
 
-def _answered(reply: Any) -> dict[str, Any]:
+def _answered(reply: Reply) -> dict[str, Any]:
     answer = reply.answer
     return {
         "answer": answer.answer,

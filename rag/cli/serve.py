@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from rag.cli.common import IndexDir, app, build_with_progress, err, friendly, make_settings, publisher_for
+from rag.config import Settings
 from rag.config.collections import Collections
+from rag.publishing.publisher import Publisher
 
 
 @app.command()
@@ -25,19 +27,24 @@ def serve(
 
     settings = make_settings(index_dir, host=host, port=port, workers=workers)
     configure_logging(settings)  # one JSON line per request on stderr (rag.access), and the service's own messages
-    if settings.http.collections is not None:  # several FAQs: each built here if missing, loaded by its first request
-        collections = Collections.load(settings)
-        for name, own in collections.settings.items() if build and collections is not None else ():
-            publisher = publisher_for(own)
-            if publisher.needs_build():
-                err.print(f"building the collection {name!r}", highlight=False)
-                build_with_progress(publisher)
+    collections = Collections.load(settings)
+    if collections is not None:  # several FAQs: each built here if missing, loaded by its first request
+        for own in collections.settings.values():
+            _built(own, build)
         run_server(settings, None, [])
         return
+    publisher = _built(settings, build)
+    run_server(settings, publisher.query, publisher.sources)
+
+
+def _built(settings: Settings, build: bool) -> Publisher:
+    """The publisher of the index to serve, built first when it is missing (once, here: the workers then load it
+    read-only)."""
     publisher = publisher_for(settings)
     if build and publisher.needs_build():
-        build_with_progress(publisher)  # once, here: the workers then load it read-only
-    run_server(settings, publisher.query, publisher.sources)
+        err.print(f"building the index of « {settings.answer.faq_name} »", highlight=False)
+        build_with_progress(publisher)
+    return publisher
 
 
 @app.command()

@@ -37,6 +37,7 @@ def collections_app(settings: Settings, collections: Collections, make_app, embe
     the encoder they share (default: the one the settings name, loaded once)."""
     shared = QueryService(collections.settings[collections.default], embedder)
     http = settings.http
+    titles = {name: own.answer.faq_name for name, own in collections.settings.items()}
 
     def make(name: str, query: QueryService) -> FastAPI:
         app = make_app(collections.settings[name], query)
@@ -46,7 +47,6 @@ def collections_app(settings: Settings, collections: Collections, make_app, embe
         return app
 
     pool = Pool(collections.settings, make, shared, http.collections_memory, http.collection_load_wait)
-    titles = {name: own.answer.faq_name for name, own in collections.settings.items()}
 
     @asynccontextmanager
     async def responder_of(name: str) -> AsyncIterator[Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -45,7 +46,6 @@ class Slot:
     done: anyio.Event = field(default_factory=anyio.Event)
     busy: int = 0
     used: int = 0
-    stopping: bool = False
     error: str | None = None
     sized: tuple[str, int] = ("", 0)  # (index version, bytes) last estimated
 
@@ -68,6 +68,7 @@ class Pool:
         self._slots: dict[str, Slot] = {}
         self._clock = 0
         self._group: TaskGroup | None = None
+        self._closing = False
         self.starts = self.stops = 0
 
     def pinned(self, name: str) -> bool:
@@ -85,6 +86,7 @@ class Pool:
                     (await self._acquire(name, wait=False)).busy -= 1  # its index loads while the server starts
                 yield
             finally:
+                self._closing = True
                 for slot in self._slots.values():
                     slot.stop.set()
         self._group = None
@@ -98,11 +100,11 @@ class Pool:
         finally:
             slot.busy -= 1
             if not slot.busy:
-                self._evict(keep="")  # what was kept for this request may go now
+                self._evict()  # what was kept for this request may go now
 
     def state(self) -> dict[str, object]:
         """What ``/ready`` says of the collections: which are loaded, and the memory they take."""
-        loaded = {n: s for n, s in self._slots.items() if s.app is not None and not s.stopping}
+        loaded = self._loaded()
         return {
             "loaded": sorted(loaded),
             "unloaded": sorted(set(self.settings) - set(loaded)),
@@ -124,7 +126,7 @@ class Pool:
     async def _acquire(self, name: str, wait: bool = True) -> Slot:
         while True:
             slot = self._slots.get(name)
-            if slot is not None and slot.stopping:
+            if slot is not None and slot.stop.is_set():
                 await slot.done.wait()
                 continue
             if slot is None:
@@ -162,7 +164,7 @@ class Pool:
         loading = getattr(slot.app.state, "loading", None)
         if wait and loading is not None:  # the first request waits for the index, up to a point (then /ready says)
             await asyncio.wait({loading}, timeout=self.load_wait)
-        self._evict(keep=name)
+        self._evict()  # the one just started is held by its request
 
     async def _run(self, name: str, slot: Slot, app: FastAPI, *, task_status: TaskStatus[FastAPI]) -> None:
         """One collection's lifespan, in a task of its own (entered and left by the same task)."""
@@ -182,24 +184,29 @@ class Pool:
             if self._slots.get(name) is slot:
                 del self._slots[name]
             slot.done.set()
-            await anyio.to_thread.run_sync(_give_back)
+            if not self._closing:  # unloaded to make room: its memory is for the next one
+                await anyio.to_thread.run_sync(_give_back)
             log.info("the collection %r is unloaded", name)
 
-    def _evict(self, keep: str) -> None:
+    def _evict(self) -> None:
         """Stop the least recently used collections while the loaded ones take more than the budget."""
         if not self.budget:
             return
-        live = {n: s for n, s in self._slots.items() if s.app is not None and not s.stopping}
+        live = self._loaded()
         total = sum(self._size(s) for s in live.values())
-        idle = sorted((s.used, n) for n, s in live.items() if n != keep and not s.busy and not self.pinned(n))
+        if total <= self.budget:
+            return
+        idle = sorted((s.used, n) for n, s in live.items() if not s.busy and not self.pinned(n))
         for _, name in idle:
             if total <= self.budget:
                 break
-            slot = live[name]
-            slot.stopping = True
             self.stops += 1
-            slot.stop.set()
-            total -= self._size(slot)
+            live[name].stop.set()
+            total -= self._size(live[name])
+
+    def _loaded(self) -> dict[str, Slot]:
+        """The collections started and not being stopped."""
+        return {n: s for n, s in self._slots.items() if s.app is not None and not s.stop.is_set()}
 
     def _size(self, slot: Slot) -> int:
         """The memory a loaded collection takes, estimated from its index version's folder."""
@@ -234,8 +241,13 @@ class Lazy:
 def _give_back() -> None:
     """Hand the memory an unloaded collection freed back to the system (glibc keeps it otherwise)."""
     gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, looked up once (finding the C library runs a program); None elsewhere."""
     name = ctypes.util.find_library("c")
-    if name:
-        trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
-        if trim is not None:
-            trim(0)
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
