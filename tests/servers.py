@@ -1,10 +1,8 @@
-"""Run an ASGI app with uvicorn on 127.0.0.1 and a free port, in a background thread; or a server's process,
-until it answers."""
+"""Run an ASGI app with uvicorn on 127.0.0.1 and a free port, in a background thread."""
 
 from __future__ import annotations
 
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -46,30 +44,6 @@ def running(app, *, ready_path: str | None = "/health", timeout: float = 60.0) -
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-
-
-@contextmanager
-def serving(command: list[str], health: str, ok=lambda r: r.status_code == 200, timeout: float = 60.0, **popen):
-    """``command`` run for the block, once ``health`` (a URL) answers as ``ok`` says; stopped after it."""
-    process = subprocess.Popen(command, **popen)
-
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"{command[0]} stopped at start (exit {process.returncode})")
-        try:
-            return ok(httpx.get(health, timeout=2))
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(healthy, timeout=timeout)
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def wait_until(check, timeout: float = 60.0, interval: float = 0.05):

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .servers import free_port, serving, wait_until
+from .servers import free_port, wait_until
 
 
 def postgres_bin() -> str | None:
@@ -158,10 +158,21 @@ def nginx(upstreams: list[str]) -> Iterator[str]:
         fh.write(NGINX.format(folder=folder))
     with open(os.path.join(folder, "faq-rag.conf"), "w") as fh:
         fh.write(example_site(upstreams, port))
-    command = [binary, "-c", conf, "-p", folder]
+    server = subprocess.Popen([binary, "-c", conf, "-p", folder], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        with serving(command, base + "/health", timeout=30, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
-            yield base
+        import httpx
+
+        wait_until(lambda: _up(httpx, base), timeout=30)
+        yield base
     finally:
+        server.terminate()
+        server.wait(timeout=10)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _up(httpx, base: str) -> bool:
+    try:
+        return httpx.get(base + "/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from .conftest import ROOT
-from .servers import free_port, serving, wait_until
+from .servers import free_port, wait_until
 
 PYTHON = ROOT / ".venv-synapse" / "bin" / "python"
 SHARED = "registration-shared-secret"
@@ -72,17 +72,28 @@ def synapse(folder: Path) -> Iterator[str]:
     config.write_text(_config(folder, port), encoding="utf-8")
     run = [str(PYTHON), "-m", "synapse.app.homeserver", "-c", str(config)]
     subprocess.run([*run, "--generate-keys"], check=True, capture_output=True, cwd=folder)
+    log = (folder / "synapse.log").open("wb")
+    process = subprocess.Popen(run, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
     base = f"http://127.0.0.1:{port}"
-    log = folder / "synapse.log"  # where to look when it stops at start
-    with (
-        log.open("wb") as out,
-        serving(run, base + "/health", _says_ok, 120, stdout=out, stderr=subprocess.STDOUT, cwd=folder),
-    ):
+    try:
+        wait_until(lambda: _healthy(base, process), timeout=120)
         yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
 
 
-def _says_ok(response: httpx.Response) -> bool:
-    return response.text == "OK"
+def _healthy(base: str, process: subprocess.Popen) -> bool:
+    if process.poll() is not None:
+        raise RuntimeError(f"Synapse stopped at start (exit {process.returncode}); see synapse.log")
+    try:
+        return httpx.get(base + "/health", timeout=1).text == "OK"
+    except httpx.HTTPError:
+        return False
 
 
 @dataclass

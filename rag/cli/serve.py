@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from rag.cli.common import IndexDir, app, build_with_progress, err, friendly, make_settings, publisher_for
+from rag.cli.common import IndexDir, app, build_with_progress, friendly, make_settings, publisher_for
 from rag.config import Settings
 from rag.config.collections import Collections
 from rag.publishing.publisher import Publisher
@@ -42,7 +42,6 @@ def _built(settings: Settings, build: bool) -> Publisher:
     read-only)."""
     publisher = publisher_for(settings)
     if build and publisher.needs_build():
-        err.print(f"building the index of « {settings.answer.faq_name} »", highlight=False)
         build_with_progress(publisher)
     return publisher
 
