@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.run import CNIL, OUT, machine
+from bench.common import CNIL, OUT, machine
 from rag.config import Settings
 from rag.corpus.sources import load_corpus
 from rag.publishing.publisher import Publisher

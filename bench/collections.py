@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.run import CNIL, OUT, free_port, machine, start, stop, with_collections
+from bench.common import CNIL, OUT, free_port, machine, start, stop, with_collections
 from rag.config import Settings
 from rag.evaluation.run import load_queries
 from rag.publishing.publisher import Publisher

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.common import CNIL, OUT, ROOT, free_port, machine, start, stop
 from bench.performance import WRK_SCRIPT, _load_queries, encoder_limit
-from bench.run import CNIL, OUT, ROOT, free_port, machine, start, stop
 
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 T975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}  # Student's t, 95 %

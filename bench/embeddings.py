@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.run import CNIL, OUT, ROOT, free_port, machine
+from bench.common import CNIL, OUT, ROOT, free_port, machine
 from rag.config import Settings
 from rag.corpus.sources import load_corpus
 from rag.embedders import encoder_threads

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.run import OUT, machine
+from bench.common import OUT, machine
 from rag.config import Settings
 from rag.publishing.publisher import Publisher
 from rag.query.service import QueryService

@@ -75,16 +75,7 @@ def simulate(
         running(create_app(settings, service), ready_path="/ready", timeout=300) as base,
         httpx.Client(base_url=base, timeout=60) as client,
     ):
-        declined = voted = 0
-        for row in asked:
-            answer = client.post("/ask", json={"query": row["query"]}).raise_for_status().json()
-            if owner[row["query"]] is None:
-                continue
-            if answer["abstained"]:
-                declined += 1
-            else:
-                client.post("/feedback", json={"answer_id": answer["answer_id"], "helpful": False}).raise_for_status()
-                voted += 1
+        declined, voted = _ask_and_vote(client, asked, owner)
         held_questions = [q for q, e in owner.items() if e is not None]
         measures.update(held_out_questions=len(held_questions), declined=declined, voted_not_useful=voted)
         report: dict[str, Any] = {}
@@ -99,23 +90,8 @@ def simulate(
             {"id": g["id"], "size": g["size"], "owners": dict(Counter(str(owner.get(q)) for q in g["questions"]))}
             for g in report["gaps"]
         ]
-        started, created = time.perf_counter(), {}
-        for gap in report["gaps"]:
-            owners = Counter(owner.get(q) for q in gap["questions"] if owner.get(q))
-            if not owners:
-                continue
-            entry = by_id[owners.most_common(1)[0][0]]
-            if entry["id"] in created:
-                body = {"action": "alternate", "entry_id": created[entry["id"]]}
-            else:
-                body = {
-                    "action": "new_entry",
-                    "question": entry["question"],
-                    "answer": entry["answer"],
-                    "url": entry.get("url"),
-                }
-            done = client.post(f"/admin/gaps/{gap['id']}/resolve", json=body, headers=ADMIN).raise_for_status().json()
-            created.setdefault(entry["id"], done["entry_id"])
+        started = time.perf_counter()
+        created = _resolve(client, report["gaps"], owner, by_id)
         measures["resolve_seconds"] = round(time.perf_counter() - started, 1)
         measures["resolved_entries"] = len(created)
         hits = 0
@@ -133,6 +109,46 @@ def simulate(
         )
     service.close()
     return measures
+
+
+def _ask_and_vote(client: httpx.Client, asked: list[dict[str, Any]], owner: dict[str, str | None]) -> tuple[int, int]:
+    """Every question asked; an answer to a held-out entry's question voted not useful. (declined, voted)."""
+    declined = voted = 0
+    for row in asked:
+        answer = client.post("/ask", json={"query": row["query"]}).raise_for_status().json()
+        if owner[row["query"]] is None:
+            continue
+        if answer["abstained"]:
+            declined += 1
+        else:
+            client.post("/feedback", json={"answer_id": answer["answer_id"], "helpful": False}).raise_for_status()
+            voted += 1
+    return declined, voted
+
+
+def _resolve(
+    client: httpx.Client, gaps: list[dict[str, Any]], owner: dict[str, str | None], by_id: dict[str, dict[str, Any]]
+) -> dict[str, str]:
+    """Each gap resolved with the held-out entry most of its questions belong to: a new entry the first time, an
+    alternate question of it after. Held-out entry id -> the new entry's id."""
+    created: dict[str, str] = {}
+    for gap in gaps:
+        owners = Counter(owner.get(q) for q in gap["questions"] if owner.get(q))
+        if not owners:
+            continue
+        entry = by_id[owners.most_common(1)[0][0]]
+        if entry["id"] in created:
+            body = {"action": "alternate", "entry_id": created[entry["id"]]}
+        else:
+            body = {
+                "action": "new_entry",
+                "question": entry["question"],
+                "answer": entry["answer"],
+                "url": entry.get("url"),
+            }
+        done = client.post(f"/admin/gaps/{gap['id']}/resolve", json=body, headers=ADMIN).raise_for_status().json()
+        created.setdefault(entry["id"], done["entry_id"])
+    return created
 
 
 def _baseline(questions: list[str], owner: dict[str, str | None]) -> float | None:

