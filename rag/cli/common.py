@@ -81,6 +81,13 @@ def make_settings(index_dir: Path | None = None, **extra: Any) -> Settings:
     return collections.settings[name]
 
 
+def every_collection(settings: Settings) -> dict[str | None, Settings]:
+    """Each collection's settings when the service serves several FAQs and ``--collection`` names none; else the
+    settings alone (under None)."""
+    collections = Collections.load(settings) if _chosen["collection"] is None else None
+    return dict(collections.settings) if collections is not None else {None: settings}
+
+
 def bar(stack: contextlib.ExitStack, label: str) -> Callable[[int, int], None]:
     """A progress callback whose bar appears with its first call: a source that fails to load leaves none."""
     columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

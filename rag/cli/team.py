@@ -6,16 +6,33 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from rag.cli.common import Db, IndexDir, JsonOut, app, console, emit, err, friendly, make_settings, store_at
+from rag.cli.common import (
+    Db,
+    IndexDir,
+    JsonOut,
+    app,
+    console,
+    emit,
+    err,
+    every_collection,
+    existing_store,
+    friendly,
+    make_settings,
+    store_at,
+)
+from rag.config import Settings
 from rag.errors import ConfigError
 from rag.publishing.publisher import Publisher
 from rag.query.service import QueryService
+
+if TYPE_CHECKING:
+    from rag.publishing.erasure import Erasure
 
 feedback_app = typer.Typer(help="Feedback given on the web page and the API.", no_args_is_help=True)
 app.add_typer(feedback_app, name="feedback")
@@ -195,8 +212,6 @@ def log_erase(
     (the golden eval file, curated questions, the index versions built with them: a new one is published)."""
     from datetime import UTC, datetime
 
-    from rag.publishing.erasure import Eraser
-
     if not (everything or before or containing):
         raise ConfigError("say what to erase: --all, --before YYYY-MM-DD or --containing TEXT")
     if containing is not None and not containing.strip():
@@ -207,18 +222,42 @@ def log_erase(
             at = datetime.strptime(before, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
         except ValueError:
             raise ConfigError(f"--before must be a day written YYYY-MM-DD, not {before!r}") from None
-    settings, store = make_settings(index_dir), store_at(db)
-    done = Eraser(settings, store, lambda: Publisher(QueryService(settings), store.curated.all)).erase(at, containing)
+    settings = make_settings(index_dir)
+    targets = {None: settings} if db is not None else every_collection(settings)
+    done = {name: _erase(own, at, containing, db, alone=name is None) for name, own in targets.items()}
     if as_json:
-        sys.stdout.write(json.dumps(done.as_dict()) + "\n")
+        found = {name: d.as_dict() for name, d in done.items() if d is not None}
+        sys.stdout.write(json.dumps(found.get(None, {}) if None in targets else {"collections": found}) + "\n")
         return
-    table = Table(title="Erased", title_justify="left")
-    table.add_column("where")
-    table.add_column("erased", justify="right")
-    for where, count in done.as_dict().items():
-        if where != "version":
-            table.add_row(where.replace("_", " "), str(len(count) if isinstance(count, list) else count))
-    console.print(table)
-    err.print(f"erased {done.answers} logged questions and the votes on them")
-    if done.version:
-        err.print(f"published version {done.version} without them")
+    for name, erased in done.items():
+        if erased is None:
+            err.print(f"the collection {name!r} has logged nothing yet", highlight=False)
+            continue
+        table = Table(title="Erased" + (f" ({name})" if name else ""), title_justify="left")
+        table.add_column("where")
+        table.add_column("erased", justify="right")
+        for where, count in erased.as_dict().items():
+            if where != "version":
+                table.add_row(where.replace("_", " "), str(len(count) if isinstance(count, list) else count))
+        console.print(table)
+        err.print(f"erased {erased.answers} logged questions and the votes on them", highlight=False)
+        if erased.version:
+            err.print(f"published version {erased.version} without them", highlight=False)
+
+
+def _erase(
+    settings: Settings, at: float | None, containing: str | None, db: Path | None, alone: bool
+) -> Erasure | None:
+    """One FAQ's erasure: the FAQ served ``alone`` (its store, or the one ``db`` names, which must exist), or one
+    collection of several (None when it has no store yet: it has logged nothing)."""
+    from rag.publishing.erasure import Eraser
+
+    store = store_at(db) if alone else existing_store(settings)
+    if store is None:
+        return None
+    try:
+        return Eraser(settings, store, lambda: Publisher(QueryService(settings), store.curated.all)).erase(
+            at, containing
+        )
+    finally:
+        store.close()

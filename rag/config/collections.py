@@ -107,6 +107,8 @@ def _settings(base: Settings, name: str, table: Any, folder: Path) -> Settings:
     home = base.index.index_dir.parent / "collections" / name
     changes = {**NOT_INHERITED, "faq_name": str(title), "sources": resolved, "index_dir": home / "built"}
     changes |= {"collections": None, "feedback_db": None}  # its own store, beside its own index
+    if base.http.database_url and not {"database_url", "database_schema"} & set(own):
+        changes["database_schema"] = f"{base.http.database_schema or 'rag'}_{name}"  # its own tables in a shared one
     try:
         return base.replace(**(changes | own))
     except Exception as exc:  # a setting the collection names that does not exist or does not fit

@@ -237,6 +237,12 @@ class HttpSettings(_Group):
     log_questions: bool = False
     feedback_db: Path | None = None
     database_url: str = Field("", description="postgresql://… to keep answers and feedback in PostgreSQL")
+    database_schema: str = Field(
+        "",
+        max_length=63,
+        description="the PostgreSQL schema of the store's tables, made when missing; default: the connection's own "
+        "(each collection of a shared database_url gets rag_<name>)",
+    )
     store_timeout: float = Field(1.0, gt=0, description="seconds a vote waits for the store before the spool")
     store_questions: bool = Field(True, description="keep the text of questions, answers and comments (false: counts)")
     retention_days: float = Field(90.0, gt=0, description="answers and votes older than this are erased")

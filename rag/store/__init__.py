@@ -50,7 +50,7 @@ def make_store(settings: Settings) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         from rag.store.postgres import PostgresDatabase
 
-        return Store(PostgresDatabase(url, timeout=settings.http.store_timeout))
+        return Store(PostgresDatabase(url, timeout=settings.http.store_timeout, schema=settings.http.database_schema))
     if url:
         raise ConfigError("RAG_DATABASE_URL must be a postgresql:// URL (leave it empty for the SQLite file)")
     return Store(SqliteDatabase(settings.feedback_path))

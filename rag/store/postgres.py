@@ -17,13 +17,14 @@ class PostgresDatabase(Database):
 
     The pool connects in the background: the service starts and answers without the database, and a call
     waits for a connection at most ``timeout`` seconds. The tables are made (or brought forward) once they can
-    be, under an advisory lock, so that replicas starting together on an empty database do not race."""
+    be, under an advisory lock, so that replicas starting together on an empty database do not race; in ``schema``
+    (made when missing) when one is named, so that several FAQs can share one database."""
 
     DAY = "to_char(to_timestamp({0}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
     LOCK = 7_210_463_118  # the advisory lock that serialises schema changes across replicas
 
-    def __init__(self, url: str, max_connections: int = 8, timeout: float = 1.0) -> None:
-        self.url, self.max_connections, self.timeout = url, max_connections, timeout
+    def __init__(self, url: str, max_connections: int = 8, timeout: float = 1.0, schema: str = "") -> None:
+        self.url, self.max_connections, self.timeout, self.schema = url, max_connections, timeout, schema
         self._pool: Any = None
         self._lock = threading.Lock()
         self._ready = threading.Event()
@@ -33,7 +34,8 @@ class PostgresDatabase(Database):
 
     @property
     def _where(self) -> str:
-        return re.sub(r"//[^@/]*@", "//", self.url)  # never the password
+        where = re.sub(r"//[^@/]*@", "//", self.url)  # never the password
+        return f"{where} (schema {self.schema})" if self.schema else where
 
     @property
     def ready(self) -> bool:
@@ -56,6 +58,7 @@ class PostgresDatabase(Database):
                     open=False,
                     name=f"rag-{os.getpid()}",
                     check=ConnectionPool.check_connection,
+                    configure=self._configure if self.schema else None,
                 )
                 self._pool.open(wait=False)
                 self.pools_opened += 1
@@ -63,9 +66,16 @@ class PostgresDatabase(Database):
         self._ready.wait(wait)
         return self
 
+    def _configure(self, db: Any) -> None:
+        """Each new connection looks for the tables in the store's schema first."""
+        from psycopg import sql
+
+        db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+
     def _prepare(self) -> None:
         """Make the tables once the database answers, retrying with a doubling wait."""
         import psycopg
+        from psycopg import sql
         from psycopg_pool import PoolTimeout
 
         wait = 0.5
@@ -73,6 +83,8 @@ class PostgresDatabase(Database):
             try:
                 with self._pool.connection(timeout=5) as db, db.transaction():
                     db.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK,))
+                    if self.schema:
+                        db.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
                     db.execute(SCHEMA.format(real="DOUBLE PRECISION"))
                     current = db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 1
                     upgrade(db.execute, current, "DOUBLE PRECISION")
