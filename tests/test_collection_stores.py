@@ -96,3 +96,21 @@ def test_an_erasure_reaches_every_collection_s_log(tmp_path: Path, tiny_settings
         store = sqlite_store(own.feedback_path).open()
         assert store.db.run("SELECT id FROM answers") == [(f"{name}-2",)]
         store.close()
+
+
+@pytest.mark.slow
+def test_a_schema_made_beforehand_needs_no_right_to_create_one(postgres_url: str, tiny_settings: Settings) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute("DROP SCHEMA IF EXISTS faq_given CASCADE")
+        db.execute("DROP ROLE IF EXISTS faq_app")
+        db.execute("CREATE ROLE faq_app LOGIN")
+        db.execute("REVOKE CREATE ON DATABASE postgres FROM PUBLIC")
+        db.execute("CREATE SCHEMA faq_given AUTHORIZATION faq_app")
+    url = postgres_url.replace("postgres@", "faq_app@", 1)
+    store = make_store(tiny_settings.replace(database_url=url, database_schema="faq_given")).open(wait=30)
+    try:
+        assert store.ready, store.db.last_error
+        store.answers.insert(answer_row("a1", _answer()))
+        assert store.answers.known("a1")
+    finally:
+        store.close()

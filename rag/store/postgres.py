@@ -83,8 +83,12 @@ class PostgresDatabase(Database):
             try:
                 with self._pool.connection(timeout=5) as db, db.transaction():
                     db.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK,))
-                    if self.schema:
-                        db.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+                    # made only when missing: a schema an administrator made needs no right to create one
+                    if (
+                        self.schema
+                        and not db.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)).fetchone()
+                    ):
+                        db.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
                     db.execute(SCHEMA.format(real="DOUBLE PRECISION"))
                     current = db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 1
                     upgrade(db.execute, current, "DOUBLE PRECISION")
