@@ -4,6 +4,7 @@ back with its index, its question log and its answer ids."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,9 +21,13 @@ from rag.errors import ApiError
 from rag.http import create_app
 from rag.http.collections import collections_app
 from rag.http.pool import Pool
+from rag.models import Answer, Citation
 from rag.query.service import QueryService
+from rag.store import sqlite_store
+from rag.store.answers import answer_row
 
 from .conftest import TINY_FAQ
+from .servers import wait_until
 from .test_collections import ACCESS, CNIL_FAQ, SOLDE, _jsonl, _ready
 
 NAMES = ["segur", "cnil", "other"]
@@ -71,6 +76,21 @@ def test_a_collection_is_loaded_by_its_first_request_and_unloaded_beyond_the_bud
         metrics = client.get("/metrics").text
         assert "rag_collections_loaded 2\n" in metrics and "rag_collection_starts_total 4\n" in metrics
         assert "rag_collection_stops_total 2\n" in metrics
+
+
+def test_what_an_unloaded_collection_keeps_is_still_erased_past_its_retention(three: Settings, hash_embedder) -> None:
+    collections = Collections.load(three)
+    store = sqlite_store(collections.settings["other"].feedback_path).open()
+    cited = [Citation(n=1, id="plainte")]
+    asked = Answer(query="une question", answer="a [1]", abstained=False, citations=cited, passages=[])
+    store.answers.insert(answer_row("old", asked, at=time.time() - 91 * 86400))  # past the 90 days kept
+    store.answers.insert(answer_row("recent", asked, at=time.time() - 86400))
+    app = collections_app(three, collections, create_app, hash_embedder)
+    with TestClient(app) as client:
+        wait_until(lambda: "rag_collections_purged_total 1\n" in client.get("/metrics").text)
+        assert store.db.run("SELECT id FROM answers") == [("recent",)]
+        assert "other" not in _loaded(client)  # purged at rest, not loaded for it
+    store.close()
 
 
 class Fake:

@@ -4,7 +4,8 @@ loaded ones take more than the memory budget (``RAG_COLLECTIONS_MEMORY``).
 A collection is kept loaded while it serves a request, while its index loads, and always when something must run
 without a request: the default collection, one with a Matrix bot or with a web sync interval. A collection is
 stopped as a whole (its jobs, its recorder's spool written, its store closed) and started again on its next
-request, from the version published last.
+request, from the version published last. What an unloaded collection keeps is still erased once past its
+retention: its store is purged as the server starts and every hour after.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from rag.config import Settings
 from rag.errors import ApiError
 from rag.indexing.versions import version_dir
 from rag.query.service import QueryService
+from rag.store import purge_at_rest
 
 log = logging.getLogger("rag.collections")
 MB = 1024 * 1024
 RESIDENT_PER_STORED = 2  # a loaded index takes about twice its folder's size (measured: 7–9 MB for 4.2 MB)
 APP_BYTES = MB  # an app's own objects, besides its index
+PURGE_EVERY = 3600.0  # seconds between purges of the unloaded collections' stores (as a recorder purges its own)
 
 
 @dataclass
@@ -69,7 +72,9 @@ class Pool:
         self._clock = 0
         self._group: TaskGroup | None = None
         self._closing = False
+        self._quit = anyio.Event()
         self.starts = self.stops = 0
+        self.purged = 0  # answers past their retention erased from unloaded collections
 
     def pinned(self, name: str) -> bool:
         """Whether a collection stays loaded: the default one, and one with work to do without requests."""
@@ -84,9 +89,11 @@ class Pool:
             try:
                 for name in filter(self.pinned, self.settings):
                     (await self._acquire(name, wait=False)).busy -= 1  # its index loads while the server starts
+                group.start_soon(self._housekeeping)
                 yield
             finally:
                 self._closing = True
+                self._quit.set()
                 for slot in self._slots.values():
                     slot.stop.set()
         self._group = None
@@ -120,6 +127,7 @@ class Pool:
             ("rag_collections_memory_bytes", "gauge", "memory the loaded collections take", state["memory_mb"] * MB),
             ("rag_collection_starts_total", "counter", "collections started (by a request, or at start)", self.starts),
             ("rag_collection_stops_total", "counter", "collections unloaded beyond the memory budget", self.stops),
+            ("rag_collections_purged_total", "counter", "answers past retention erased while unloaded", self.purged),
         ]
         return "".join(f"# HELP {n} {h}\n# TYPE {n} {t}\n{n} {v:g}\n" for n, t, h, v in lines)
 
@@ -203,6 +211,19 @@ class Pool:
             self.stops += 1
             live[name].stop.set()
             total -= self._size(live[name])
+
+    async def _housekeeping(self) -> None:
+        """Purge the stores of the collections not loaded (a loaded one's recorder purges its own), now and hourly."""
+        while not self._quit.is_set():
+            for name in [n for n in self.settings if n not in self._slots]:
+                if self._quit.is_set():
+                    return
+                try:
+                    self.purged += await anyio.to_thread.run_sync(purge_at_rest, self.settings[name])
+                except Exception as exc:  # a store that cannot be reached now is tried at the next round
+                    log.warning("could not purge the unloaded collection %r: %s", name, exc)
+            with anyio.move_on_after(PURGE_EVERY):
+                await self._quit.wait()
 
     def _loaded(self) -> dict[str, Slot]:
         """The collections started and not being stopped."""

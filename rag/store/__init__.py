@@ -56,6 +56,23 @@ def make_store(settings: Settings) -> Store:
     return Store(SqliteDatabase(settings.feedback_path))
 
 
+def purge_at_rest(settings: Settings, wait: float = 5.0) -> int:
+    """Forget what is older than the retention in the store of a FAQ no process of this server is serving (its
+    recorder, which does it hourly, is not running); how many answers. Nothing is made where nothing was kept."""
+    import time
+    from pathlib import Path
+
+    if not settings.http.database_url and not Path(settings.feedback_path).exists():
+        return 0
+    store = make_store(settings).open(wait=wait)
+    try:
+        if not store.ready:
+            return 0  # the database away: tried again at the next round
+        return store.purge(time.time() - settings.http.retention_days * 86400)
+    finally:
+        store.close()
+
+
 def sqlite_store(path) -> Store:
     """The store in one SQLite file."""
     return Store(SqliteDatabase(path))
