@@ -5,6 +5,7 @@ reaches every collection's."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import psycopg
@@ -15,7 +16,7 @@ from rag.cli import app as cli
 from rag.config import Settings
 from rag.config.collections import Collections
 from rag.models import Answer, Citation, Hit
-from rag.store import make_store, sqlite_store
+from rag.store import make_store, purge_at_rest, sqlite_store
 from rag.store.answers import answer_row
 
 URL = "postgresql://faq@db.internal/faq"
@@ -114,3 +115,21 @@ def test_a_schema_made_beforehand_needs_no_right_to_create_one(postgres_url: str
         assert store.answers.known("a1")
     finally:
         store.close()
+
+
+@pytest.mark.slow
+def test_an_unloaded_collection_s_schema_is_purged_and_none_is_made(postgres_url: str, tiny_settings: Settings) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        for schema in ("rag_kept", "rag_never"):
+            db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    kept, never = (
+        tiny_settings.replace(database_url=postgres_url, database_schema=s) for s in ("rag_kept", "rag_never")
+    )
+    store = make_store(kept).open(wait=30)
+    store.answers.insert(answer_row("old", _answer(), at=time.time() - 91 * 86400))
+    store.answers.insert(answer_row("recent", _answer()))
+    store.close()
+    assert purge_at_rest(kept) == 1 and purge_at_rest(never) == 0
+    with psycopg.connect(postgres_url) as db:
+        assert db.execute('SELECT id FROM "rag_kept".answers').fetchall() == [("recent",)]
+        assert db.execute("SELECT 1 FROM pg_namespace WHERE nspname = 'rag_never'").fetchone() is None

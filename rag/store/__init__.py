@@ -62,13 +62,19 @@ def purge_at_rest(settings: Settings, wait: float = 5.0) -> int:
     import time
     from pathlib import Path
 
-    if not settings.http.database_url and not Path(settings.feedback_path).exists():
+    http = settings.http
+    if http.database_url:
+        from rag.store.postgres import holds_answers
+
+        if not holds_answers(http.database_url, http.database_schema):
+            return 0  # nothing kept there yet (or the database away: tried again at the next round)
+    elif not Path(settings.feedback_path).exists():
         return 0
     store = make_store(settings).open(wait=wait)
     try:
         if not store.ready:
             return 0  # the database away: tried again at the next round
-        return store.purge(time.time() - settings.http.retention_days * 86400)
+        return store.purge(time.time() - http.retention_days * 86400)
     finally:
         store.close()
 
