@@ -15,9 +15,12 @@ from typer.testing import CliRunner
 from rag.cli import app as cli
 from rag.config import Settings
 from rag.config.collections import Collections
+from rag.errors import StoreUnavailable
 from rag.models import Answer, Citation, Hit
-from rag.store import make_store, purge_at_rest, sqlite_store
+from rag.store import existing_store, make_store, purge_at_rest, sqlite_store
 from rag.store.answers import answer_row
+
+from .servers import free_port
 
 URL = "postgresql://faq@db.internal/faq"
 
@@ -133,3 +136,9 @@ def test_an_unloaded_collection_s_schema_is_purged_and_none_is_made(postgres_url
     with psycopg.connect(postgres_url) as db:
         assert db.execute('SELECT id FROM "rag_kept".answers').fetchall() == [("recent",)]
         assert db.execute("SELECT 1 FROM pg_namespace WHERE nspname = 'rag_never'").fetchone() is None
+
+
+def test_a_store_that_cannot_be_reached_is_said_not_taken_for_an_empty_one(tiny_settings: Settings) -> None:
+    away = tiny_settings.replace(database_url=f"postgresql://faq@127.0.0.1:{free_port()}/faq")  # nothing listens
+    with pytest.raises(StoreUnavailable):
+        existing_store(away)  # an erasure must not skip it as if nothing had been kept

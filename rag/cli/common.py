@@ -21,7 +21,7 @@ from rag.errors import ConfigError, RagError
 from rag.indexing.manifest import CalibrationRecord
 from rag.publishing.publisher import Publisher
 from rag.query.service import QueryService
-from rag.store import Store, make_store, sqlite_store
+from rag.store import Store, existing_store, make_store, sqlite_store
 
 app = typer.Typer(help="Cited answers over FAQ corpora.", no_args_is_help=True, add_completion=False)
 console = Console()
@@ -116,13 +116,6 @@ def publisher_for(settings: Settings) -> Publisher:
             store.close()
 
     return Publisher(QueryService(settings), curation)
-
-
-def existing_store(settings: Settings) -> Store | None:
-    """The configured store when it exists (a command never creates one)."""
-    if settings.http.database_url:
-        return make_store(settings).open(wait=10)
-    return sqlite_store(settings.feedback_path).open() if Path(settings.feedback_path).exists() else None
 
 
 def store_at(db: Path | None) -> Store:

@@ -21,7 +21,6 @@ from rag.cli.common import (
     emit,
     err,
     every_collection,
-    existing_store,
     friendly,
     make_settings,
     store_at,
@@ -30,6 +29,7 @@ from rag.config import Settings
 from rag.errors import ConfigError
 from rag.publishing.publisher import Publisher
 from rag.query.service import QueryService
+from rag.store import existing_store
 
 if TYPE_CHECKING:
     from rag.publishing.erasure import Erasure

@@ -71,7 +71,6 @@ class Pool:
         self._slots: dict[str, Slot] = {}
         self._clock = 0
         self._group: TaskGroup | None = None
-        self._closing = False
         self._quit = anyio.Event()
         self.starts = self.stops = 0
         self.purged = 0  # answers past their retention erased from unloaded collections
@@ -92,7 +91,6 @@ class Pool:
                 group.start_soon(self._housekeeping)
                 yield
             finally:
-                self._closing = True
                 self._quit.set()
                 for slot in self._slots.values():
                     slot.stop.set()
@@ -192,7 +190,7 @@ class Pool:
             if self._slots.get(name) is slot:
                 del self._slots[name]
             slot.done.set()
-            if not self._closing:  # unloaded to make room: its memory is for the next one
+            if not self._quit.is_set():  # unloaded to make room: its memory is for the next one
                 await anyio.to_thread.run_sync(_give_back)
             log.info("the collection %r is unloaded", name)
 

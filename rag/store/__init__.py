@@ -6,6 +6,9 @@ removed first (:mod:`.privacy`)."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 from rag.config import Settings
 from rag.errors import ConfigError
 from rag.store.answers import Answers
@@ -56,25 +59,28 @@ def make_store(settings: Settings) -> Store:
     return Store(SqliteDatabase(settings.feedback_path))
 
 
-def purge_at_rest(settings: Settings, wait: float = 5.0) -> int:
-    """Forget what is older than the retention in the store of a FAQ no process of this server is serving (its
-    recorder, which does it hourly, is not running); how many answers. Nothing is made where nothing was kept."""
-    import time
-    from pathlib import Path
-
+def existing_store(settings: Settings, wait: float = 10.0) -> Store | None:
+    """The configured store, opened, when it has kept something; None when nothing was ever kept there (no SQLite
+    file, no answers table in PostgreSQL): nothing is made. :class:`StoreUnavailable` when it cannot be reached."""
     http = settings.http
     if http.database_url:
         from rag.store.postgres import holds_answers
 
         if not holds_answers(http.database_url, http.database_schema):
-            return 0  # nothing kept there yet (or the database away: tried again at the next round)
+            return None
     elif not Path(settings.feedback_path).exists():
+        return None
+    return make_store(settings).open(wait=wait)
+
+
+def purge_at_rest(settings: Settings, wait: float = 5.0) -> int:
+    """Forget what is older than the retention in the store of a FAQ no process of this server is serving (its
+    recorder, which does it hourly, is not running); how many answers."""
+    store = existing_store(settings, wait)
+    if store is None:
         return 0
-    store = make_store(settings).open(wait=wait)
     try:
-        if not store.ready:
-            return 0  # the database away: tried again at the next round
-        return store.purge(time.time() - http.retention_days * 86400)
+        return store.purge(time.time() - settings.http.retention_days * 86400)
     finally:
         store.close()
 

@@ -127,14 +127,15 @@ class PostgresDatabase(Database):
 
 def holds_answers(url: str, schema: str = "", timeout: float = 3.0) -> bool:
     """Whether the database (in ``schema``, else where the connection looks first) holds the answers table: a
-    store there kept something. False too when the database cannot be reached now."""
+    store there kept something. :class:`StoreUnavailable` when it cannot be reached."""
     import psycopg
 
-    try:
-        with psycopg.connect(url, connect_timeout=max(int(timeout), 1), autocommit=True) as db:
-            if schema:
-                query = "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = 'answers'"
-                return db.execute(query, (schema,)).fetchone() is not None
-            return db.execute("SELECT to_regclass('answers')").fetchone()[0] is not None
-    except (psycopg.Error, OSError):
-        return False
+    where = re.sub(r"//[^@/]*@", "//", url)
+    with (
+        unavailable(where, (psycopg.Error, OSError)),
+        psycopg.connect(url, connect_timeout=max(int(timeout), 1), autocommit=True) as db,
+    ):
+        if schema:
+            query = "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = 'answers'"
+            return db.execute(query, (schema,)).fetchone() is not None
+        return db.execute("SELECT to_regclass('answers')").fetchone()[0] is not None

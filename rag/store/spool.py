@@ -102,11 +102,10 @@ class Spool:
         files = self._rotated() + self._orphans()
         finished = False
         try:
-            for number, (handle, path) in enumerate(files):
+            for handle, path in files:
                 replayed, left, interrupted = self._replay_file(handle, path, apply)
                 done, kept = done + replayed, kept + left
                 if interrupted:
-                    kept += sum(_lines(p) for _, p in files[number + 1 :])
                     break
             finished = True
         finally:
@@ -224,15 +223,6 @@ def _age(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:
         return 0.0
-
-
-def _lines(path: Path) -> int:
-    """How many records a spool file holds (0 when it is gone)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return sum(1 for line in handle if line.strip())
-    except OSError:
-        return 0
 
 
 def _names(line: str, erased: Callable[[dict[str, Any]], bool]) -> bool:
